@@ -1,0 +1,22 @@
+"""Exceptions raised by simstd.
+
+Every error a user can cause derives from :class:`SimstdError`, so the CLI can
+print its message (which names the problem and the fix) without a traceback.
+"""
+from __future__ import annotations
+
+
+class SimstdError(ValueError):
+    """Bad input or state that the user can fix; the message says how."""
+
+
+class NotFittedError(SimstdError):
+    """A standardizer was used before ``fit`` (or for a pair it never saw)."""
+
+
+class FingerprintMismatchError(SimstdError):
+    """A standardizer fitted on one index was applied to another."""
+
+
+class CorruptFileError(SimstdError):
+    """An index, sidecar or standardizer file is missing or unreadable."""

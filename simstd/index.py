@@ -1,0 +1,433 @@
+"""MixedIndex: one searchable collection of several modalities, with exact
+standardized search at the cost of a raw FAISS search.
+
+Design. The standardization ``z = (s - mean[q, t]) / std[q, t]`` is, for a
+fixed query modality ``q``, a strictly increasing affine map of the raw
+cosine ``s`` within each target modality ``t``. So the top-k by ``z`` over the
+whole collection is contained in the union over ``t`` of the top-k by ``s``
+among the items of modality ``t``. MixedIndex therefore keeps one FAISS index
+(a *shard*, built from the same factory string) per modality: a search asks
+every shard for its raw top-k, maps the scores through that shard's affine
+map, and merges ``M * k`` candidates. For ``Flat`` shards the result equals
+brute force exactly, for every k; the number of distance computations is the
+same as one raw search over all items, so standardized search costs what a
+raw one does. Over-fetching from one mixed FAISS index would not be exact: its
+raw top-k can hold one modality only.
+
+Files, for ``save("db.faiss")``:
+``db.faiss``     the shards, written back to back in FAISS's own format, each an
+                 ``IndexIDMap`` from shard rows to global ids;
+``db.sqlite``    modality and JSON payload per id, plus index facts (metadata store);
+``db.standardizer.json``  the fitted :class:`~simstd.Standardizer`, if any.
+"""
+from __future__ import annotations
+
+import hashlib
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, Mapping, Sequence
+
+import faiss
+import numpy as np
+
+from .errors import CorruptFileError, NotFittedError, SimstdError
+from .fileio import atomic_path
+from .standardizer import Standardizer
+from .store import MetadataStore
+from .validation import as_embeddings, check_label, load_npy
+
+FORMAT_VERSION = 1
+
+
+def sidecar_paths(path: str | Path) -> dict[str, Path]:
+    """Paths of the files that make up the index saved at ``path``."""
+    path = Path(path)
+    stem = path.with_suffix("") if path.suffix == ".faiss" else path
+    return {
+        "faiss": path,
+        "sqlite": stem.with_name(stem.name + ".sqlite"),
+        "standardizer": stem.with_name(stem.name + ".standardizer.json"),
+    }
+
+
+@dataclass
+class SearchResult:
+    """Top-k of a batch of queries. Unpacks like FAISS: ``D, I = result``.
+
+    ``scores`` (D) are standardized scores (raw cosines if ``standardized`` is
+    False), ``ids`` (I) global ids, ``-1`` where fewer than k items exist;
+    ``raw_scores`` are cosines; ``modalities`` the label of each hit.
+    Metadata is fetched lazily by :meth:`hits`, so search stays as fast as FAISS.
+    """
+
+    scores: np.ndarray
+    ids: np.ndarray
+    raw_scores: np.ndarray
+    modalities: np.ndarray
+    query_modality: str
+    standardized: bool
+    store: MetadataStore | None = field(default=None, repr=False)
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        return iter((self.scores, self.ids))
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def hits(self, query: int = 0) -> list[dict]:
+        """Hits of one query as dicts: rank, id, modality, score, raw_score, metadata."""
+        ids = self.ids[query]
+        metadata = self.store.get(ids) if self.store is not None else {}
+        return [
+            {
+                "rank": rank,
+                "id": int(i),
+                "modality": str(self.modalities[query, rank - 1]),
+                "score": float(self.scores[query, rank - 1]),
+                "raw_score": float(self.raw_scores[query, rank - 1]),
+                "metadata": metadata.get(int(i), {}),
+            }
+            for rank, i in enumerate(ids.tolist(), start=1)
+            if i >= 0
+        ]
+
+
+class MixedIndex:
+    """FAISS vectors of several modalities, a modality label per id, and payloads.
+
+    Cosine similarity is the inner product of L2-normalised vectors; vectors
+    that are not normalised are normalised with a warning.
+    """
+
+    def __init__(self, dim: int, factory: str = "Flat", model: str | None = None) -> None:
+        if not isinstance(dim, (int, np.integer)) or dim < 1:
+            raise SimstdError(f"dim must be a positive integer, got {dim!r}")
+        self.dim = int(dim)
+        self.factory = factory
+        self.model = model
+        self.store = MetadataStore()
+        self.standardizer: Standardizer | None = None
+        self._shards: dict[str, faiss.IndexIDMap] = {}
+        self._ids: dict[str, np.ndarray] = {}
+        self._fingerprint = _digest(f"simstd:{FORMAT_VERSION}:{self.dim}:{factory}:{uuid.uuid4()}".encode())
+        self._check_factory()
+
+    def _check_factory(self) -> None:
+        try:
+            faiss.index_factory(self.dim, self.factory, faiss.METRIC_INNER_PRODUCT)
+        except RuntimeError as exc:
+            first = str(exc).strip().splitlines()[-1] if str(exc).strip() else str(exc)
+            raise SimstdError(
+                f"FAISS cannot build factory string {self.factory!r} for dimension {self.dim} ({first}); "
+                "use e.g. 'Flat', 'IVF1024,Flat', 'HNSW32' or 'IVF1024,SQfp16'"
+            ) from None
+
+    # ------------------------------------------------------------ construction
+    @classmethod
+    def from_arrays(
+        cls,
+        embeddings: np.ndarray | Mapping[str, np.ndarray],
+        modalities: Sequence[str] | None = None,
+        *,
+        factory: str = "Flat",
+        metadata: Mapping[str, Sequence[dict]] | Sequence[dict] | None = None,
+        model: str | None = None,
+    ) -> "MixedIndex":
+        """Build from ``{modality: (n, d) array}`` (ids follow the mapping's
+        order) or from one ``(n, d)`` array plus one modality label per row
+        (ids follow the rows)."""
+        if isinstance(embeddings, Mapping):
+            if modalities is not None:
+                raise SimstdError("pass modalities either as the mapping's keys or as labels, not both")
+            parts = list(embeddings.items())
+            metas = metadata or {}
+            if not isinstance(metas, Mapping):
+                raise SimstdError("with a mapping of embeddings, pass metadata as {modality: records}")
+            index = None
+            for label, arr in parts:
+                arr = as_embeddings(arr, f"embeddings for {label!r}")
+                if index is None:
+                    index = cls(arr.shape[1], factory, model)
+                index.add(arr, label, metas.get(label))
+            if index is None:
+                raise SimstdError("no embeddings given: pass at least one modality")
+            return index
+        arr = as_embeddings(embeddings, "embeddings")
+        if modalities is None or isinstance(modalities, str):
+            raise SimstdError("pass one modality label per row of embeddings (or a {modality: array} mapping)")
+        labels = np.asarray(modalities, dtype=object)
+        if labels.shape != (len(arr),):
+            raise SimstdError(f"got {labels.size} modality labels for {len(arr)} rows; pass one label per row")
+        if metadata is not None and len(metadata) != len(arr):
+            raise SimstdError(f"got {len(metadata)} metadata records for {len(arr)} rows; pass one per row")
+        index = cls(arr.shape[1], factory, model)
+        index._add_rows(arr, labels, metadata)
+        return index
+
+    @classmethod
+    def from_npy(cls, files: Mapping[str, str | Path], **kwargs: object) -> "MixedIndex":
+        """Build from ``{modality: path to .npy}``; ids follow the mapping's order."""
+        return cls.from_arrays({m: load_npy(p, f"embeddings for {m!r}") for m, p in files.items()}, **kwargs)
+
+    def add(self, vectors: np.ndarray, modality: str, metadata: Sequence[dict | None] | None = None) -> np.ndarray:
+        """Append vectors of one modality; returns their new global ids."""
+        check_label(modality)
+        vectors = as_embeddings(vectors, f"embeddings for {modality!r}", self.dim)
+        if metadata is not None and len(metadata) != len(vectors):
+            raise SimstdError(
+                f"got {len(metadata)} metadata records for {len(vectors)} {modality!r} vectors; "
+                "pass exactly one record per vector"
+            )
+        ids = np.arange(self.ntotal, self.ntotal + len(vectors), dtype=np.int64)
+        shard = self._shards.get(modality) or self._new_shard(modality, vectors)
+        shard.add_with_ids(vectors, ids)
+        self._shards[modality] = shard
+        self._ids[modality] = np.concatenate([self._ids.get(modality, np.empty(0, np.int64)), ids])
+        self.store.add(ids, modality, metadata)
+        h = hashlib.blake2b(self._fingerprint.encode(), digest_size=16)
+        h.update(modality.encode())
+        h.update(vectors.tobytes())
+        self._fingerprint = h.hexdigest()
+        return ids
+
+    def _add_rows(self, vectors: np.ndarray, labels: np.ndarray, metadata: Sequence[dict] | None) -> None:
+        # Ids follow rows even when modalities interleave: add runs of equal labels in order.
+        bounds = np.flatnonzero(labels[1:] != labels[:-1]) + 1
+        for start, stop in zip(np.r_[0, bounds], np.r_[bounds, len(labels)]):
+            self.add(vectors[start:stop], str(labels[start]), None if metadata is None else metadata[start:stop])
+
+    def _new_shard(self, modality: str, vectors: np.ndarray) -> faiss.IndexIDMap:
+        sub = faiss.index_factory(self.dim, self.factory, faiss.METRIC_INNER_PRODUCT)
+        if not sub.is_trained:
+            try:
+                sub.train(vectors)
+            except RuntimeError as exc:
+                msg = str(exc).strip().splitlines()[-1]
+                raise SimstdError(
+                    f"cannot train {self.factory!r} on the {len(vectors)} {modality!r} vectors ({msg}); "
+                    "each modality is trained on its own vectors: use a smaller nlist (about sqrt(n)) "
+                    "or 'Flat' for small collections"
+                ) from None
+        return faiss.IndexIDMap(sub)
+
+    # ------------------------------------------------------------------ facts
+    @property
+    def ntotal(self) -> int:
+        return sum(s.ntotal for s in self._shards.values())
+
+    @property
+    def modalities(self) -> list[str]:
+        """Modality labels in the order they were first added."""
+        return list(self._shards)
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return {m: int(s.ntotal) for m, s in self._shards.items()}
+
+    @property
+    def fingerprint(self) -> str:
+        """Changes whenever vectors are added; a fit records it to detect staleness."""
+        return self._fingerprint
+
+    @property
+    def shards(self) -> dict[str, faiss.Index]:
+        """The FAISS index of each modality (``IndexIDMap`` to global ids)."""
+        return dict(self._shards)
+
+    def set_search_params(self, params: str) -> None:
+        """Set FAISS search-time parameters on every shard, e.g. ``"nprobe=16"`` or ``"efSearch=128"``."""
+        space = faiss.ParameterSpace()
+        for shard in self._shards.values():
+            try:
+                space.set_index_parameters(shard.index, params)
+            except RuntimeError as exc:
+                raise SimstdError(f"invalid FAISS search parameters {params!r} for {self.factory!r} ({exc})") from None
+
+    def modality_of(self, ids: Sequence[int] | np.ndarray) -> np.ndarray:
+        """Modality label of each global id (raises for unknown ids)."""
+        ids = np.asarray(ids, dtype=np.int64)
+        out = np.empty(ids.shape, dtype=object)
+        found = np.zeros(ids.shape, dtype=bool)
+        for m, mids in self._ids.items():
+            pos = np.clip(np.searchsorted(mids, ids), 0, len(mids) - 1)
+            hit = mids[pos] == ids
+            out[hit] = m
+            found |= hit
+        if not found.all():
+            bad = int(ids[~found].ravel()[0])
+            raise SimstdError(f"id {bad} is not in the index (ids run from 0 to {self.ntotal - 1})")
+        return out
+
+    def reconstruct(self, ids: Sequence[int] | np.ndarray) -> np.ndarray:
+        """Stored vectors of the given global ids (as stored: lossy for PQ/SQ)."""
+        ids = np.asarray(ids, dtype=np.int64).ravel()
+        labels = self.modality_of(ids)
+        out = np.empty((len(ids), self.dim), dtype=np.float32)
+        for m in set(labels.tolist()):
+            sel = labels == m
+            rows = np.searchsorted(self._ids[m], ids[sel])
+            sub = self._shards[m].index
+            try:
+                out[sel] = sub.reconstruct_batch(rows)
+            except RuntimeError:
+                # IVF indexes need a direct map (row -> inverted list entry) to reconstruct.
+                faiss.extract_index_ivf(sub).make_direct_map()
+                out[sel] = sub.reconstruct_batch(rows)
+        return out
+
+    # ------------------------------------------------------------------ search
+    def search_modality(self, queries: np.ndarray, modality: str, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Raw FAISS ``(D, I)`` top-k among the items of one modality (global ids)."""
+        if modality not in self._shards:
+            raise SimstdError(f"unknown modality {modality!r}; the index holds {self.modalities}")
+        queries = as_embeddings(queries, "queries", self.dim)
+        return self._shards[modality].search(queries, min(k, self._shards[modality].ntotal))
+
+    def search(
+        self,
+        queries: np.ndarray,
+        query_modality: str,
+        k: int = 10,
+        *,
+        standardizer: Standardizer | None = None,
+        raw: bool = False,
+        targets: Sequence[str] | None = None,
+    ) -> SearchResult:
+        """Top-k over all (or the ``targets``) modalities by standardized score.
+
+        Uses ``standardizer``, else the one fitted and saved with the index;
+        ``raw=True`` ranks by raw cosine instead. Exact for ``Flat``.
+        """
+        queries = as_embeddings(queries, "queries", self.dim)
+        check_label(query_modality, "query modality")
+        if self.ntotal == 0:
+            raise SimstdError("the index is empty: add vectors before searching")
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise SimstdError(f"k must be a positive integer, got {k!r}")
+        names = list(targets) if targets is not None else self.modalities
+        for m in names:
+            if m not in self._shards:
+                raise SimstdError(f"unknown target modality {m!r}; the index holds {self.modalities}")
+        available = sum(self._shards[m].ntotal for m in names)
+        if k > available:
+            raise SimstdError(f"k={k} is larger than the {available} searchable items; use k <= {available}")
+        if not raw:
+            standardizer = standardizer or self.standardizer
+            if standardizer is None:
+                raise NotFittedError(
+                    "the index has no fitted standardizer: run `simstd fit --index ...` "
+                    "(Python: index.standardizer = Standardizer().fit(index)), or search with raw=True"
+                )
+            standardizer.check_index(self)
+            maps = [standardizer.affine(query_modality, m) for m in names]
+        parts_z, parts_s, parts_i, parts_m = [], [], [], []
+        for code, m in enumerate(names):
+            D, I = self._shards[m].search(queries, min(k, self._shards[m].ntotal))
+            Z = D if raw else (D - np.float32(maps[code][0])) / np.float32(maps[code][1])
+            Z = np.where(I >= 0, Z, -np.inf).astype(np.float32, copy=False)
+            parts_z.append(Z)
+            parts_s.append(D)
+            parts_i.append(I)
+            parts_m.append(np.full(I.shape, code, dtype=np.int16))
+        Z, S, I, C = (np.hstack(p) for p in (parts_z, parts_s, parts_i, parts_m))
+        if Z.shape[1] > k:
+            top = np.argpartition(-Z, k - 1, axis=1)[:, :k]
+            Z, S, I, C = (np.take_along_axis(a, top, axis=1) for a in (Z, S, I, C))
+        order = np.argsort(-Z, axis=1, kind="stable")
+        Z, S, I, C = (np.take_along_axis(a, order, axis=1) for a in (Z, S, I, C))
+        labels = np.asarray(names + [""], dtype=object)[np.where(I >= 0, C, len(names))]
+        return SearchResult(Z, I, S, labels, query_modality, not raw, self.store)
+
+    def search_like(self, ids: Sequence[int] | int, k: int = 10, **kwargs: object) -> SearchResult:
+        """Use indexed items as queries (their own modality); each item itself is left out."""
+        ids = np.atleast_1d(np.asarray(ids, dtype=np.int64))
+        labels = self.modality_of(ids)
+        if len(set(labels.tolist())) != 1:
+            raise SimstdError("search_like takes ids of one modality at a time")
+        if isinstance(k, (int, np.integer)) and k > self.ntotal - 1:
+            raise SimstdError(f"k={k} is larger than the {self.ntotal - 1} other items; use k <= {self.ntotal - 1}")
+        res = self.search(self.reconstruct(ids), str(labels[0]), k + 1, **kwargs)
+        keep = res.ids != ids[:, None]
+        # Drop the item itself, or the last hit where the item was not retrieved
+        # (approximate index, or exact duplicates ranked above it).
+        keep[keep.all(axis=1), -1] = False
+        pick = lambda a: a[keep].reshape(len(ids), k)  # noqa: E731
+        return SearchResult(
+            pick(res.scores), pick(res.ids), pick(res.raw_scores), pick(res.modalities),
+            res.query_modality, res.standardized, self.store,
+        )
+
+    # ------------------------------------------------------------- persistence
+    def save(self, path: str | Path) -> None:
+        """Write ``path`` (FAISS shards) and its SQLite sidecar, each atomically.
+
+        The fitted standardizer, if any, is written as a third sidecar.
+        """
+        paths = sidecar_paths(path)
+        self.store.set_info("format_version", FORMAT_VERSION)
+        self.store.set_info("dim", self.dim)
+        self.store.set_info("factory", self.factory)
+        self.store.set_info("model", self.model)
+        self.store.set_info("fingerprint", self._fingerprint)
+        self.store.set_info("shards", [[m, int(s.ntotal)] for m, s in self._shards.items()])
+        with atomic_path(paths["faiss"]) as tmp:
+            writer = faiss.FileIOWriter(str(tmp))
+            for shard in self._shards.values():
+                faiss.write_index(shard, writer)
+            del writer  # closes the file
+        self.store.save(paths["sqlite"])
+        if self.standardizer is not None:
+            self.standardizer.save(paths["standardizer"])
+
+    @classmethod
+    def load(cls, path: str | Path, *, load_standardizer: bool = True) -> "MixedIndex":
+        """Open an index saved with :meth:`save` (and its fitted standardizer, if present)."""
+        paths = sidecar_paths(path)
+        if not paths["faiss"].exists():
+            raise SimstdError(f"index file {paths['faiss']} does not exist; build it with `simstd build`")
+        store = MetadataStore.load(paths["sqlite"])
+        version = store.get_info("format_version")
+        layout = store.get_info("shards")
+        dim = store.get_info("dim")
+        if version != FORMAT_VERSION or not isinstance(layout, list) or not isinstance(dim, int):
+            raise CorruptFileError(
+                f"{paths['sqlite']} is not a simstd index sidecar of format version {FORMAT_VERSION}; "
+                "rebuild the index with `simstd build`"
+            )
+        index = cls.__new__(cls)
+        index.dim = dim
+        index.factory = store.get_info("factory")
+        index.model = store.get_info("model")
+        index.store = store
+        index.standardizer = None
+        index._fingerprint = store.get_info("fingerprint")
+        index._shards, index._ids = {}, {}
+        try:
+            reader = faiss.FileIOReader(str(paths["faiss"]))
+            for modality, count in layout:
+                shard = faiss.read_index(reader)
+                if not isinstance(shard, faiss.IndexIDMap) or shard.d != dim or shard.ntotal != count:
+                    raise RuntimeError(f"shard {modality!r} does not match the sidecar")
+                index._shards[modality] = shard
+                index._ids[modality] = faiss.vector_to_array(shard.id_map)
+            del reader
+        except RuntimeError as exc:
+            reason = str(exc).strip().splitlines()[-1][:200]
+            raise CorruptFileError(
+                f"index file {paths['faiss']} is corrupt or does not belong to {paths['sqlite']} ({reason}); "
+                "rebuild it with `simstd build`"
+            ) from None
+        if load_standardizer and paths["standardizer"].exists():
+            index.standardizer = Standardizer.load(paths["standardizer"])
+        return index
+
+    def __repr__(self) -> str:
+        counts = ", ".join(f"{m}={n}" for m, n in self.counts.items())
+        fitted = "fitted" if self.standardizer is not None else "not fitted"
+        return f"MixedIndex(dim={self.dim}, factory={self.factory!r}, {counts or 'empty'}, {fitted})"
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+

@@ -1,0 +1,393 @@
+"""Similarity standardization per (query modality, target modality) pair.
+
+Method: Yamashita, Shirafuji and Saito, "Bridging the Modality Gap by
+Similarity Standardization with Pseudo-Positive Samples" (2025). For every pair
+of query modality ``q`` and target modality ``t`` the mean and standard
+deviation of the scores of positive pairs are estimated; the positives are
+either pseudo positives (each pseudo query's top-1 neighbour among the items of
+modality ``t``) or labeled pairs. Every raw cosine ``s`` is then replaced by
+``z = (s - mean[q, t]) / std[q, t]``, which puts the scores of all target
+modalities on one scale so that a single merged ranking is meaningful.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterable, Sequence
+
+import numpy as np
+
+from .errors import CorruptFileError, NotFittedError, SimstdError
+from .fileio import write_json_atomic
+from .validation import check_label
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .index import MixedIndex
+
+FORMAT = "simstd.standardizer"
+FORMAT_VERSION = 1
+SOURCES = ("pseudo", "labeled")
+
+
+class Standardizer:
+    """Fit per-modality-pair score statistics and z-standardize raw scores.
+
+    Parameters
+    ----------
+    n_pseudo:
+        Pseudo positives per pseudo query and target modality: the top
+        ``n_pseudo`` neighbours. The paper uses 1.
+    source:
+        ``"pseudo"`` (default) mines pseudo-positive pairs with FAISS;
+        ``"labeled"`` uses gold pairs passed to :meth:`fit` as ``positives``.
+    sample:
+        Number of pseudo queries per query modality drawn (without
+        replacement) when the pseudo queries are the indexed items themselves;
+        ``None`` uses every item. Fitting a 10M-item index needs only a sample.
+    seed:
+        Seed of that sample.
+
+    Fitted attributes
+    -----------------
+    modalities_ : list of str, the labels indexing the arrays below
+    n_ : (M, M) int64, number of positive scores per (query, target) modality
+    mean_, var_, std_ : (M, M) float64, their mean, variance (ddof=0), std
+    dim_, model_, index_fingerprint_ : what the fit was made on (may be None)
+    """
+
+    def __init__(
+        self,
+        n_pseudo: int = 1,
+        source: str = "pseudo",
+        sample: int | None = 10_000,
+        seed: int = 0,
+    ) -> None:
+        self.n_pseudo = n_pseudo
+        self.source = source
+        self.sample = sample
+        self.seed = seed
+
+    # ------------------------------------------------------------------ fitting
+    def _check_params(self) -> None:
+        if not isinstance(self.n_pseudo, (int, np.integer)) or self.n_pseudo < 1:
+            raise SimstdError(f"n_pseudo must be a positive integer, got {self.n_pseudo!r}")
+        if self.source not in SOURCES:
+            raise SimstdError(f"source must be one of {SOURCES}, got {self.source!r}")
+        if self.sample is not None and (not isinstance(self.sample, (int, np.integer)) or self.sample < 1):
+            raise SimstdError(f"sample must be a positive integer or None, got {self.sample!r}")
+
+    def fit(
+        self,
+        X: "MixedIndex | np.ndarray",
+        modalities: Sequence[str] | None = None,
+        *,
+        queries: np.ndarray | None = None,
+        query_modalities: Sequence[str] | str | None = None,
+        positives: np.ndarray | None = None,
+    ) -> "Standardizer":
+        """Fit from an index (or embeddings plus their modality labels).
+
+        With ``source="pseudo"``, pseudo queries are ``queries`` (a query log,
+        with ``query_modalities``) or, when none are given, a sample of the
+        indexed items themselves (each item's own match excluded).
+
+        With ``source="labeled"``, ``positives`` is an ``(P, 2)`` int array of
+        gold pairs ``(query row, target id)``: rows of ``queries`` when given,
+        else ids of the index for both sides.
+        """
+        from .index import MixedIndex
+        from .mining import labeled_pair_scores, mine_pseudo_positives
+
+        self._check_params()
+        if isinstance(X, MixedIndex):
+            if modalities is not None:
+                raise SimstdError("modalities are stored in the index; do not pass them with a MixedIndex")
+            index = X
+        else:
+            if modalities is None:
+                raise SimstdError("fit(embeddings, modalities): pass one modality label per row")
+            index = MixedIndex.from_arrays(X, modalities, factory="Flat")
+        if self.source == "pseudo":
+            if positives is not None:
+                raise SimstdError('positives are gold pairs: use them with Standardizer(source="labeled")')
+            qm, tm, scores = mine_pseudo_positives(
+                index, queries, query_modalities, k=int(self.n_pseudo), sample=self.sample, seed=self.seed
+            )
+        else:
+            if positives is None:
+                raise SimstdError('source="labeled" needs positives: an (P, 2) array of (query, target id) pairs')
+            qm, tm, scores = labeled_pair_scores(index, positives, queries, query_modalities)
+        self.fit_scores(qm, tm, scores)
+        self.dim_ = index.dim
+        self.model_ = index.model
+        self.index_fingerprint_ = index.fingerprint
+        return self
+
+    def fit_scores(
+        self,
+        query_modalities: Sequence[str] | str,
+        target_modalities: Sequence[str] | str,
+        scores: Iterable[float] | np.ndarray,
+    ) -> "Standardizer":
+        """Fit from positive-pair scores a user already has (any search engine).
+
+        ``scores[i]`` is the similarity of a positive pair whose query has
+        modality ``query_modalities[i]`` and whose target has modality
+        ``target_modalities[i]`` (a single label is broadcast).
+        """
+        scores = np.asarray(scores, dtype=np.float64).ravel()
+        if scores.size == 0:
+            raise SimstdError("no scores to fit: pass at least one positive-pair score per modality pair")
+        if not np.isfinite(scores).all():
+            raise SimstdError("scores contain NaN or inf; drop those pairs before fitting")
+        qm = _broadcast_labels(query_modalities, scores.size, "query_modalities")
+        tm = _broadcast_labels(target_modalities, scores.size, "target_modalities")
+        labels, codes = np.unique(np.concatenate([qm, tm]), return_inverse=True)
+        for label in labels:
+            check_label(str(label))
+        m = len(labels)
+        pair = codes[: scores.size] * m + codes[scores.size :]
+        n = np.bincount(pair, minlength=m * m)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = np.bincount(pair, weights=scores, minlength=m * m) / n
+            # Two-pass variance: exact, unlike E[s^2] - E[s]^2.
+            m2 = np.bincount(pair, weights=(scores - mean[pair]) ** 2, minlength=m * m)
+        self._set_stats([str(x) for x in labels], n.reshape(m, m), mean.reshape(m, m), m2.reshape(m, m))
+        self.dim_ = None
+        self.model_ = None
+        self.index_fingerprint_ = None
+        return self
+
+    def _set_stats(self, labels: list[str], n: np.ndarray, mean: np.ndarray, m2: np.ndarray) -> None:
+        n = np.asarray(n, dtype=np.int64)
+        seen = n > 0
+        self.modalities_ = list(labels)
+        self.n_ = n
+        self.mean_ = np.where(seen, mean, np.nan)
+        self.var_ = np.where(seen, np.divide(m2, n, out=np.zeros_like(m2, dtype=np.float64), where=seen), np.nan)
+        self.std_ = np.sqrt(self.var_)
+
+    # ---------------------------------------------------------------- applying
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "n_"):
+            raise NotFittedError(
+                "this Standardizer is not fitted yet: call fit(index) or fit_scores(...) "
+                "(CLI: simstd fit --index db.faiss) before transforming scores"
+            )
+
+    def _code(self, label: str) -> int:
+        try:
+            return self.modalities_.index(label)
+        except ValueError:
+            raise NotFittedError(
+                f"modality {label!r} was not seen when fitting (fitted modalities: {self.modalities_}); "
+                "refit on data that includes it"
+            ) from None
+
+    def affine(self, query_modality: str, target_modality: str) -> tuple[float, float]:
+        """Return ``(mean, std)`` of a pair, raising if it cannot standardize."""
+        self._check_fitted()
+        q, t = self._code(query_modality), self._code(target_modality)
+        n, std = int(self.n_[q, t]), float(self.std_[q, t])
+        if n == 0:
+            raise NotFittedError(
+                f"no positive pairs were fitted for queries of modality {query_modality!r} against "
+                f"targets of modality {target_modality!r}; fit with pseudo queries of that modality "
+                "(e.g. --queries with --query-modality, or the indexed items themselves)"
+            )
+        if not std > 0:
+            raise NotFittedError(
+                f"pair ({query_modality!r}, {target_modality!r}) has zero variance from {n} score(s); "
+                "fit on more pseudo queries (n >= 2 with distinct scores)"
+            )
+        return float(self.mean_[q, t]), std
+
+    def transform(
+        self,
+        scores: np.ndarray,
+        query_modality: str | Sequence[str],
+        target_modalities: str | Sequence[str] | np.ndarray,
+    ) -> np.ndarray:
+        """Return ``(scores - mean[q, t]) / std[q, t]`` elementwise.
+
+        ``scores`` is one query's scores ``(k,)`` or a batch ``(nq, k)``;
+        ``query_modality`` is one label or one per query; ``target_modalities``
+        is one label or an array of labels broadcastable to ``scores``.
+        Pure: the standardizer is not modified.
+        """
+        self._check_fitted()
+        scores = np.asarray(scores, dtype=np.float64)
+        qlab, qinv = np.unique(np.asarray(query_modality, dtype=object).astype(str), return_inverse=True)
+        tlab, tinv = np.unique(np.asarray(target_modalities, dtype=object).astype(str), return_inverse=True)
+        qshape = np.shape(query_modality)
+        tshape = np.shape(target_modalities)
+        mean = np.empty((len(qlab), len(tlab)))
+        std = np.empty((len(qlab), len(tlab)))
+        for i, q in enumerate(qlab):
+            for j, t in enumerate(tlab):
+                mean[i, j], std[i, j] = self.affine(str(q), str(t))
+        qi = qinv.reshape(qshape)
+        if qi.ndim == 1 and scores.ndim == 2:
+            qi = qi[:, None]  # one label per query row
+        ti = tinv.reshape(tshape)
+        try:
+            qi, ti, _ = np.broadcast_arrays(qi, ti, scores)
+        except ValueError:
+            raise SimstdError(
+                f"cannot align scores of shape {scores.shape} with query modalities of shape {qshape} "
+                f"and target modalities of shape {tshape}"
+            ) from None
+        return (scores - mean[qi, ti]) / std[qi, ti]
+
+    # ----------------------------------------------------------------- merging
+    def merge(self, other: "Standardizer") -> "Standardizer":
+        """Pool two fits exactly (Chan, Golub and LeVeque's parallel variance).
+
+        Fitting on shards and merging gives the statistics of one fit on the
+        whole, up to float rounding. Returns a new Standardizer.
+        """
+        self._check_fitted()
+        other._check_fitted()
+        labels = sorted(set(self.modalities_) | set(other.modalities_))
+        m = len(labels)
+        n = np.zeros((m, m), dtype=np.int64)
+        mean = np.zeros((m, m))
+        m2 = np.zeros((m, m))
+        for part in (self, other):
+            idx = np.array([labels.index(x) for x in part.modalities_])
+            pn = np.zeros((m, m), dtype=np.int64)
+            pmean = np.zeros((m, m))
+            pm2 = np.zeros((m, m))
+            pn[np.ix_(idx, idx)] = part.n_
+            pmean[np.ix_(idx, idx)] = np.nan_to_num(part.mean_)
+            pm2[np.ix_(idx, idx)] = np.nan_to_num(part.var_) * part.n_
+            total = n + pn
+            with np.errstate(invalid="ignore", divide="ignore"):
+                delta = pmean - mean
+                w = np.where(total > 0, pn / np.maximum(total, 1), 0.0)
+                mean = mean + delta * w
+                m2 = m2 + pm2 + delta**2 * np.where(total > 0, n * pn / np.maximum(total, 1), 0.0)
+            n = total
+        merged = Standardizer(self.n_pseudo, self.source, self.sample, self.seed)
+        merged._set_stats(labels, n, mean, m2)
+        same = lambda a: a if getattr(self, a) == getattr(other, a) else None  # noqa: E731
+        merged.dim_ = same("dim_")
+        merged.model_ = same("model_")
+        merged.index_fingerprint_ = same("index_fingerprint_")
+        return merged
+
+    # ------------------------------------------------------------------ checks
+    def check_index(self, index: "MixedIndex", path: str | Path | None = None) -> None:
+        """Raise if this fit was made on another index than ``index``."""
+        self._check_fitted()
+        where = f" ({path})" if path else ""
+        if self.dim_ is not None and self.dim_ != index.dim:
+            raise SimstdError(
+                f"standardizer{where} was fitted on dimension {self.dim_}, the index has {index.dim}; "
+                "refit it on this index (simstd fit --index ...)"
+            )
+        if self.index_fingerprint_ is not None and self.index_fingerprint_ != index.fingerprint:
+            from .errors import FingerprintMismatchError
+
+            raise FingerprintMismatchError(
+                f"standardizer{where} was fitted on a different index (fingerprint "
+                f"{self.index_fingerprint_[:12]}, this index {index.fingerprint[:12]}): the index was rebuilt "
+                "or items were added since; refit with `simstd fit --index ...` or Standardizer().fit(index)"
+            )
+
+    def table(self) -> list[dict]:
+        """The fitted statistics as one row per (query, target) modality pair."""
+        self._check_fitted()
+        rows = []
+        for i, q in enumerate(self.modalities_):
+            for j, t in enumerate(self.modalities_):
+                if self.n_[i, j] > 0:
+                    rows.append(
+                        {
+                            "query_modality": q,
+                            "target_modality": t,
+                            "n": int(self.n_[i, j]),
+                            "mean": float(self.mean_[i, j]),
+                            "std": float(self.std_[i, j]),
+                            "var": float(self.var_[i, j]),
+                        }
+                    )
+        return rows
+
+    # ------------------------------------------------------------- persistence
+    def to_dict(self) -> dict:
+        self._check_fitted()
+        return {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "metric": "cosine",
+            "dim": self.dim_,
+            "model": self.model_,
+            "index_fingerprint": self.index_fingerprint_,
+            "settings": {
+                "n_pseudo": int(self.n_pseudo),
+                "source": self.source,
+                "sample": None if self.sample is None else int(self.sample),
+                "seed": int(self.seed),
+            },
+            "modalities": list(self.modalities_),
+            "pairs": self.table(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict, source: str = "<dict>") -> "Standardizer":
+        fix = "refit with `simstd fit` to rewrite it"
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            raise CorruptFileError(f"{source} is not a simstd standardizer file; {fix}")
+        if data.get("format_version") != FORMAT_VERSION:
+            raise CorruptFileError(
+                f"{source} has format version {data.get('format_version')!r}, this simstd reads "
+                f"version {FORMAT_VERSION}; {fix}"
+            )
+        try:
+            std = cls(**data["settings"])
+            labels = [check_label(x) for x in data["modalities"]]
+            m = len(labels)
+            n = np.zeros((m, m), dtype=np.int64)
+            mean = np.zeros((m, m))
+            m2 = np.zeros((m, m))
+            for row in data["pairs"]:
+                i, j = labels.index(row["query_modality"]), labels.index(row["target_modality"])
+                n[i, j] = int(row["n"])
+                mean[i, j] = float(row["mean"])
+                m2[i, j] = float(row["var"]) * n[i, j]
+            std._set_stats(labels, n, mean, m2)
+            std.dim_ = data.get("dim")
+            std.model_ = data.get("model")
+            std.index_fingerprint_ = data.get("index_fingerprint")
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CorruptFileError(f"{source} is malformed ({exc!r}); {fix}") from None
+        return std
+
+    def save(self, path: str | Path) -> None:
+        """Write the fit as a small human-readable JSON file (atomically)."""
+        write_json_atomic(path, self.to_dict())
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Standardizer":
+        path = Path(path)
+        if not path.exists():
+            raise CorruptFileError(f"standardizer file {path} does not exist; run `simstd fit` to create it")
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise CorruptFileError(f"cannot read standardizer {path} ({exc}); refit with `simstd fit`") from None
+        return cls.from_dict(data, str(path))
+
+    def __repr__(self) -> str:
+        state = f", modalities={self.modalities_}" if hasattr(self, "n_") else ", unfitted"
+        return f"Standardizer(n_pseudo={self.n_pseudo}, source={self.source!r}, sample={self.sample}{state})"
+
+
+def _broadcast_labels(labels: Sequence[str] | str, size: int, name: str) -> np.ndarray:
+    if isinstance(labels, str):
+        return np.full(size, labels, dtype=object)
+    arr = np.asarray(labels, dtype=object).ravel()
+    if arr.size != size:
+        raise SimstdError(f"{name} has {arr.size} labels for {size} scores; pass one label per score")
+    return arr
