@@ -1,0 +1,194 @@
+import json
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from simstd import MixedIndex, Standardizer
+from simstd.errors import CorruptFileError, FingerprintMismatchError, NotFittedError, SimstdError
+
+from conftest import unit_rows
+
+
+def random_scores(seed: int, n: int = 200):
+    rng = np.random.default_rng(seed)
+    qm = rng.choice(["text", "image", "audio"], size=n)
+    tm = rng.choice(["text", "image"], size=n)
+    scores = rng.normal(0.3, 0.1, size=n) + (qm == tm) * 0.5
+    return qm, tm, scores
+
+
+def test_fit_scores_matches_numpy_per_pair():
+    qm, tm, s = random_scores(0)
+    std = Standardizer().fit_scores(qm, tm, s)
+    assert std.modalities_ == ["audio", "image", "text"]
+    for i, q in enumerate(std.modalities_):
+        for j, t in enumerate(std.modalities_):
+            sel = (qm == q) & (tm == t)
+            assert std.n_[i, j] == sel.sum()
+            if sel.any():
+                assert std.mean_[i, j] == pytest.approx(s[sel].mean(), rel=1e-12)
+                assert std.std_[i, j] == pytest.approx(s[sel].std(), rel=1e-12)
+            else:
+                assert np.isnan(std.mean_[i, j])
+
+
+def test_transform_single_query_and_batch():
+    std = Standardizer().fit_scores(["text", "text", "text", "text"], ["text", "text", "image", "image"],
+                                    [0.8, 0.6, 0.3, 0.1])
+    # text->text: mean 0.7, std 0.1; text->image: mean 0.2, std 0.1
+    z = std.transform([0.9, 0.4], "text", ["text", "image"])
+    np.testing.assert_allclose(z, [2.0, 2.0])
+    batch = std.transform([[0.9, 0.4], [0.7, 0.2]], "text", ["text", "image"])
+    np.testing.assert_allclose(batch, [[2.0, 2.0], [0.0, 0.0]])
+    per_element = std.transform([[0.9, 0.4]], "text", [["image", "text"]])
+    np.testing.assert_allclose(per_element, [[7.0, -3.0]])
+
+
+def test_transform_one_query_modality_per_row():
+    std = Standardizer().fit_scores(["a", "a", "b", "b"], ["x", "x", "x", "x"], [0.0, 2.0, 10.0, 14.0])
+    z = std.transform([[1.0], [12.0]], ["a", "b"], "x")
+    np.testing.assert_allclose(z, [[0.0], [0.0]])
+
+
+def test_transform_before_fit_names_the_fix():
+    with pytest.raises(NotFittedError, match="not fitted"):
+        Standardizer().transform([0.1], "text", "image")
+
+
+def test_unknown_modality_and_unseen_pair_and_zero_variance():
+    std = Standardizer().fit_scores(["text", "text", "image"], ["image", "image", "image"], [0.1, 0.3, 0.5])
+    with pytest.raises(NotFittedError, match="'video' was not seen"):
+        std.transform([0.1], "video", "image")
+    with pytest.raises(NotFittedError, match="no positive pairs were fitted"):
+        std.transform([0.1], "image", "text")
+    with pytest.raises(NotFittedError, match="zero variance"):
+        std.transform([0.1], "image", "image")
+
+
+def test_fit_scores_rejects_bad_input():
+    with pytest.raises(SimstdError, match="no scores"):
+        Standardizer().fit_scores("text", "image", [])
+    with pytest.raises(SimstdError, match="NaN"):
+        Standardizer().fit_scores("text", "image", [0.1, np.nan])
+    with pytest.raises(SimstdError, match="one label per score"):
+        Standardizer().fit_scores(["text"], "image", [0.1, 0.2])
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 10_000), cut=st.floats(0.05, 0.95))
+def test_merge_of_two_halves_equals_one_fit(seed, cut):
+    qm, tm, s = random_scores(seed, n=120)
+    k = int(len(s) * cut)
+    whole = Standardizer().fit_scores(qm, tm, s)
+    merged = Standardizer().fit_scores(qm[:k], tm[:k], s[:k]).merge(Standardizer().fit_scores(qm[k:], tm[k:], s[k:]))
+    assert merged.modalities_ == whole.modalities_
+    np.testing.assert_array_equal(merged.n_, whole.n_)
+    np.testing.assert_allclose(merged.mean_, whole.mean_, rtol=1e-10, equal_nan=True)
+    np.testing.assert_allclose(merged.var_, whole.var_, rtol=1e-9, atol=1e-15, equal_nan=True)
+
+
+def test_merge_with_disjoint_modalities_keeps_both():
+    a = Standardizer().fit_scores("text", "image", [0.1, 0.3])
+    b = Standardizer().fit_scores("video", "text", [0.5, 0.9])
+    m = a.merge(b)
+    assert m.modalities_ == ["image", "text", "video"]
+    assert m.affine("text", "image") == pytest.approx((0.2, 0.1))
+    assert m.affine("video", "text") == pytest.approx((0.7, 0.2))
+
+
+def test_save_load_round_trip_is_exact(tmp_path):
+    qm, tm, s = random_scores(3)
+    std = Standardizer(n_pseudo=2, sample=77, seed=5).fit_scores(qm, tm, s)
+    std.save(tmp_path / "s.json")
+    data = json.loads((tmp_path / "s.json").read_text())
+    assert data["format_version"] == 1 and data["metric"] == "cosine"
+    back = Standardizer.load(tmp_path / "s.json")
+    assert (back.n_pseudo, back.sample, back.seed) == (2, 77, 5)
+    np.testing.assert_array_equal(back.n_, std.n_)
+    np.testing.assert_array_equal(back.mean_, std.mean_)
+    np.testing.assert_array_equal(back.std_, std.std_)
+
+
+@pytest.mark.parametrize(
+    "content, match",
+    [("{not json", "cannot read"), ('{"format": "other"}', "not a simstd standardizer"),
+     ('{"format": "simstd.standardizer", "format_version": 99}', "format version 99"),
+     ('{"format": "simstd.standardizer", "format_version": 1, "settings": {}}', "malformed")],
+)
+def test_load_rejects_corrupt_files(tmp_path, content, match):
+    path = tmp_path / "s.json"
+    path.write_text(content)
+    with pytest.raises(CorruptFileError, match=match):
+        Standardizer.load(path)
+    with pytest.raises(CorruptFileError, match="does not exist"):
+        Standardizer.load(tmp_path / "missing.json")
+
+
+def mixed_index(seed=0, n_text=60, n_image=50, dim=16):
+    rng = np.random.default_rng(seed)
+    return MixedIndex.from_arrays({"text": unit_rows(rng, n_text, dim, 3.0), "image": unit_rows(rng, n_image, dim, -3.0)})
+
+
+def test_self_mined_fit_equals_brute_force_top1_excluding_self():
+    index = mixed_index()
+    std = Standardizer(sample=None).fit(index)
+    X = {m: index.reconstruct(index._ids[m]) for m in index.modalities}
+    for q in index.modalities:
+        for t in index.modalities:
+            S = X[q].astype(np.float64) @ X[t].T.astype(np.float64)
+            if q == t:
+                np.fill_diagonal(S, -np.inf)  # an item is not its own pseudo positive
+            top1 = S.max(axis=1)
+            mean, sd = std.affine(q, t)
+            assert mean == pytest.approx(top1.mean(), abs=1e-6)
+            assert sd == pytest.approx(top1.std(), abs=1e-6)
+
+
+def test_top_k_pseudo_positives_and_sample_size():
+    index = mixed_index()
+    std = Standardizer(n_pseudo=3, sample=20, seed=1).fit(index)
+    assert std.n_.tolist() == [[60, 60], [60, 60]]  # 20 sampled queries x top-3
+    again = Standardizer(n_pseudo=3, sample=20, seed=1).fit(index)
+    np.testing.assert_array_equal(std.mean_, again.mean_)
+
+
+def test_fit_from_query_log_fits_only_its_modality():
+    index = mixed_index()
+    queries = unit_rows(np.random.default_rng(9), 30, 16, 3.0)
+    std = Standardizer().fit(index, queries=queries, query_modalities="text")
+    assert std.modalities_ == ["image", "text"]
+    assert std.n_.tolist() == [[0, 0], [30, 30]]
+    with pytest.raises(NotFittedError, match="no positive pairs"):
+        std.affine("image", "text")
+
+
+def test_labeled_source_uses_gold_pair_scores():
+    index = mixed_index()
+    pairs = np.array([[0, 60], [1, 61], [2, 62]])  # text id -> image id
+    std = Standardizer(source="labeled").fit(index, positives=pairs)
+    X = index.reconstruct(np.arange(index.ntotal))
+    gold = np.einsum("ij,ij->i", X[pairs[:, 0]], X[pairs[:, 1]])
+    assert std.affine("text", "image") == pytest.approx((gold.mean(), gold.std()))
+    with pytest.raises(SimstdError, match="needs positives"):
+        Standardizer(source="labeled").fit(index)
+
+
+def test_fit_on_arrays_and_fingerprint_check():
+    index = mixed_index()
+    std = Standardizer().fit(index)
+    std.check_index(index)
+    index.add(unit_rows(np.random.default_rng(2), 3, 16), "text")
+    with pytest.raises(FingerprintMismatchError, match="refit"):
+        std.check_index(index)
+    X = np.vstack([unit_rows(np.random.default_rng(0), 10, 8), unit_rows(np.random.default_rng(1), 10, 8, 2.0)])
+    from_arrays = Standardizer().fit(X, ["a"] * 10 + ["b"] * 10)
+    assert from_arrays.n_.tolist() == [[10, 10], [10, 10]] and from_arrays.dim_ == 8
+
+
+def test_bad_settings_are_named():
+    with pytest.raises(SimstdError, match="n_pseudo"):
+        Standardizer(n_pseudo=0).fit(mixed_index())
+    with pytest.raises(SimstdError, match="source"):
+        Standardizer(source="oracle").fit(mixed_index())
