@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Iterable, Sequence
 
 import numpy as np
 
-from .errors import CorruptFileError, NotFittedError, SimstdError
+from .errors import CorruptFileError, FingerprintMismatchError, NotFittedError, SimstdError
 from .fileio import write_json_atomic
 from .validation import check_label
 
@@ -287,8 +287,6 @@ class Standardizer:
                 "refit it on this index (simstd fit --index ...)"
             )
         if self.index_fingerprint_ is not None and self.index_fingerprint_ != index.fingerprint:
-            from .errors import FingerprintMismatchError
-
             raise FingerprintMismatchError(
                 f"standardizer{where} was fitted on a different index (fingerprint "
                 f"{self.index_fingerprint_[:12]}, this index {index.fingerprint[:12]}): the index was rebuilt "
