@@ -1,0 +1,745 @@
+"""Label-free uncertainty for standardized mixed-modality search.
+
+A confidence for every result, a confidence per query and an optional
+uncertainty rerank, fitted without labels and without training (after the
+idea of VACSR, Wei et al., 2026: a similarity is a distribution, not a point,
+and ambiguous pairs deserve a high variance). The model (docs/uncertainty.md):
+
+* For each (query modality ``a``, target modality ``t``) two Gaussians of the
+  raw cosine ``s``: the *pseudo-positive* one ``N(mu_p, sigma_p)``, the very
+  statistics the :class:`~simstd.Standardizer` fitted (each pseudo query's
+  top-1 neighbour in ``t``), and the *background* one ``N(mu_b, sigma_b)`` of
+  all (pseudo query, item) cosines, computed exactly from the sample's mean
+  vectors and second-moment matrices.
+* Their likelihood ratio ``LR(s) = N(s; mu_p, sigma_p) / N(s; mu_b, sigma_b)``
+  made monotone (clamped at the vertex of the log-ratio parabola), so a higher
+  cosine never lowers the evidence and, per FAISS shard, the top-k by ``LR``
+  is the top-k by cosine.
+* A hubness prior: an item that is the (standardized, merged) top-1 of ``h``
+  of the sampled pseudo queries of modality ``a`` gets prior weight
+  ``1 / (1 + h)`` -- under a roughly one-to-one matching it can be the true
+  match of only a few of the queries it attracts; ``1 + h`` is the posterior
+  mean of its attraction rate under a Gamma(1, 1) prior, so a small pseudo
+  query sample gives a weak prior rather than a noisy one.
+* A posterior over the candidates of a query, normalised over the retrieved
+  candidates *and* the unretrieved tail of every shard (``n_tail`` items whose
+  cosine is below the shard's last retrieved one, ``c``; their expected ratio
+  under the background has the closed form ``F_p(c) / F_b(c)``)::
+
+      p_j = w_j LR(s_j) / (sum_i w_i LR(s_i) + sum_t n_tail_t E_b[LR | s < c_t])
+
+  The per-result uncertainty is ``u_j = -ln p_j`` (nats), the per-query
+  confidence the ``p`` of the rank-1 result. The optional rerank orders by
+  ``z_j - weight * u_j``: standardized score minus weighted uncertainty.
+
+``p`` is a posterior share under a model fitted without labels, not a
+calibrated probability: on the real feature files it ranks queries by
+difficulty well but its scale is off (docs/uncertainty.md reports the ECE).
+:func:`fit_platt` calibrates it when gold labels are available.
+
+The second half of the module holds the analysis used to measure all this:
+uncertainty deciles with Recall@1 and Pearson r, expected calibration error,
+reliability diagrams, and the mixed-protocol benchmark behind
+``python -m simstd.uncertainty``.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Mapping, Sequence
+
+import numpy as np
+from scipy.special import log_ndtr
+
+from .errors import CorruptFileError, FingerprintMismatchError, NotFittedError, SimstdError
+from .fileio import write_json_atomic
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .index import MixedIndex
+    from .standardizer import Standardizer
+
+FORMAT = "simstd.uncertainty"
+FORMAT_VERSION = 1
+RERANKS = ("none", "uncertainty")
+
+
+class UncertaintyModel:
+    """Fit the label-free score distributions and hub counts; score search results.
+
+    Parameters
+    ----------
+    sample:
+        Pseudo queries (and background items) per modality, drawn without
+        replacement with ``seed``; ``None`` uses every indexed item.
+    seed:
+        Seed of that sample.
+    hubness:
+        Use the hubness prior ``1 / (1 + h)`` (see the module docstring).
+    depth:
+        Candidates per shard that a search scores (at least its k): the
+        posterior's normaliser sums them exactly and models only the rest as a
+        tail, and the rerank reorders them. With 20 the top-1 confidence is
+        on average within 0.01 of the posterior over all items on the real
+        feature files (CLIP, ConVIRT, VideoCLIP).
+
+    Fitted attributes
+    -----------------
+    modalities_ : labels indexing the arrays below
+    pos_mean_, pos_std_ : (M, M) pseudo-positive cosine Gaussians (from the standardizer)
+    bg_mean_, bg_std_ : (M, M) background cosine Gaussians
+    hubs_ : {query modality: (sorted item ids, win counts, number of pseudo queries)}
+    index_fingerprint_ : the index the fit belongs to
+    """
+
+    def __init__(self, sample: int | None = 10_000, seed: int = 0, hubness: bool = True, depth: int = 20) -> None:
+        self.sample = sample
+        self.seed = seed
+        self.hubness = hubness
+        self.depth = depth
+
+    # ------------------------------------------------------------------ fitting
+    def fit(self, index: "MixedIndex", standardizer: "Standardizer | None" = None) -> "UncertaintyModel":
+        """Fit on ``index`` with its fitted standardizer (or ``standardizer``)."""
+        if self.sample is not None and (isinstance(self.sample, bool) or not isinstance(self.sample, (int, np.integer))
+                                        or self.sample < 1):
+            raise SimstdError(f"sample must be a positive integer or None, got {self.sample!r}")
+        if isinstance(self.depth, bool) or not isinstance(self.depth, (int, np.integer)) or self.depth < 1:
+            raise SimstdError(f"depth must be a positive integer, got {self.depth!r}")
+        std = standardizer if standardizer is not None else index.standardizer
+        if std is None:
+            raise NotFittedError(
+                "the uncertainty model needs a fitted standardizer: fit one first "
+                "(simstd fit --index ...; Python: index.standardizer = Standardizer().fit(index))"
+            )
+        std.check_index(index)
+        if index.ntotal == 0:
+            raise SimstdError("the index is empty: add vectors before fitting")
+        labels = list(index.modalities)
+        m = len(labels)
+        rng = np.random.default_rng(self.seed)
+        ids, vecs = {}, {}
+        for label in labels:
+            all_ids = index._ids[label]
+            pick = all_ids
+            if self.sample is not None and self.sample < len(all_ids):
+                pick = np.sort(rng.choice(all_ids, size=int(self.sample), replace=False))
+            ids[label] = pick
+            vecs[label] = index.reconstruct(pick)
+        pos_mean, pos_std = np.full((m, m), np.nan), np.full((m, m), np.nan)
+        for i, a in enumerate(labels):
+            for j, t in enumerate(labels):
+                try:
+                    pos_mean[i, j], pos_std[i, j] = std.affine(a, t)
+                except NotFittedError:
+                    pass
+        bg_mean, bg_std = background_moments([vecs[x].astype(np.float64) for x in labels])
+        self.modalities_ = labels
+        self.pos_mean_, self.pos_std_ = pos_mean, pos_std
+        self.bg_mean_, self.bg_std_ = bg_mean, bg_std
+        none = np.empty(0, np.int64)
+        self.hubs_ = {a: _hub_counts(index, std, a, vecs[a], ids[a], labels) if self.hubness
+                      else (none, none, len(ids[a])) for a in labels}
+        self.index_fingerprint_ = index.fingerprint
+        self.dim_ = index.dim
+        return self
+
+    # ---------------------------------------------------------------- scoring
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "pos_mean_"):
+            raise NotFittedError(
+                "this UncertaintyModel is not fitted yet: call fit(index) "
+                "(CLI: simstd fit --uncertainty --index db.faiss)"
+            )
+
+    def check_index(self, index: "MixedIndex") -> None:
+        """Raise if this fit was made on another index than ``index``."""
+        self._check_fitted()
+        if self.index_fingerprint_ is not None and self.index_fingerprint_ != index.fingerprint:
+            raise FingerprintMismatchError(
+                f"the uncertainty model was fitted on a different index (fingerprint "
+                f"{self.index_fingerprint_[:12]}, this index {index.fingerprint[:12]}); refit it with "
+                "`simstd fit --uncertainty --index ...` or UncertaintyModel().fit(index)"
+            )
+
+    def pair(self, query_modality: str, target_modality: str) -> tuple[float, float, float, float]:
+        """``(mu_p, sigma_p, mu_b, sigma_b)`` of a modality pair, raising if it was not fitted."""
+        self._check_fitted()
+        try:
+            i, j = self.modalities_.index(query_modality), self.modalities_.index(target_modality)
+        except ValueError:
+            raise NotFittedError(
+                f"modality pair ({query_modality!r}, {target_modality!r}) was not seen when fitting the "
+                f"uncertainty model (fitted modalities: {self.modalities_}); refit it"
+            ) from None
+        params = (self.pos_mean_[i, j], self.pos_std_[i, j], self.bg_mean_[i, j], self.bg_std_[i, j])
+        if not all(np.isfinite(params)) or not (params[1] > 0 and params[3] > 0):
+            raise NotFittedError(
+                f"the uncertainty model has no score distributions for queries of modality {query_modality!r} "
+                f"against targets of modality {target_modality!r} (too few items); refit on more data"
+            )
+        return tuple(float(x) for x in params)  # type: ignore[return-value]
+
+    def log_lr(self, scores: np.ndarray, query_modality: str, target_modality: str) -> np.ndarray:
+        """Monotone log likelihood ratio ``ln LR(s)`` of raw cosines (see the module docstring)."""
+        return monotone_log_lr(scores, *self.pair(query_modality, target_modality))
+
+    def log_tail_mean(self, cutoff: np.ndarray, query_modality: str, target_modality: str) -> np.ndarray:
+        """``ln E_b[LR(s) | s < cutoff]``: the mean ratio of an unretrieved item."""
+        return log_tail_mean(cutoff, *self.pair(query_modality, target_modality))
+
+    def hub_counts(self, ids: np.ndarray, query_modality: str) -> np.ndarray:
+        """How many sampled pseudo queries of ``query_modality`` had each id as top-1 (0 for unseen ids)."""
+        self._check_fitted()
+        ids = np.asarray(ids, dtype=np.int64)
+        hub_ids, counts, _ = self.hubs_.get(query_modality, (np.empty(0, np.int64), np.empty(0, np.int64), 0))
+        if len(hub_ids) == 0:
+            return np.zeros(ids.shape, dtype=np.int64)
+        pos = np.clip(np.searchsorted(hub_ids, ids), 0, len(hub_ids) - 1)
+        return np.where(hub_ids[pos] == ids, counts[pos], 0)
+
+    def uncertainty(
+        self,
+        raw: np.ndarray,
+        ids: np.ndarray,
+        codes: np.ndarray,
+        names: Sequence[str],
+        query_modality: str,
+        sizes: Sequence[int],
+    ) -> np.ndarray:
+        """``u = -ln p`` for every candidate of a batch of queries.
+
+        ``raw`` and ``ids`` are ``(nq, C)`` cosines and global ids of the
+        candidates (``-1`` = missing), column ``c`` taken from the shard
+        ``names[codes[c]]`` holding ``sizes[codes[c]]`` items. The candidates of
+        a shard must be its top cosines: the others form its tail. Missing
+        candidates get ``u = inf``.
+        """
+        self._check_fitted()
+        raw = np.asarray(raw, dtype=np.float64)
+        ids = np.asarray(ids, dtype=np.int64)
+        codes = np.asarray(codes)
+        logits = np.full(raw.shape, -np.inf)
+        tails = np.full((raw.shape[0], len(names)), -np.inf)
+        for code, name in enumerate(names):
+            cols = codes == code
+            if not cols.any():
+                continue
+            s, valid = raw[:, cols], ids[:, cols] >= 0
+            logit = self.log_lr(s, query_modality, name)
+            if self.hubness:
+                logit = logit - np.log1p(self.hub_counts(ids[:, cols], query_modality))
+            logits[:, cols] = np.where(valid, logit, -np.inf)
+            n_tail = int(sizes[code]) - valid.sum(axis=1)
+            cutoff = np.where(valid, s, np.inf).min(axis=1)
+            with np.errstate(divide="ignore"):
+                tails[:, code] = np.where(
+                    n_tail > 0, np.log(np.maximum(n_tail, 1)) + self.log_tail_mean(cutoff, query_modality, name),
+                    -np.inf,
+                )
+        return surprisal(logits, tails)
+
+    # ------------------------------------------------------------- persistence
+    def table(self) -> list[dict]:
+        """The fitted distributions as one row per (query, target) modality pair."""
+        self._check_fitted()
+        rows = []
+        for i, q in enumerate(self.modalities_):
+            for j, t in enumerate(self.modalities_):
+                values = [self.pos_mean_[i, j], self.pos_std_[i, j], self.bg_mean_[i, j], self.bg_std_[i, j]]
+                rows.append({"query_modality": q, "target_modality": t,
+                             **{k: (float(v) if np.isfinite(v) else None)
+                                for k, v in zip(("pos_mean", "pos_std", "bg_mean", "bg_std"), values)}})
+        return rows
+
+    def to_dict(self) -> dict:
+        self._check_fitted()
+        return {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "dim": self.dim_,
+            "index_fingerprint": self.index_fingerprint_,
+            "settings": {"sample": None if self.sample is None else int(self.sample), "seed": int(self.seed),
+                         "hubness": bool(self.hubness), "depth": int(self.depth)},
+            "modalities": list(self.modalities_),
+            "pairs": self.table(),
+            "hubs": {m: {"n_queries": int(n), "ids": hid.tolist(), "counts": cnt.tolist()}
+                     for m, (hid, cnt, n) in self.hubs_.items()},
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict, source: str = "<dict>") -> "UncertaintyModel":
+        fix = "refit with `simstd fit --uncertainty` to rewrite it"
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            raise CorruptFileError(f"{source} is not a simstd uncertainty file; {fix}")
+        if data.get("format_version") != FORMAT_VERSION:
+            raise CorruptFileError(f"{source} has format version {data.get('format_version')!r}, this simstd "
+                                   f"reads version {FORMAT_VERSION}; {fix}")
+        try:
+            model = cls(**data["settings"])
+            labels = [str(x) for x in data["modalities"]]
+            m = len(labels)
+            arrays = {k: np.full((m, m), np.nan) for k in ("pos_mean", "pos_std", "bg_mean", "bg_std")}
+            for row in data["pairs"]:
+                i, j = labels.index(row["query_modality"]), labels.index(row["target_modality"])
+                for key, arr in arrays.items():
+                    arr[i, j] = np.nan if row[key] is None else float(row[key])
+            model.modalities_ = labels
+            model.pos_mean_, model.pos_std_ = arrays["pos_mean"], arrays["pos_std"]
+            model.bg_mean_, model.bg_std_ = arrays["bg_mean"], arrays["bg_std"]
+            model.hubs_ = {str(k): (np.asarray(v["ids"], dtype=np.int64), np.asarray(v["counts"], dtype=np.int64),
+                                    int(v["n_queries"])) for k, v in data["hubs"].items()}
+            model.index_fingerprint_ = data.get("index_fingerprint")
+            model.dim_ = data.get("dim")
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CorruptFileError(f"{source} is malformed ({exc!r}); {fix}") from None
+        return model
+
+    def save(self, path: str | Path) -> None:
+        """Write the fit as a JSON file (atomically)."""
+        write_json_atomic(path, self.to_dict())
+
+    @classmethod
+    def load(cls, path: str | Path) -> "UncertaintyModel":
+        path = Path(path)
+        if not path.exists():
+            raise CorruptFileError(f"uncertainty file {path} does not exist; run `simstd fit --uncertainty`")
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise CorruptFileError(f"cannot read uncertainty model {path} ({exc}); refit it") from None
+        return cls.from_dict(data, str(path))
+
+    def __repr__(self) -> str:
+        state = f", modalities={self.modalities_}" if hasattr(self, "pos_mean_") else ", unfitted"
+        return (f"UncertaintyModel(sample={self.sample}, seed={self.seed}, hubness={self.hubness}, "
+                f"depth={self.depth}{state})")
+
+
+# ------------------------------------------------------------------- formulas
+def background_moments(samples: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and std (ddof=0) of the cosines between every pair of samples, ``(M, M)`` each.
+
+    Exact over all pairs ``(x in samples[a], y in samples[t])``, ``x != y``
+    when ``a == t``, from the sums ``S = sum x`` and Gram matrices
+    ``G = X^T X``: ``E[x.y] = S_a.S_t / (n_a n_t)`` and
+    ``E[(x.y)^2] = <G_a, G_t>_F / (n_a n_t)`` (for ``a == t`` the ``n`` self
+    pairs are subtracted: ``(|S|^2 - sum |x|^2)`` and ``(|G|_F^2 - sum |x|^4)``
+    over ``n (n - 1)``).
+    """
+    sums = [x.sum(axis=0) for x in samples]
+    grams = [x.T @ x for x in samples]
+    sq = [np.einsum("ij,ij->i", x, x) for x in samples]
+    m = len(samples)
+    mean, std = np.full((m, m), np.nan), np.full((m, m), np.nan)
+    for a in range(m):
+        for t in range(m):
+            na, nt = len(samples[a]), len(samples[t])
+            if a == t:
+                pairs = na * (na - 1)
+                if pairs == 0:
+                    continue
+                first = (sums[a] @ sums[a] - sq[a].sum()) / pairs
+                second = (np.sum(grams[a] * grams[a]) - np.sum(sq[a] ** 2)) / pairs
+            else:
+                first = sums[a] @ sums[t] / (na * nt)
+                second = np.sum(grams[a] * grams[t]) / (na * nt)
+            mean[a, t] = first
+            std[a, t] = np.sqrt(max(second - first**2, 0.0))
+    return mean, std
+
+
+def lr_vertex(mu_p: float, sigma_p: float, mu_b: float, sigma_b: float) -> float:
+    """The cosine where ``ln LR`` (a parabola when ``sigma_p != sigma_b``) has its extremum."""
+    if sigma_p == sigma_b:
+        return np.inf
+    return (mu_p * sigma_b**2 - mu_b * sigma_p**2) / (sigma_b**2 - sigma_p**2)
+
+
+def _raw_log_lr(s: np.ndarray, mu_p: float, sigma_p: float, mu_b: float, sigma_b: float) -> np.ndarray:
+    return np.log(sigma_b / sigma_p) - 0.5 * ((s - mu_p) / sigma_p) ** 2 + 0.5 * ((s - mu_b) / sigma_b) ** 2
+
+
+def monotone_log_lr(s: np.ndarray, mu_p: float, sigma_p: float, mu_b: float, sigma_b: float) -> np.ndarray:
+    """``ln N(s; mu_p, sigma_p) - ln N(s; mu_b, sigma_b)``, clamped to be non-decreasing in ``s``.
+
+    With ``sigma_p < sigma_b`` the log ratio is a concave parabola: above its
+    vertex ``s_v`` it would fall, so ``s`` is capped at ``s_v``. With
+    ``sigma_p > sigma_b`` it is convex: below ``s_v`` it would rise, so ``s``
+    is floored at ``s_v``. (Assumes ``mu_p > mu_b``: top-1 scores exceed the
+    average score.)
+    """
+    s = np.asarray(s, dtype=np.float64)
+    v = lr_vertex(mu_p, sigma_p, mu_b, sigma_b)
+    if sigma_p < sigma_b:
+        s = np.minimum(s, v)
+    elif sigma_p > sigma_b:
+        s = np.maximum(s, v)
+    return _raw_log_lr(s, mu_p, sigma_p, mu_b, sigma_b)
+
+
+def _log_diff(log_hi: np.ndarray, log_lo: np.ndarray) -> np.ndarray:
+    """``ln(exp(log_hi) - exp(log_lo))`` for ``log_hi >= log_lo``."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return log_hi + np.log(-np.expm1(np.minimum(log_lo - log_hi, 0.0)))
+
+
+def log_tail_mean(cutoff: np.ndarray, mu_p: float, sigma_p: float, mu_b: float, sigma_b: float) -> np.ndarray:
+    """``ln E_b[LR~(s) | s < c]`` for the monotone ratio ``LR~`` and background ``N(mu_b, sigma_b)``.
+
+    Where ``LR~ = LR`` the integral ``int f_b LR ds = int f_p ds`` is a
+    pseudo-positive probability; where ``LR~`` is clamped it is
+    ``LR(s_v)`` times a background probability. Without clamping the result is
+    ``ln F_p(c) - ln F_b(c)``; ``c = inf`` gives the mean over the whole shard.
+    """
+    c = np.asarray(cutoff, dtype=np.float64)
+    v = lr_vertex(mu_p, sigma_p, mu_b, sigma_b)
+    zp = lambda x: (x - mu_p) / sigma_p  # noqa: E731
+    zb = lambda x: (x - mu_b) / sigma_b  # noqa: E731
+    log_fb_c = log_ndtr(zb(c))
+    if sigma_p == sigma_b:
+        return log_ndtr(zp(c)) - log_fb_c
+    log_lr_v = float(_raw_log_lr(np.float64(v), mu_p, sigma_p, mu_b, sigma_b))
+    if sigma_p < sigma_b:  # LR~ = LR below v, LR(v) above
+        below = log_ndtr(zp(np.minimum(c, v)))
+        # F_b(c) - F_b(v) as survival functions, accurate in the upper tail
+        above = _log_diff(log_ndtr(-zb(np.float64(v))), log_ndtr(-zb(np.maximum(c, v))))
+        total = np.where(c > v, np.logaddexp(below, log_lr_v + above), below)
+    else:  # LR~ = LR(v) below v, LR above
+        below = log_lr_v + log_ndtr(zb(np.minimum(c, v)))
+        above = _log_diff(log_ndtr(zp(np.maximum(c, v))), log_ndtr(zp(np.float64(v))))
+        total = np.where(c > v, np.logaddexp(below, above), below)
+    return total - log_fb_c
+
+
+def surprisal(logits: np.ndarray, extra: np.ndarray | None = None) -> np.ndarray:
+    """``-ln softmax(logits)`` over each row of ``logits`` together with ``extra``
+    (more terms of the normaliser, e.g. unretrieved tails), accurate for the
+    largest term: its value is ``log1p(sum of the others / it)`` with no
+    cancellation, so a near-certain result keeps a meaningful tiny ``u``.
+    """
+    logits = np.asarray(logits, dtype=np.float64)
+    parts = logits if extra is None else np.concatenate([logits, np.asarray(extra, dtype=np.float64)], axis=1)
+    top = parts.max(axis=1, keepdims=True)
+    top = np.where(np.isfinite(top), top, 0.0)
+    with np.errstate(invalid="ignore", over="ignore"):
+        e = np.exp(parts - top)
+        first = np.argmax(parts, axis=1)
+        e[np.arange(len(e)), first] = 0.0
+        rest = np.log1p(e.sum(axis=1, keepdims=True))
+        return (top - logits) + rest
+
+
+def condition_out(u: np.ndarray, drop: np.ndarray) -> np.ndarray:
+    """Posterior surprisals after learning that the ``drop`` results are not the match.
+
+    ``p_j / (1 - sum p_drop)`` for the others, i.e. ``u_j + ln(1 - sum p_drop)``
+    (used by ``search_like``, whose query item is its own best hit).
+    """
+    u = np.asarray(u, dtype=np.float64)
+    drop = np.asarray(drop, dtype=bool)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if drop.sum(axis=1).max(initial=0) <= 1:
+            us = np.where(drop, u, np.inf).min(axis=1, keepdims=True)
+            shift = np.where(np.isfinite(us), np.log(-np.expm1(-us)), 0.0)
+        else:
+            gone = np.where(drop, np.exp(-u), 0.0).sum(axis=1, keepdims=True)
+            shift = np.log1p(-np.minimum(gone, 1.0))
+    return u + shift
+
+
+def _hub_counts(index, std, a: str, X: np.ndarray, self_ids: np.ndarray, labels: Sequence[str]):
+    """Wins of each item as the merged standardized top-1 of the pseudo queries ``X`` (own item excluded)."""
+    best_z = np.full(len(X), -np.inf)
+    best_id = np.full(len(X), -1, dtype=np.int64)
+    for t in labels:
+        try:
+            mean, sd = std.affine(a, t)
+        except NotFittedError:
+            continue
+        same = t == a
+        D, I = index.search_modality(X, t, 2 if same else 1)
+        rows = np.arange(len(I))
+        if same and I.shape[1] == 1:  # the shard holds one item: the query itself
+            D, I = D[:, 0], np.where(I[:, 0] == self_ids, -1, I[:, 0])
+        else:  # skip the query's own item when it comes first
+            col = (I[:, 0] == self_ids).astype(int) if same else np.zeros(len(I), dtype=int)
+            D, I = D[rows, col], I[rows, col]
+        z = np.where(I >= 0, (D.astype(np.float64) - mean) / sd, -np.inf)
+        better = z > best_z
+        best_z, best_id = np.where(better, z, best_z), np.where(better, I, best_id)
+    hub_ids, counts = np.unique(best_id[best_id >= 0], return_counts=True)
+    return hub_ids.astype(np.int64), counts.astype(np.int64), len(X)
+
+
+def check_rerank(rerank: str | None, weight: float) -> bool:
+    """Validate the rerank settings; True when the uncertainty rerank is on."""
+    if rerank not in (None,) + RERANKS:
+        raise SimstdError(f"rerank must be one of {RERANKS}, got {rerank!r}")
+    if isinstance(weight, bool) or not isinstance(weight, (int, float, np.number)) or not 0 <= weight < np.inf:
+        raise SimstdError(f"rerank_weight must be a finite number >= 0, got {weight!r}")
+    return rerank == "uncertainty"
+
+
+# =========================================================================
+# Analysis: how well the uncertainty tracks errors (needs gold labels)
+# =========================================================================
+def decile_recall(uncertainty: np.ndarray, correct: np.ndarray, bins: int = 10) -> dict:
+    """Queries sorted by uncertainty (ascending, stable) and cut into ``bins``
+    equal-count groups; Recall@1 of each group and the Pearson r between the
+    group number (1 = most certain) and its Recall@1."""
+    u = np.asarray(uncertainty, dtype=np.float64).ravel()
+    c = np.asarray(correct, dtype=np.float64).ravel()
+    if u.shape != c.shape or len(u) < bins:
+        raise SimstdError(f"need one uncertainty per query and at least {bins} queries, got {u.shape} and {c.shape}")
+    groups = np.array_split(np.argsort(u, kind="stable"), bins)
+    recall = np.array([c[g].mean() for g in groups])
+    r = float(np.corrcoef(np.arange(1, bins + 1), recall)[0, 1]) if recall.std() > 0 else float("nan")
+    return {"recall": recall, "r": r, "mean_uncertainty": np.array([u[g].mean() for g in groups])}
+
+
+def reliability(confidence: np.ndarray, correct: np.ndarray, bins: int = 10) -> dict:
+    """Equal-width confidence bins on [0, 1]: count, mean confidence and accuracy per bin."""
+    p = np.asarray(confidence, dtype=np.float64).ravel()
+    c = np.asarray(correct, dtype=np.float64).ravel()
+    which = np.clip(np.floor(p * bins).astype(int), 0, bins - 1)
+    count = np.bincount(which, minlength=bins)
+    with np.errstate(invalid="ignore"):
+        conf = np.bincount(which, weights=p, minlength=bins) / count
+        acc = np.bincount(which, weights=c, minlength=bins) / count
+    return {"edges": np.linspace(0, 1, bins + 1), "count": count, "confidence": conf, "accuracy": acc}
+
+
+def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray, bins: int = 10) -> float:
+    """``ECE = sum_b (n_b / n) |accuracy_b - confidence_b|`` over equal-width bins."""
+    rel = reliability(confidence, correct, bins)
+    seen = rel["count"] > 0
+    gap = np.abs(rel["accuracy"][seen] - rel["confidence"][seen])
+    return float(np.sum(rel["count"][seen] * gap) / rel["count"].sum())
+
+
+def fit_platt(confidence: np.ndarray, correct: np.ndarray, iters: int = 50) -> tuple[float, float]:
+    """Platt scaling with gold labels: ``P = sigmoid(a * logit(conf) + b)`` by Newton's method
+    (a little ridge keeps it finite on separable data). Returns ``(a, b)``."""
+    x = _logit(np.asarray(confidence, dtype=np.float64).ravel())
+    y = np.asarray(correct, dtype=np.float64).ravel()
+    X = np.stack([x, np.ones_like(x)], axis=1)
+    w = np.array([1.0, 0.0])
+    ridge = 1e-6 * len(x)
+    for _ in range(iters):
+        p = 1 / (1 + np.exp(-(X @ w)))
+        grad = X.T @ (p - y) + ridge * np.r_[w[0] - 1, w[1]]
+        hess = (X * (p * (1 - p))[:, None]).T @ X + ridge * np.eye(2)
+        step = np.linalg.solve(hess, grad)
+        w -= step
+        if np.abs(step).max() < 1e-10:
+            break
+    return float(w[0]), float(w[1])
+
+
+def platt(confidence: np.ndarray, a: float, b: float) -> np.ndarray:
+    """Apply :func:`fit_platt`'s map."""
+    return 1 / (1 + np.exp(-(a * _logit(np.asarray(confidence, dtype=np.float64)) + b)))
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p, 1e-12, 1 - 1e-12)
+    return np.log(p) - np.log1p(-p)
+
+
+def plot_reliability(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], path: str | Path, bins: int = 10,
+                     title: str = "Reliability of the top-1 confidence") -> Path:
+    """Reliability diagram of ``{label: (confidence, correct)}`` as a PNG: accuracy against mean
+    confidence in each equal-width bin holding at least 5 queries; the legend gives each curve's ECE."""
+    try:
+        import matplotlib
+    except ImportError:  # pragma: no cover - optional dependency
+        raise SimstdError("plotting needs matplotlib: pip install matplotlib") from None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.2, 5.0), dpi=110)
+    ax.plot([0, 1], [0, 1], color="0.6", linestyle="--", linewidth=1, label="perfect calibration")
+    for label, (conf, corr) in curves.items():
+        rel = reliability(conf, corr, bins)
+        seen = rel["count"] >= 5
+        ece = expected_calibration_error(conf, corr, bins)
+        ax.plot(rel["confidence"][seen], rel["accuracy"][seen], marker="o",
+                label=f"{label} (ECE {ece:.3f}, n={len(conf)})")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("confidence of the top-1 result (bin mean)")
+    ax.set_ylabel("Recall@1 in the bin")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8, loc="upper left")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+# ------------------------------------------------------- mixed-protocol runs
+def mixed_protocol_run(pairs: np.ndarray, seed: int = 0, k: int = 20, weights: Sequence[float] = (1.0,),
+                       modalities: tuple[str, str] = ("image", "text")) -> dict:
+    """One seed of the mixed protocol (:func:`simstd.datasets.mixed_split`), no labels used for fitting.
+
+    Returns per query (both query modalities stacked): ``gold``, the plain
+    standardized ``ids`` (top ``k``), their ``uncertainty`` and
+    ``confidence``, ``cross`` (True where a hit's modality is not the
+    query's), ``confidence_all_items`` (the top-1 confidence when every
+    item is a candidate: no tail model), and ``reranked[w]`` /
+    ``reranked_cross[w]``: the ids and ``cross`` with
+    ``rerank="uncertainty", rerank_weight=w``.
+    """
+    from .datasets import mixed_split
+    from .index import MixedIndex
+    from .standardizer import Standardizer
+
+    split = mixed_split(pairs, modalities, seed=seed)
+    index = MixedIndex.from_arrays(split.corpus)
+    index.standardizer = Standardizer().fit(index)
+    model = UncertaintyModel().fit(index)
+    out: dict = {"gold": [], "ids": [], "uncertainty": [], "confidence": [], "cross": [], "confidence_all_items": [],
+                 "reranked": {w: [] for w in weights}, "reranked_cross": {w: [] for w in weights}}
+    for qm, q in split.queries.items():
+        res = index.search(q, qm, k, uncertainty=model)
+        out["gold"].append(split.gold[qm])
+        out["ids"].append(res.ids)
+        out["uncertainty"].append(res.uncertainty)
+        out["confidence"].append(res.confidence)
+        out["cross"].append(res.modalities != qm)
+        # the same top-1 confidence with every item a candidate (no tail model)
+        out["confidence_all_items"].append(index.search(q, qm, index.ntotal, uncertainty=model).confidence[:, 0])
+        for w in weights:
+            rr = index.search(q, qm, k, uncertainty=model, rerank="uncertainty", rerank_weight=w)
+            out["reranked"][w].append(rr.ids)
+            out["reranked_cross"][w].append(rr.modalities != qm)
+    return {key: ({w: np.concatenate(v) for w, v in value.items()} if isinstance(value, dict)
+                  else np.concatenate(value)) for key, value in out.items()}
+
+
+def recall_at(ids: np.ndarray, gold: np.ndarray, k: int) -> float:
+    return float((ids[:, :k] == gold[:, None]).any(axis=1).mean())
+
+
+FEATURE_FILES = ("clip", "convirt", "videoclip", "clasp", "clip_random")
+TRAINED = ("clip", "convirt", "videoclip", "clasp")
+
+
+def benchmark(features_dir: str | Path, names: Sequence[str] = FEATURE_FILES, seeds: Sequence[int] = range(10),
+              weights: Sequence[float] = (0.5, 1.0, 2.0)) -> dict:
+    """Decile analysis, ECE (raw and Platt-calibrated with 2-fold CV) and rerank vs plain, per feature file."""
+    from .datasets import load_pairs
+
+    report: dict = {"seeds": list(seeds), "weights": list(weights), "files": {}}
+    for name in names:
+        pairs = load_pairs(Path(features_dir) / f"features_{name}.npy")
+        rows = {"r": [], "r_cross": [], "deciles": [], "first_cross": [], "last_cross": [], "depth_gap": [],
+                "ece": [], "ece_platt": [], "mean_conf": [], "acc": [],
+                "plain": [], "rerank": {w: [] for w in weights}, "conf_all": [], "correct_all": []}
+        for seed in seeds:
+            run = mixed_protocol_run(pairs, seed, weights=weights)
+            correct = run["ids"][:, 0] == run["gold"]
+            conf = run["confidence"][:, 0]
+            dec = decile_recall(run["uncertainty"][:, 0], correct)
+            rows["r"].append(dec["r"])
+            top_cross = run["cross"][:, 0]  # the gold is always cross-modal: same-modality rank-1s are misses
+            rows["r_cross"].append(decile_recall(run["uncertainty"][top_cross, 0], correct[top_cross])["r"])
+            groups = np.array_split(np.argsort(run["uncertainty"][:, 0], kind="stable"), 10)
+            rows["first_cross"].append(top_cross[groups[0]].mean())
+            rows["last_cross"].append(top_cross[groups[-1]].mean())
+            rows["depth_gap"].append(np.abs(conf - run["confidence_all_items"]).mean())
+            rows["deciles"].append(dec["recall"])
+            rows["ece"].append(expected_calibration_error(conf, correct))
+            rows["mean_conf"].append(conf.mean())
+            rows["acc"].append(correct.mean())
+            rows["ece_platt"].append(_cv_platt_ece(conf, correct, seed))
+            rows["conf_all"].append(conf)
+            rows["correct_all"].append(correct)
+            rows["plain"].append([recall_at(run["ids"], run["gold"], k) for k in (1, 10, 20)]
+                                 + [run["cross"][:, :10].mean()])
+            for w in weights:
+                rows["rerank"][w].append([recall_at(run["reranked"][w], run["gold"], k) for k in (1, 10, 20)]
+                                         + [run["reranked_cross"][w][:, :10].mean()])
+        report["files"][name] = rows
+    return report
+
+
+def _cv_platt_ece(conf: np.ndarray, correct: np.ndarray, seed: int) -> float:
+    """ECE of Platt scaling fitted on one half of the queries and applied to the other (both ways)."""
+    fold = np.random.default_rng(1000 + seed).permutation(len(conf)) % 2 == 0
+    out = np.empty_like(conf)
+    for part in (fold, ~fold):
+        a, b = fit_platt(conf[~part], correct[~part])
+        out[part] = platt(conf[part], a, b)
+    return expected_calibration_error(out, correct)
+
+
+def _fmt(v: Sequence[float], digits: int = 3) -> str:
+    v = np.asarray(v, dtype=np.float64)
+    return f"{np.nanmean(v):.{digits}f} ± {np.nanstd(v):.{digits}f}"
+
+
+def report_markdown(report: dict) -> str:
+    """The tables of docs/uncertainty.md."""
+    seeds = report["seeds"]
+    lines = [f"Mixed protocol, Flat index, seeds {seeds[0]}-{seeds[-1]} ({len(seeds)} A/B splits); "
+             "mean ± std over seeds.", "",
+             "Uncertainty deciles (per-query u of the rank-1 result; decile 1 = most certain):", "",
+             "| file | R@1 | Pearson r (decile, R@1) | seed r min / max | r, rank-1 cross-modal only "
+             "| rank-1 cross-modal, decile 1 / 10 | R@1 per decile (mean over seeds) |",
+             "|---|---|---|---|---|---|---|"]
+    for name, rows in report["files"].items():
+        dec = np.nanmean(np.array(rows["deciles"]), axis=0)
+        lo, hi = (np.nanmin(rows["r"]), np.nanmax(rows["r"])) if np.isfinite(rows["r"]).any() else (np.nan,) * 2
+        shares = f"{np.mean(rows['first_cross']):.2f} / {np.mean(rows['last_cross']):.2f}"
+        lines.append(f"| {name} | {_fmt(rows['acc'])} | {_fmt(rows['r'])} | {lo:+.3f} / {hi:+.3f} | "
+                     f"{_fmt(rows['r_cross'])} | {shares} | " + " ".join(f"{x:.2f}" for x in dec) + " |")
+    gaps = ", ".join(f"{name} {np.mean(rows['depth_gap']):.4f}" for name, rows in report["files"].items())
+    lines += ["", f"Mean |top-1 confidence (depth 20 + tail model) - confidence over all items|: {gaps}."]
+    lines += ["", "Calibration of the top-1 confidence p (10 equal-width bins):", "",
+              "| file | mean p | R@1 | ECE (label-free p) | ECE after Platt (gold labels, 2-fold CV) |",
+              "|---|---|---|---|---|"]
+    for name, rows in report["files"].items():
+        lines.append(f"| {name} | {_fmt(rows['mean_conf'])} | {_fmt(rows['acc'])} | {_fmt(rows['ece'])} | "
+                     f"{_fmt(rows['ece_platt'])} |")
+    lines += ["", "Rerank (`rerank=\"uncertainty\"`, order by z - w u) vs plain standardization:", "",
+              "| file | setting | R@1 | R@10 | R@20 | other-modality share of top 10 |", "|---|---|---|---|---|---|"]
+    for name, rows in report["files"].items():
+        plain = np.array(rows["plain"])
+        lines.append(f"| {name} | plain | " + " | ".join(_fmt(plain[:, i]) for i in range(3))
+                     + f" | {_fmt(plain[:, 3], 2)} |")
+        for w in report["weights"]:
+            rr = np.array(rows["rerank"][w])
+            diff = (rr - plain).mean(axis=0)
+            lines.append(f"| {name} | w = {w:g} | " + " | ".join(
+                f"{_fmt(rr[:, i])} ({diff[i]:+.3f})" for i in range(3)) + f" | {_fmt(rr[:, 3], 2)} |")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m simstd.uncertainty``: reproduce the numbers and the plot of docs/uncertainty.md."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m simstd.uncertainty", description=main.__doc__)
+    default_dir = Path(__file__).resolve().parents[2] / "shared" / "data" / "modality-gap-features"
+    parser.add_argument("--features-dir", default=str(default_dir), help="folder of features_*.npy")
+    parser.add_argument("--files", default=",".join(FEATURE_FILES), help="comma-separated feature file names")
+    parser.add_argument("--seeds", type=int, default=10, help="number of A/B splits (seeds 0..n-1)")
+    parser.add_argument("--plot", default="docs/img/uncertainty_reliability.png", help="reliability diagram PNG")
+    args = parser.parse_args(argv)
+    names = [x.strip() for x in args.files.split(",") if x.strip()]
+    report = benchmark(args.features_dir, names, range(args.seeds))
+    print(report_markdown(report))
+    if args.plot:
+        curves = {name: (np.concatenate(rows["conf_all"]), np.concatenate(rows["correct_all"]))
+                  for name, rows in report["files"].items() if name in TRAINED}
+        title = f"Top-1 confidence, mixed protocol, {args.seeds} seeds pooled"
+        print(f"\nwrote {plot_reliability(curves, args.plot, title=title)}")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())
