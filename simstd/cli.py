@@ -142,6 +142,7 @@ def build(embeddings: tuple[str, ...], meta: tuple[str, ...], factory: str, mode
     index.save(out)
     # A fit belongs to the index it was made on; a rebuilt index needs a new one.
     sidecar_paths(out)["standardizer"].unlink(missing_ok=True)
+    sidecar_paths(out)["uncertainty"].unlink(missing_ok=True)
     _echo_counts(index, f"built {out}")
     click.echo(f"next: simstd fit --index {out}", err=True)
 
@@ -172,9 +173,12 @@ def add(index_path: str, embeddings: tuple[str, ...], meta: tuple[str, ...]) -> 
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of the sample.")
 @click.option("--n-pseudo", default=1, show_default=True, type=click.IntRange(min=1),
               help="Pseudo positives per query and target modality (top-n).")
+@click.option("--uncertainty", "with_uncertainty", is_flag=True,
+              help="Also fit the label-free uncertainty model (confidences, --rerank uncertainty); "
+                   "costs about one more pass over the pseudo queries.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 def fit(index_path: str, queries: str | None, query_modality: str | None, sample: int, seed: int,
-        n_pseudo: int, fmt: str) -> None:
+        n_pseudo: int, with_uncertainty: bool, fmt: str) -> None:
     """Fit the standardizer on pseudo-positive pairs and save it beside the index."""
     index = MixedIndex.load(index_path, load_standardizer=False)
     qvec = None
@@ -188,11 +192,24 @@ def fit(index_path: str, queries: str | None, query_modality: str | None, sample
     std.fit(index, queries=qvec, query_modalities=query_modality)
     path = sidecar_paths(index_path)["standardizer"]
     std.save(path)
+    upath = sidecar_paths(index_path)["uncertainty"]
+    if with_uncertainty:
+        from .uncertainty import UncertaintyModel  # lazy, like every optional part: it loads scipy.special
+
+        UncertaintyModel(sample=sample or None, seed=seed).fit(index, std).save(upath)
+        note = f"wrote {upath}"
+    elif upath.exists():  # it was fitted with the previous standardizer
+        upath.unlink()
+        note = f"removed {upath}, fitted with the previous standardizer (refit it with --uncertainty)"
+    else:
+        note = None
     if fmt == "json":
         click.echo(json.dumps(std.to_dict(), indent=2))
     else:
         click.echo(_stats_table(std))
         click.echo(f"wrote {path}", err=True)
+    if note:
+        click.echo(note, err=True)
 
 
 @main.command()
@@ -206,11 +223,20 @@ def fit(index_path: str, queries: str | None, query_modality: str | None, sample
 @click.option("--target", multiple=True, help="Only return these modalities (repeatable).")
 @click.option("--raw", is_flag=True, help="Rank by raw cosine instead of standardized score.")
 @click.option("--params", default=None, help="FAISS search parameters, e.g. nprobe=16 or efSearch=128.")
+@click.option("--rerank", type=click.Choice(["none", "uncertainty"]), default="none", show_default=True,
+              help="uncertainty: order by z-score minus weight x uncertainty (needs simstd fit --uncertainty).")
+@click.option("--rerank-weight", default=1.0, show_default=True, type=click.FloatRange(min=0),
+              help="Weight of the uncertainty in --rerank uncertainty.")
 @click.option("--format", "fmt", type=click.Choice(["table", "jsonl"]), default="table", show_default=True)
 def query(text: str | None, index_path: str, k: int, vector: str | None, query_modality: str | None,
           like: int | None, image: str | None, target: tuple[str, ...], raw: bool, params: str | None,
-          fmt: str) -> None:
-    """Search the index with TEXT, --vector, --like ID or --image."""
+          rerank: str, rerank_weight: float, fmt: str) -> None:
+    """Search the index with TEXT, --vector, --like ID or --image.
+
+    When the index has a fitted uncertainty model (simstd fit --uncertainty),
+    every hit also gets a confidence (its label-free posterior share, not a
+    calibrated probability) and an uncertainty (-ln confidence).
+    """
     given = [name for name, v in (("TEXT", text), ("--vector", vector), ("--like", like), ("--image", image))
              if v is not None]
     if len(given) != 1:
@@ -220,6 +246,16 @@ def query(text: str | None, index_path: str, k: int, vector: str | None, query_m
     if params:
         index.set_search_params(params)
     kwargs = {"raw": raw, "targets": list(target) or None}
+    upath = sidecar_paths(index_path)["uncertainty"]
+    if upath.exists():
+        from .uncertainty import UncertaintyModel
+
+        kwargs["uncertainty"] = UncertaintyModel.load(upath)
+    if rerank == "uncertainty":
+        if not upath.exists():
+            raise SimstdError(f"--rerank uncertainty needs the uncertainty model: run simstd fit --uncertainty "
+                              f"--index {index_path}")
+        kwargs.update(rerank=rerank, rerank_weight=rerank_weight)
     if like is not None:
         result = index.search_like([like], k, **kwargs)
         labels = [f"like:{like}"]
@@ -252,7 +288,8 @@ def query(text: str | None, index_path: str, k: int, vector: str | None, query_m
 
 
 def result_records(result: SearchResult, labels: Sequence[str]) -> Iterable[dict]:
-    """One flat dict per hit: query, rank, id, modality, score, raw_score, then the metadata fields."""
+    """One flat dict per hit: query, rank, id, modality, score, raw_score, (confidence, uncertainty,)
+    then the metadata fields."""
     for i, label in enumerate(labels):
         for hit in result.hits(i):
             record = {"query": label, **{k: v for k, v in hit.items() if k != "metadata"}}
@@ -402,9 +439,13 @@ def _payload(meta: dict) -> str:
 def _hits_table(result: SearchResult, i: int, label: str) -> str:
     width = shutil.get_terminal_size((100, 20)).columns
     rows, header = [], ["rank", "z-score", "cosine", "modality", "id", "item"]
-    for h in result.hits(i):
+    hits = result.hits(i)
+    for h in hits:
         rows.append([h["rank"], f"{h['score']:.3f}", f"{h['raw_score']:.3f}", h["modality"], h["id"],
                      _payload(h["metadata"])])
+    if result.confidence is not None:  # the label-free posterior share of each hit
+        header.insert(3, "conf")
+        rows = [r[:3] + [f"{h['confidence']:.3f}"] + r[3:] for r, h in zip(rows, hits)]
     if not result.standardized:  # the score is the cosine: show it once
         header.pop(1)
         rows = [r[:1] + r[2:] for r in rows]
@@ -416,6 +457,151 @@ def _hits_table(result: SearchResult, i: int, label: str) -> str:
 def _echo_counts(index: MixedIndex, what: str) -> None:
     counts = ", ".join(f"{n} {m}" for m, n in index.counts.items())
     click.echo(f"{what}: {counts} (dim {index.dim}, {index.factory})", err=True)
+
+
+# ------------------------------------------------------------ evaluation
+def _two_modalities(value: str) -> tuple[str, str]:
+    labels = tuple(x.strip() for x in value.split(","))
+    if len(labels) != 2 or labels[0] == labels[1]:
+        raise SimstdError(f"--modalities {value!r} must name two different modalities, e.g. image,text")
+    return check_label(labels[0]), check_label(labels[1])
+
+
+def _method_list(value: str) -> list[str]:
+    from .methods import make_method
+
+    names = [x.strip() for x in value.split(",") if x.strip()]
+    if not names:
+        raise SimstdError("--methods is empty; list method names separated by commas (see --list-methods)")
+    for name in names:
+        make_method(name)
+    return names
+
+
+def _list_methods(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if not value or ctx.resilient_parsing:
+        return
+    from .methods import BASES, DESCRIPTIONS, WRAPPERS
+
+    click.echo("Methods (simstd eval --methods a,b,...):")
+    for name in BASES:
+        click.echo(f"  {name:20s} {DESCRIPTIONS.get(name, '')}")
+    click.echo("Re-scoring on top of a base, WRAPPER+BASE (WRAPPER alone = on raw cosine):")
+    for name in WRAPPERS:
+        click.echo(f"  {name:20s} {DESCRIPTIONS.get(name, '')}")
+    click.echo("Add [index] to nnn/qb-norm/csls to use the indexed items instead of a query log as the bank.")
+    ctx.exit()
+
+
+@main.command("eval")
+@click.argument("pairs", required=False, type=click.Path(dir_okay=False))
+@click.argument("second", required=False, type=click.Path(dir_okay=False))
+@click.option("--index", "index_path", type=click.Path(dir_okay=False), default=None,
+              help="Evaluate an index built with `simstd build` (with --queries, --query-modality, --qrels).")
+@click.option("--queries", type=click.Path(dir_okay=False), help="Query vectors for --index, (n, dim) .npy.")
+@click.option("--query-modality", default=None, help="Modality of --queries (e.g. text).")
+@click.option("--qrels", type=click.Path(dir_okay=False),
+              help="Ground truth for --index: lines 'query_row corpus_id' (several per query allowed), "
+                   ".json {row: [ids]} or .npy (P, 2).")
+@click.option("--modalities", default="image,text", show_default=True,
+              help="Names of modality [0] and [1] of paired data.")
+@click.option("--methods", default=None, help="Comma-separated methods (default: all; see --list-methods).")
+@click.option("--seeds", default=5, show_default=True, type=click.IntRange(min=1),
+              help="Number of seeds (A/B splits and query folds).")
+@click.option("--seed-start", default=0, show_default=True, type=int, help="First seed.")
+@click.option("--folds", default=2, show_default=True, type=click.IntRange(min=2),
+              help="Cross-fitting folds for methods that use a query log.")
+@click.option("--protocol", type=click.Choice(["all", "mixed", "plain"]), default="all", show_default=True,
+              help="Paired data: the mixed-modality protocol, the one-modality ones, or both.")
+@click.option("--json", "fmt", flag_value="json", help="Print the full results as JSON.")
+@click.option("--markdown", "fmt", flag_value="markdown", help="Print Markdown tables.")
+@click.option("--list-methods", is_flag=True, expose_value=False, is_eager=True, callback=_list_methods,
+              help="List the methods and exit.")
+def eval_command(pairs: str | None, second: str | None, index_path: str | None, queries: str | None,
+                 query_modality: str | None, qrels: str | None, modalities: str, methods: str | None,
+                 seeds: int, seed_start: int, folds: int, protocol: str, fmt: str | None) -> None:
+    """Compare score post-processing methods on paired embeddings or an index.
+
+    PAIRS is a (2, N, D) .npy (row i of [0] paired with row i of [1]), or give
+    two aligned (N, D) files PAIRS SECOND. Reports Recall@1/5/10/20, mAP@R,
+    R-Precision, NDCG@10, the share of the other modality among the top 10,
+    and R@20 as a fraction of the ceiling (ranking the gold's modality only),
+    as mean over seeds (± std).
+    """
+    from .evaluation import index_task, load_qrels, run_pairs, run_task
+    from .methods import DEFAULT_METHODS
+
+    names = _method_list(methods) if methods else list(DEFAULT_METHODS)
+    seed_list = list(range(seed_start, seed_start + seeds))
+    if index_path is not None:
+        if pairs is not None:
+            raise SimstdError("give either paired embeddings (PAIRS) or --index, not both")
+        missing = [o for o, v in (("--queries", queries), ("--query-modality", query_modality), ("--qrels", qrels))
+                   if v is None]
+        if missing:
+            raise SimstdError(f"--index needs {', '.join(missing)} (query vectors, their modality, ground truth)")
+        index = MixedIndex.load(index_path, load_standardizer=False)
+        task = index_task(index, load_npy(queries, "--queries"), check_label(query_modality), load_qrels(qrels))
+        report = run_task(task, data=Path(index_path).name, methods=names, seeds=seed_list, folds=folds)
+    else:
+        if pairs is None:
+            raise SimstdError("nothing to evaluate: pass PAIRS.npy (2, N, D), two aligned files, "
+                              "or --index db.faiss --queries q.npy --query-modality text --qrels gold.tsv")
+        if any(v is not None for v in (queries, query_modality, qrels)):
+            raise SimstdError("--queries, --query-modality and --qrels go with --index, not with paired data")
+        data = load_pairs(pairs, second)
+        protocols = ("mixed", "plain") if protocol == "all" else (protocol,)
+        name = Path(pairs).name if second is None else f"{Path(pairs).name}+{Path(second).name}"
+        report = run_pairs(data, data=name, modalities=_two_modalities(modalities), methods=names,
+                           seeds=seed_list, folds=folds, protocols=protocols)
+    if fmt == "json":
+        click.echo(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
+    elif fmt == "markdown":
+        click.echo(report.to_markdown())
+    else:
+        click.echo(report.to_text())
+
+
+@main.command("plot")
+@click.argument("pairs", type=click.Path(dir_okay=False))
+@click.argument("second", required=False, type=click.Path(dir_okay=False))
+@click.option("--out", "-o", "out_dir", default=".", show_default=True, type=click.Path(file_okay=False),
+              help="Folder for the PNG files.")
+@click.option("--kind", default="hist,share,recall", show_default=True,
+              help="Plots to draw: hist (score histograms), share (modality share vs k), recall (Recall@k).")
+@click.option("--modalities", default="image,text", show_default=True,
+              help="Names of modality [0] and [1] of the paired data.")
+@click.option("--methods", default=None, help="Methods for share/recall (default: a readable subset).")
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed of the A/B split (hist, share).")
+@click.option("--seeds", default=5, show_default=True, type=click.IntRange(min=1),
+              help="Seeds averaged in the recall curves.")
+def plot_command(pairs: str, second: str | None, out_dir: str, kind: str, modalities: str, methods: str | None,
+                 seed: int, seeds: int) -> None:
+    """Draw PNG plots of the modality gap and of the methods (needs simstd[plot])."""
+    from .evaluation import run_pairs
+    from .plotting import DEFAULT_PLOT_METHODS, plot_modality_share, plot_recall_curves, plot_score_histograms
+
+    kinds = [k.strip() for k in kind.split(",") if k.strip()]
+    unknown = set(kinds) - {"hist", "share", "recall"}
+    if unknown or not kinds:
+        raise SimstdError(f"--kind takes hist, share and/or recall (comma-separated), got {kind!r}")
+    names = _method_list(methods) if methods else list(DEFAULT_PLOT_METHODS)
+    labels = _two_modalities(modalities)
+    data = load_pairs(pairs, second)
+    stem = Path(pairs).stem
+    out = Path(out_dir)
+    written = []
+    if "hist" in kinds:
+        written.append(plot_score_histograms(data, out / f"{stem}_hist.png", modalities=labels, seed=seed))
+    if "share" in kinds:
+        written.append(plot_modality_share(data, out / f"{stem}_share.png", methods=names, modalities=labels,
+                                           seed=seed))
+    if "recall" in kinds:
+        report = run_pairs(data, data=stem, modalities=labels, methods=names, seeds=range(seeds),
+                           protocols=("mixed",))
+        written.append(plot_recall_curves([report], out / f"{stem}_recall.png"))
+    for path in written:
+        click.echo(f"wrote {path}")
 
 
 if __name__ == "__main__":  # pragma: no cover

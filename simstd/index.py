@@ -18,15 +18,20 @@ Files, for ``save("db.faiss")``:
 ``db.faiss``     the shards, written back to back in FAISS's own format, each an
                  ``IndexIDMap`` from shard rows to global ids;
 ``db.sqlite``    modality and JSON payload per id, plus index facts (metadata store);
-``db.standardizer.json``  the fitted :class:`~simstd.Standardizer`, if any.
+``db.standardizer.json``  the fitted :class:`~simstd.Standardizer`, if any;
+``db.uncertainty.json``   the fitted :class:`~simstd.uncertainty.UncertaintyModel`,
+                 if any (written by ``simstd fit --uncertainty``).
 """
 from __future__ import annotations
 
 import hashlib
+import os
+import threading
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Iterator, Mapping, Sequence
 
 import faiss
 import numpy as np
@@ -36,6 +41,9 @@ from .fileio import atomic_path
 from .standardizer import Standardizer
 from .store import MetadataStore
 from .validation import as_embeddings, check_label, load_npy
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .uncertainty import UncertaintyModel
 
 FORMAT_VERSION = 1
 
@@ -48,6 +56,7 @@ def sidecar_paths(path: str | Path) -> dict[str, Path]:
         "faiss": path,
         "sqlite": stem.with_name(stem.name + ".sqlite"),
         "standardizer": stem.with_name(stem.name + ".standardizer.json"),
+        "uncertainty": stem.with_name(stem.name + ".uncertainty.json"),
     }
 
 
@@ -59,6 +68,9 @@ class SearchResult:
     False), ``ids`` (I) global ids, ``-1`` where fewer than k items exist;
     ``raw_scores`` are cosines; ``modalities`` the label of each hit.
     Metadata is fetched lazily by :meth:`hits`, so search stays as fast as FAISS.
+    With an uncertainty model (``search(..., uncertainty=model)``),
+    ``confidence`` is each hit's label-free posterior share ``p`` and
+    ``uncertainty`` its ``-ln p`` (docs/uncertainty.md); otherwise both are None.
     """
 
     scores: np.ndarray
@@ -68,6 +80,13 @@ class SearchResult:
     query_modality: str
     standardized: bool
     store: MetadataStore | None = field(default=None, repr=False)
+    confidence: np.ndarray | None = field(default=None, repr=False)
+    uncertainty: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def query_confidence(self) -> np.ndarray | None:
+        """Per-query confidence: the ``confidence`` of each query's rank-1 hit."""
+        return None if self.confidence is None else self.confidence[:, 0]
 
     def __iter__(self) -> Iterator[np.ndarray]:
         return iter((self.scores, self.ids))
@@ -76,21 +95,27 @@ class SearchResult:
         return len(self.ids)
 
     def hits(self, query: int = 0) -> list[dict]:
-        """Hits of one query as dicts: rank, id, modality, score, raw_score, metadata."""
+        """Hits of one query as dicts: rank, id, modality, score, raw_score,
+        (confidence, uncertainty when computed,) metadata."""
         ids = self.ids[query]
         metadata = self.store.get(ids) if self.store is not None else {}
-        return [
-            {
+        hits = []
+        for rank, i in enumerate(ids.tolist(), start=1):
+            if i < 0:
+                continue
+            hit = {
                 "rank": rank,
                 "id": int(i),
                 "modality": str(self.modalities[query, rank - 1]),
                 "score": float(self.scores[query, rank - 1]),
                 "raw_score": float(self.raw_scores[query, rank - 1]),
-                "metadata": metadata.get(int(i), {}),
             }
-            for rank, i in enumerate(ids.tolist(), start=1)
-            if i >= 0
-        ]
+            if self.confidence is not None:
+                hit["confidence"] = float(self.confidence[query, rank - 1])
+                hit["uncertainty"] = float(self.uncertainty[query, rank - 1])
+            hit["metadata"] = metadata.get(int(i), {})
+            hits.append(hit)
+        return hits
 
 
 class MixedIndex:
@@ -187,7 +212,7 @@ class MixedIndex:
         self.store.add(ids, modality, metadata)
         h = hashlib.blake2b(self._fingerprint.encode(), digest_size=16)
         h.update(modality.encode())
-        h.update(vectors.tobytes())
+        h.update(vectors)  # C-contiguous float32 (as_embeddings): hashed in place, no copy
         self._fingerprint = h.hexdigest()
         return ids
 
@@ -282,7 +307,36 @@ class MixedIndex:
         if modality not in self._shards:
             raise SimstdError(f"unknown modality {modality!r}; the index holds {self.modalities}")
         queries = as_embeddings(queries, "queries", self.dim)
-        return self._shards[modality].search(queries, min(k, self._shards[modality].ntotal))
+        return self._shard_search(modality, queries, min(k, self._shards[modality].ntotal))
+
+    def _shard_search(self, modality: str, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Search one shard's inner index and map its rows to global ids here.
+
+        Same result as ``IndexIDMap.search``, whose id translation opens an
+        OpenMP parallel region on every call: for one query that region costs
+        more than the search whenever the other cores are busy.
+        """
+        D, I = self._shards[modality].index.search(queries, k)
+        ids = self._ids[modality]
+        return D, np.where(I >= 0, ids[I], I)
+
+    def _search_shards(
+        self, queries: np.ndarray, names: list[str], widths: list[int]
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Raw ``(D, I)`` of every named shard.
+
+        FAISS parallelises one search over its queries (OpenMP), so a batch
+        uses every thread and shards are searched one after the other. Fewer
+        queries than threads (a single query, the CLI and latency case) would
+        leave threads idle: then the shards are searched concurrently, one
+        single-threaded FAISS search per shard (FAISS releases the GIL).
+        """
+        threads = faiss.omp_get_max_threads()
+        if len(names) > 1 and threads > 1 and len(queries) < threads:
+            pool = _shard_pool(threads)
+            futures = [pool.submit(self._shard_search, m, queries, w) for m, w in zip(names, widths)]
+            return [f.result() for f in futures]
+        return [self._shard_search(m, queries, w) for m, w in zip(names, widths)]
 
     def search(
         self,
@@ -293,11 +347,19 @@ class MixedIndex:
         standardizer: Standardizer | None = None,
         raw: bool = False,
         targets: Sequence[str] | None = None,
+        uncertainty: UncertaintyModel | None = None,
+        rerank: str | None = None,
+        rerank_weight: float = 1.0,
     ) -> SearchResult:
         """Top-k over all (or the ``targets``) modalities by standardized score.
 
         Uses ``standardizer``, else the one fitted and saved with the index;
         ``raw=True`` ranks by raw cosine instead. Exact for ``Flat``.
+        A fitted ``uncertainty`` model fills the result's ``confidence`` and
+        ``uncertainty``; ``rerank="uncertainty"`` then orders the candidates
+        (each shard's top ``max(k, uncertainty.depth)``) by
+        ``z - rerank_weight * uncertainty`` instead of ``z`` (``scores`` stay
+        the standardized scores).
         """
         queries = as_embeddings(queries, "queries", self.dim)
         check_label(query_modality, "query modality")
@@ -309,6 +371,15 @@ class MixedIndex:
         for m in names:
             if m not in self._shards:
                 raise SimstdError(f"unknown target modality {m!r}; the index holds {self.modalities}")
+        if uncertainty is not None or rerank is not None:
+            from .uncertainty import check_rerank  # lazy: plain searches do not need the module
+
+            if check_rerank(rerank, rerank_weight) and (uncertainty is None or raw):
+                raise SimstdError('rerank="uncertainty" needs a fitted uncertainty model (uncertainty=...) and '
+                                  "standardized scores (raw=False); fit one with UncertaintyModel().fit(index) "
+                                  "(CLI: simstd fit --uncertainty)")
+            if uncertainty is not None:
+                uncertainty.check_index(self)
         available = sum(self._shards[m].ntotal for m in names)
         if k > available:
             raise SimstdError(f"k={k} is larger than the {available} searchable items; use k <= {available}")
@@ -321,23 +392,62 @@ class MixedIndex:
                 )
             standardizer.check_index(self)
             maps = [standardizer.affine(query_modality, m) for m in names]
-        parts_z, parts_s, parts_i, parts_m = [], [], [], []
-        for code, m in enumerate(names):
-            D, I = self._shards[m].search(queries, min(k, self._shards[m].ntotal))
-            Z = D if raw else (D - np.float32(maps[code][0])) / np.float32(maps[code][1])
-            Z = np.where(I >= 0, Z, -np.inf).astype(np.float32, copy=False)
-            parts_z.append(Z)
-            parts_s.append(D)
-            parts_i.append(I)
-            parts_m.append(np.full(I.shape, code, dtype=np.int16))
-        Z, S, I, C = (np.hstack(p) for p in (parts_z, parts_s, parts_i, parts_m))
-        if Z.shape[1] > k:
-            top = np.argpartition(-Z, k - 1, axis=1)[:, :k]
-            Z, S, I, C = (np.take_along_axis(a, top, axis=1) for a in (Z, S, I, C))
-        order = np.argsort(-Z, axis=1, kind="stable")
-        Z, S, I, C = (np.take_along_axis(a, order, axis=1) for a in (Z, S, I, C))
+        # The posterior needs each shard's top candidates (at least the model's depth) to fit its tail.
+        depth = k if uncertainty is None else max(k, uncertainty.depth)
+        shift = 0.0 if raw else float(standardizer.query_shift)
+        if shift:  # the query-adaptive shift needs each shard's shift_k best
+            depth = max(depth, int(standardizer.shift_k))
+        widths = [min(depth, self._shards[m].ntotal) for m in names]
+        found = self._search_shards(queries, names, widths)
+        S = np.concatenate([d for d, _ in found], axis=1) if len(found) > 1 else found[0][0]
+        I = np.concatenate([i for _, i in found], axis=1) if len(found) > 1 else found[0][1]
+        # Column j of the candidates comes from shard codes[j]; standardize all
+        # columns in one vectorised step (same float32 arithmetic per element).
+        codes = np.repeat(np.arange(len(names), dtype=np.int16), widths)
+        if raw:
+            Z = S
+        else:
+            mean = np.repeat(np.array([a for a, _ in maps], dtype=np.float32), widths)
+            std = np.repeat(np.array([b for _, b in maps], dtype=np.float32), widths)
+            Z = (S - mean) / std
+            if shift:
+                Z = self._query_shift(Z, I, widths, shift, int(standardizer.shift_k))
+        missing = I < 0
+        if missing.any():
+            Z = np.where(missing, np.float32(-np.inf), Z).astype(np.float32, copy=False)
+        U = None
+        key = Z
+        if uncertainty is not None:
+            U = uncertainty.uncertainty(S, I, codes, names, query_modality, [self._shards[m].ntotal for m in names])
+            if rerank == "uncertainty":
+                key = np.where(missing, -np.inf, Z - rerank_weight * np.where(missing, 0.0, U))
+        rows = np.arange(len(Z))[:, None]
+        if key.shape[1] > k:
+            top = np.argpartition(-key, k - 1, axis=1)[:, :k]
+            pos = top[rows, np.argsort(-key[rows, top], axis=1, kind="stable")]
+        else:
+            pos = np.argsort(-key, axis=1, kind="stable")
+        Z, S, I = Z[rows, pos], S[rows, pos], I[rows, pos]
+        C = codes[pos]
         labels = np.asarray(names + [""], dtype=object)[np.where(I >= 0, C, len(names))]
-        return SearchResult(Z, I, S, labels, query_modality, not raw, self.store)
+        if U is None:
+            return SearchResult(Z, I, S, labels, query_modality, not raw, self.store)
+        U = U[rows, pos]
+        return SearchResult(Z, I, S, labels, query_modality, not raw, self.store, np.exp(-U), U)
+
+    @staticmethod
+    def _query_shift(Z: np.ndarray, I: np.ndarray, widths: list[int], shift: float, shift_k: int) -> np.ndarray:
+        """Subtract ``shift`` x the mean of each shard's ``shift_k`` best z per query
+        (Standardizer's ``query_shift``); shard columns arrive sorted, best first."""
+        Z = Z.copy()
+        start = 0
+        for width in widths:
+            head = slice(start, start + min(shift_k, width))
+            ok = I[:, head] >= 0
+            local = np.where(ok, Z[:, head], 0).sum(axis=1) / np.maximum(ok.sum(axis=1), 1)
+            Z[:, start : start + width] -= np.float32(shift) * local[:, None].astype(np.float32)
+            start += width
+        return Z
 
     def search_like(self, ids: Sequence[int] | int, k: int = 10, **kwargs: object) -> SearchResult:
         """Use indexed items as queries (their own modality); each item itself is left out."""
@@ -349,13 +459,20 @@ class MixedIndex:
             raise SimstdError(f"k={k} is larger than the {self.ntotal - 1} other items; use k <= {self.ntotal - 1}")
         res = self.search(self.reconstruct(ids), str(labels[0]), k + 1, **kwargs)
         keep = res.ids != ids[:, None]
+        is_self = ~keep
         # Drop the item itself, or the last hit where the item was not retrieved
         # (approximate index, or exact duplicates ranked above it).
         keep[keep.all(axis=1), -1] = False
         pick = lambda a: a[keep].reshape(len(ids), k)  # noqa: E731
+        U = None
+        if res.uncertainty is not None:  # the posterior given that the item is not its own match
+            from .uncertainty import condition_out
+
+            U = pick(condition_out(res.uncertainty, is_self))
         return SearchResult(
             pick(res.scores), pick(res.ids), pick(res.raw_scores), pick(res.modalities),
             res.query_modality, res.standardized, self.store,
+            None if U is None else np.exp(-U), U,
         )
 
     # ------------------------------------------------------------- persistence
@@ -426,6 +543,22 @@ class MixedIndex:
         counts = ", ".join(f"{m}={n}" for m, n in self.counts.items())
         fitted = "fitted" if self.standardizer is not None else "not fitted"
         return f"MixedIndex(dim={self.dim}, factory={self.factory!r}, {counts or 'empty'}, {fitted})"
+
+
+_POOL: tuple[int, int, ThreadPoolExecutor] | None = None  # (pid, workers, pool)
+_POOL_LOCK = threading.Lock()
+
+
+def _shard_pool(threads: int) -> ThreadPoolExecutor:
+    """Process-wide pool whose workers run FAISS with one OpenMP thread each
+    (``omp_set_num_threads`` applies to the calling thread only). Made anew
+    in a forked child, which does not inherit the parent's threads."""
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None or _POOL[0] != os.getpid() or _POOL[1] < threads:
+            pool = ThreadPoolExecutor(threads, "simstd-shard", faiss.omp_set_num_threads, (1,))
+            _POOL = (os.getpid(), threads, pool)
+        return _POOL[2]
 
 
 def _digest(data: bytes) -> str:

@@ -250,3 +250,18 @@ def test_interrupted_save_keeps_the_previous_index(tmp_path, monkeypatch):
         index.save(path)
     assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["db.faiss", "db.sqlite"]
+
+
+def test_query_shift_search_equals_brute_force_transform():
+    """Standardizer(query_shift>0) is applied by search exactly as transform defines it."""
+    index = real_like_index(n=80)
+    std = Standardizer(query_shift=0.5, shift_k=10).fit(index)
+    q = unit_rows(np.random.default_rng(7), 5, 32, 1.0)
+    ids = np.arange(index.ntotal)
+    S = q.astype(np.float64) @ index.reconstruct(ids).T.astype(np.float64)
+    Z = std.transform(S, "text", index.modality_of(ids)[None, :])
+    expected = np.sort(Z, axis=1)[:, ::-1][:, :7]
+    res = index.search(q, "text", 7, standardizer=std)
+    np.testing.assert_allclose(res.scores, expected, atol=1e-4)
+    plain = index.search(q, "text", 7, standardizer=Standardizer().fit(index))
+    assert not np.allclose(plain.scores, res.scores)
