@@ -131,14 +131,63 @@ def _load_embeddings(embeddings: Sequence[str], meta: Sequence[str]) -> tuple[di
               help="Embeddings of one modality, (n, dim) .npy; repeat per modality. Ids follow the order given.")
 @click.option("--meta", multiple=True, metavar="MODALITY=FILE.jsonl",
               help="Payloads of one modality: one JSON object per row.")
+@click.option("--images", type=click.Path(file_okay=False), help="Folder of images to embed (recursive).")
+@click.option("--texts", type=click.Path(dir_okay=False),
+              help="Texts to embed: one per line, or JSONL with --text-field.")
+@click.option("--text-field", default="text", show_default=True, help="Field holding the text in a JSONL file.")
 @click.option("--factory", default="Flat", show_default=True,
               help="FAISS factory string, e.g. Flat, IVF1024,Flat, HNSW32, IVF4096,SQfp16.")
-@click.option("--model", default=None, help="Name of the encoder that made the embeddings (recorded).")
+@click.option("--model", default=None,
+              help="With --images/--texts: open_clip architecture (default ViT-B-32). "
+                   "With --embeddings: the name of the model that made them (recorded).")
+@click.option("--pretrained", default=None,
+              help="open_clip pretrained tag (default laion2b_s34b_b79k, downloaded on first use) "
+                   "or a local checkpoint file (.pt, .bin, .safetensors).")
+@click.option("--device", default="cpu", show_default=True, help="Torch device for embedding (cpu, cuda).")
+@click.option("--batch-size", default=64, show_default=True, type=click.IntRange(min=1))
+@click.option("--resume", is_flag=True,
+              help="Add to the existing --out index only what it does not hold yet (no re-embedding).")
 @click.option("--out", "-o", required=True, type=click.Path(dir_okay=False), help="Index file to write (db.faiss).")
-def build(embeddings: tuple[str, ...], meta: tuple[str, ...], factory: str, model: str | None, out: str) -> None:
-    """Build a mixed index from per-modality embedding files."""
+def build(embeddings: tuple[str, ...], meta: tuple[str, ...], images: str | None, texts: str | None,
+          text_field: str, factory: str, model: str | None, pretrained: str | None, device: str,
+          batch_size: int, resume: bool, out: str) -> None:
+    """Build a mixed index from embedding files, or from images and texts."""
+    if images or texts:
+        if embeddings or meta:
+            raise SimstdError("build from --embeddings or from --images/--texts, not both in one run")
+        _build_from_raw(images, texts, text_field, factory, model, pretrained, device, batch_size, resume, out)
+        return
+    if resume:
+        raise SimstdError("--resume applies to --images/--texts; append embeddings with simstd add")
     arrays, metadata = _load_embeddings(embeddings, meta)
     index = MixedIndex.from_arrays(arrays, factory=factory, metadata=metadata, model=model)
+    _save_built(index, out)
+
+
+def _build_from_raw(images: str | None, texts: str | None, text_field: str, factory: str, model: str | None,
+                    pretrained: str | None, device: str, batch_size: int, resume: bool, out: str) -> None:
+    from .encoders import OpenClipEncoder
+    from .ingest import ingest
+
+    encoder = OpenClipEncoder(model or "ViT-B-32", pretrained or "laion2b_s34b_b79k", device=device,
+                              batch_size=batch_size)
+    existing = MixedIndex.load(out, load_standardizer=False) if resume and Path(out).exists() else None
+    index, report = ingest(encoder, images=images, texts=texts, text_field=text_field, index=existing,
+                           factory=factory, progress=sys.stderr.isatty())
+    for where, why in report.skipped:
+        click.echo(f"skipped {where}: {why}", err=True)
+    for m, n in report.already_indexed.items():
+        if n:
+            click.echo(f"{n} {m} item(s) already indexed: not embedded again", err=True)
+    if existing is not None and not any(report.added.values()):
+        click.echo(f"{out} is up to date", err=True)
+        return
+    if index.ntotal == 0:
+        raise SimstdError("no item could be embedded (see the skipped files above); nothing was written")
+    _save_built(index, out)
+
+
+def _save_built(index: MixedIndex, out: str) -> None:
     index.save(out)
     # A fit belongs to the index it was made on; a rebuilt index needs a new one.
     sidecar_paths(out)["standardizer"].unlink(missing_ok=True)

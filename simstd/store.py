@@ -111,6 +111,16 @@ class MetadataStore:
                 out[i] = json.loads(meta) if meta else {}
         return out
 
+    def field_values(self, modality: str, key: str, where: tuple[str, object] | None = None) -> set:
+        """Distinct values of payload field ``key`` among items of ``modality``
+        (optionally only where payload field ``where[0]`` equals ``where[1]``)."""
+        sql = "SELECT DISTINCT json_extract(meta, ?) FROM items WHERE modality = ?"
+        args: list = [f"$.{key}", modality]
+        if where is not None:
+            sql += " AND json_extract(meta, ?) = ?"
+            args += [f"$.{where[0]}", where[1]]
+        return {v for (v,) in self._conn.execute(sql, args) if v is not None}
+
     def modality_counts(self) -> dict[str, int]:
         rows = self._conn.execute("SELECT modality, count(*) FROM items GROUP BY modality ORDER BY modality")
         return {m: n for m, n in rows}
