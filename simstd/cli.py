@@ -545,6 +545,8 @@ def _list_methods(ctx: click.Context, _param: click.Parameter, value: bool) -> N
 @main.command("eval")
 @click.argument("pairs", required=False, type=click.Path(dir_okay=False))
 @click.argument("second", required=False, type=click.Path(dir_okay=False))
+@click.option("--data", "data", type=click.Path(dir_okay=False), default=None,
+              help="Paired embeddings (2, N, D) .npy: the same as the PAIRS argument.")
 @click.option("--index", "index_path", type=click.Path(dir_okay=False), default=None,
               help="Evaluate an index built with `simstd build` (with --queries, --query-modality, --qrels).")
 @click.option("--queries", type=click.Path(dir_okay=False), help="Query vectors for --index, (n, dim) .npy.")
@@ -566,7 +568,7 @@ def _list_methods(ctx: click.Context, _param: click.Parameter, value: bool) -> N
 @click.option("--markdown", "fmt", flag_value="markdown", help="Print Markdown tables.")
 @click.option("--list-methods", is_flag=True, expose_value=False, is_eager=True, callback=_list_methods,
               help="List the methods and exit.")
-def eval_command(pairs: str | None, second: str | None, index_path: str | None, queries: str | None,
+def eval_command(pairs: str | None, second: str | None, data: str | None, index_path: str | None, queries: str | None,
                  query_modality: str | None, qrels: str | None, modalities: str, methods: str | None,
                  seeds: int, seed_start: int, folds: int, protocol: str, fmt: str | None) -> None:
     """Compare score post-processing methods on paired embeddings or an index.
@@ -579,6 +581,11 @@ def eval_command(pairs: str | None, second: str | None, index_path: str | None, 
     """
     from .evaluation import index_task, load_qrels, run_pairs, run_task
     from .methods import DEFAULT_METHODS
+
+    if data is not None:
+        if pairs is not None:
+            raise SimstdError("give the paired embeddings once: as PAIRS or as --data, not both")
+        pairs = data
 
     names = _method_list(methods) if methods else list(DEFAULT_METHODS)
     seed_list = list(range(seed_start, seed_start + seeds))
