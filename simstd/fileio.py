@@ -30,6 +30,19 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
             tmp_path.unlink()
 
 
+def read_json(path: str | Path, what: str, fix: str) -> object:
+    """Parse a JSON file, raising CorruptFileError that names ``what`` and ``fix``."""
+    from .errors import CorruptFileError
+
+    path = Path(path)
+    if not path.exists():
+        raise CorruptFileError(f"{what} {path} does not exist; {fix}")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CorruptFileError(f"cannot read {what} {path} ({exc}); {fix}") from None
+
+
 def write_json_atomic(path: str | Path, obj: object) -> None:
     """Write ``obj`` as indented, human-readable JSON, atomically."""
     with atomic_path(path) as tmp:

@@ -11,14 +11,13 @@ modalities on one scale so that a single merged ranking is meaningful.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Sequence
 
 import numpy as np
 
 from .errors import CorruptFileError, FingerprintMismatchError, NotFittedError, SimstdError
-from .fileio import write_json_atomic
+from .fileio import read_json, write_json_atomic
 from .validation import check_label
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -409,13 +408,7 @@ class Standardizer:
 
     @classmethod
     def load(cls, path: str | Path) -> "Standardizer":
-        path = Path(path)
-        if not path.exists():
-            raise CorruptFileError(f"standardizer file {path} does not exist; run `simstd fit` to create it")
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise CorruptFileError(f"cannot read standardizer {path} ({exc}); refit with `simstd fit`") from None
+        data = read_json(path, "standardizer file", "run `simstd fit` to (re)create it")
         return cls.from_dict(data, str(path))
 
     def __repr__(self) -> str:

@@ -44,7 +44,6 @@ reliability diagrams, and the mixed-protocol benchmark behind
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Mapping, Sequence
 
@@ -52,7 +51,7 @@ import numpy as np
 from scipy.special import log_ndtr
 
 from .errors import CorruptFileError, FingerprintMismatchError, NotFittedError, SimstdError
-from .fileio import write_json_atomic
+from .fileio import read_json, write_json_atomic
 
 if TYPE_CHECKING:  # pragma: no cover
     from .index import MixedIndex
@@ -300,13 +299,7 @@ class UncertaintyModel:
 
     @classmethod
     def load(cls, path: str | Path) -> "UncertaintyModel":
-        path = Path(path)
-        if not path.exists():
-            raise CorruptFileError(f"uncertainty file {path} does not exist; run `simstd fit --uncertainty`")
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise CorruptFileError(f"cannot read uncertainty model {path} ({exc}); refit it") from None
+        data = read_json(path, "uncertainty file", "run `simstd fit --uncertainty` to (re)create it")
         return cls.from_dict(data, str(path))
 
     def __repr__(self) -> str:
