@@ -8,8 +8,10 @@ is never its own pseudo positive.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Sequence
+import contextlib
+from typing import TYPE_CHECKING, Iterator, Sequence
 
+import faiss
 import numpy as np
 
 from .errors import SimstdError
@@ -19,6 +21,13 @@ if TYPE_CHECKING:  # pragma: no cover
     from .index import MixedIndex
 
 Pairs = tuple[np.ndarray, np.ndarray, np.ndarray]
+
+#: HNSW beam width while mining. Pseudo queries of the other modality lie far
+#: from a shard's graph and a narrow beam misses their true top-1, biasing the
+#: fit: on 30k+30k CLIP-like vectors (HNSW16, 2000 queries) efSearch 16 gave
+#: std 1.6-2.4x the exact fit's and means off by up to 1.4 std; 256 is within
+#: 0.01 std. (At 1M, efSearch 128 had std off by 205%: docs/performance.md.)
+MINING_EF_SEARCH = 256
 
 
 def mine_pseudo_positives(
@@ -39,19 +48,36 @@ def mine_pseudo_positives(
         raise SimstdError("the index is empty: add vectors before fitting")
     rng = np.random.default_rng(seed)
     out_q, out_t, out_s = [], [], []
-    for qm, vectors, self_ids in _pseudo_queries(index, queries, query_modalities, sample, rng):
-        for tm in index.modalities:
-            exclude = self_ids is not None and tm == qm
-            D, I = index.search_modality(vectors, tm, k + 1 if exclude else k)
-            D = np.where(I >= 0, D, np.nan)  # -1: fewer results than asked
-            if exclude:
-                D = _drop_self(D, I, self_ids)
-            D = D[:, :k]
-            D = D[np.isfinite(D)]
-            out_q.append(np.full(D.size, qm, dtype=object))
-            out_t.append(np.full(D.size, tm, dtype=object))
-            out_s.append(D.astype(np.float64))
+    with _wide_hnsw_beam(index):
+        for qm, vectors, self_ids in _pseudo_queries(index, queries, query_modalities, sample, rng):
+            for tm in index.modalities:
+                exclude = self_ids is not None and tm == qm
+                D, I = index.search_modality(vectors, tm, k + 1 if exclude else k)
+                D = np.where(I >= 0, D, np.nan)  # -1: fewer results than asked
+                if exclude:
+                    D = _drop_self(D, I, self_ids)
+                D = D[:, :k]
+                D = D[np.isfinite(D)]
+                out_q.append(np.full(D.size, qm, dtype=object))
+                out_t.append(np.full(D.size, tm, dtype=object))
+                out_s.append(D.astype(np.float64))
     return np.concatenate(out_q), np.concatenate(out_t), np.concatenate(out_s)
+
+
+@contextlib.contextmanager
+def _wide_hnsw_beam(index: "MixedIndex") -> Iterator[None]:
+    """Raise every HNSW shard's efSearch to MINING_EF_SEARCH, then restore it."""
+    saved = []
+    for shard in index.shards.values():
+        inner = faiss.downcast_index(shard.index)
+        if isinstance(inner, faiss.IndexHNSW) and inner.hnsw.efSearch < MINING_EF_SEARCH:
+            saved.append((inner, inner.hnsw.efSearch))
+            inner.hnsw.efSearch = MINING_EF_SEARCH
+    try:
+        yield
+    finally:
+        for inner, ef in saved:
+            inner.hnsw.efSearch = ef
 
 
 def _pseudo_queries(index, queries, query_modalities, sample, rng):

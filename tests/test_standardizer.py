@@ -192,3 +192,21 @@ def test_bad_settings_are_named():
         Standardizer(n_pseudo=0).fit(mixed_index())
     with pytest.raises(SimstdError, match="source"):
         Standardizer(source="oracle").fit(mixed_index())
+
+
+def test_hnsw_fit_matches_the_exact_fit_and_keeps_the_search_beam():
+    """Mining widens the HNSW beam: cross-modal pseudo queries are far from a
+    shard's graph and a narrow beam biases the statistics."""
+    import faiss
+
+    from simstd.datasets import synthetic_pairs
+
+    pairs = synthetic_pairs(4000, 128, seed=1)  # clustered, CLIP-like gap: what HNSW is built for
+    arrays = {"image": pairs[0], "text": pairs[1]}
+    exact = Standardizer(sample=300).fit(MixedIndex.from_arrays(arrays))
+    hnsw = MixedIndex.from_arrays(arrays, factory="HNSW8")
+    hnsw.set_search_params("efSearch=4")  # with this beam the fit was off by 1 std, std 4x
+    approx = Standardizer(sample=300).fit(hnsw)
+    np.testing.assert_allclose((approx.mean_ - exact.mean_) / exact.std_, 0, atol=0.1)
+    np.testing.assert_allclose(approx.std_ / exact.std_, 1, atol=0.05)
+    assert faiss.downcast_index(hnsw.shards["text"].index).hnsw.efSearch == 4
