@@ -43,6 +43,19 @@ def read_json(path: str | Path, what: str, fix: str) -> object:
         raise CorruptFileError(f"cannot read {what} {path} ({exc}); {fix}") from None
 
 
+def check_format(data: object, source: str, fmt: str, version: int, what: str, fix: str) -> dict:
+    """Return ``data`` if it is a dict in format ``fmt`` of ``version``, else raise CorruptFileError."""
+    from .errors import CorruptFileError
+
+    if not isinstance(data, dict) or data.get("format") != fmt:
+        raise CorruptFileError(f"{source} is not a {what} file; {fix}")
+    if data.get("format_version") != version:
+        raise CorruptFileError(
+            f"{source} has format version {data.get('format_version')!r}, this simstd reads version {version}; {fix}"
+        )
+    return data
+
+
 def write_json_atomic(path: str | Path, obj: object) -> None:
     """Write ``obj`` as indented, human-readable JSON, atomically."""
     with atomic_path(path) as tmp:

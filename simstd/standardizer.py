@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Iterable, Sequence
 import numpy as np
 
 from .errors import CorruptFileError, FingerprintMismatchError, NotFittedError, SimstdError
-from .fileio import read_json, write_json_atomic
+from .fileio import check_format, read_json, write_json_atomic
 from .validation import check_label
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -375,13 +375,7 @@ class Standardizer:
     @classmethod
     def from_dict(cls, data: dict, source: str = "<dict>") -> "Standardizer":
         fix = "refit with `simstd fit` to rewrite it"
-        if not isinstance(data, dict) or data.get("format") != FORMAT:
-            raise CorruptFileError(f"{source} is not a simstd standardizer file; {fix}")
-        if data.get("format_version") != FORMAT_VERSION:
-            raise CorruptFileError(
-                f"{source} has format version {data.get('format_version')!r}, this simstd reads "
-                f"version {FORMAT_VERSION}; {fix}"
-            )
+        check_format(data, source, FORMAT, FORMAT_VERSION, "simstd standardizer", fix)
         try:
             std = cls(**data["settings"])
             labels = [check_label(x) for x in data["modalities"]]

@@ -51,7 +51,7 @@ import numpy as np
 from scipy.special import log_ndtr
 
 from .errors import CorruptFileError, FingerprintMismatchError, NotFittedError, SimstdError
-from .fileio import read_json, write_json_atomic
+from .fileio import check_format, read_json, write_json_atomic
 
 if TYPE_CHECKING:  # pragma: no cover
     from .index import MixedIndex
@@ -268,11 +268,7 @@ class UncertaintyModel:
     @classmethod
     def from_dict(cls, data: dict, source: str = "<dict>") -> "UncertaintyModel":
         fix = "refit with `simstd fit --uncertainty` to rewrite it"
-        if not isinstance(data, dict) or data.get("format") != FORMAT:
-            raise CorruptFileError(f"{source} is not a simstd uncertainty file; {fix}")
-        if data.get("format_version") != FORMAT_VERSION:
-            raise CorruptFileError(f"{source} has format version {data.get('format_version')!r}, this simstd "
-                                   f"reads version {FORMAT_VERSION}; {fix}")
+        check_format(data, source, FORMAT, FORMAT_VERSION, "simstd uncertainty", fix)
         try:
             model = cls(**data["settings"])
             labels = [str(x) for x in data["modalities"]]
