@@ -1,0 +1,182 @@
+"""Shared parts of the ``simstd`` command line: the command group, the
+``--index`` option, input readers and the tables printed for people.
+
+Every user error is a :class:`~simstd.errors.SimstdError`; the group below
+prints its message and exits with status 1, without a traceback. Output for
+machines is JSON lines (``--format jsonl``), for people a table.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import warnings
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import click
+
+from ..errors import SimstdError
+from ..index import MixedIndex, SearchResult
+from ..standardizer import Standardizer
+from ..validation import check_label, load_npy
+
+INDEX_ENV = "SIMSTD_INDEX"
+#: Metadata fields shown in the table's "item" column, in order of preference.
+PAYLOAD_FIELDS = ("text", "caption", "title", "path", "url", "coco_url")
+
+
+class SimstdGroup(click.Group):
+    """Turns SimstdError (and file-system errors) into a clean message and exit code 1."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            try:
+                return super().invoke(ctx)
+            except SimstdError as exc:
+                raise click.ClickException(str(exc)) from None
+            except OSError as exc:
+                raise click.ClickException(f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": ")) from None
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
+    click.echo(f"note: {message}", err=True)
+
+
+@click.group(cls=SimstdGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="simstd")
+def main() -> None:
+    """Mixed text+image search with similarity standardization.
+
+    A FAISS index that holds several modalities ranks by raw cosine one
+    modality only; simstd fits per-modality-pair score statistics on
+    pseudo-positive pairs and ranks by standardized score instead.
+
+    \b
+    Typical use:
+      simstd build -e text=texts.npy -e image=images.npy --out db.faiss
+      simstd fit --index db.faiss
+      simstd query --like 0 --index db.faiss
+    """
+
+
+def index_option(f):  # noqa: ANN001, ANN201
+    return click.option(
+        "--index",
+        "index_path",
+        envvar=INDEX_ENV,
+        show_envvar=True,
+        required=True,
+        type=click.Path(dir_okay=False),
+        help="Index file written by `simstd build` (e.g. db.faiss).",
+    )(f)
+
+
+def _pairs(values: Sequence[str], option: str) -> list[tuple[str, str]]:
+    out = []
+    for value in values:
+        label, sep, path = value.partition("=")
+        if not sep or not label or not path:
+            raise SimstdError(f"{option} {value!r} must look like MODALITY=FILE, e.g. {option} text=texts.npy")
+        out.append((check_label(label), path))
+    return out
+
+
+def read_jsonl(path: str | Path) -> list[dict]:
+    """Read one JSON object per line; errors name the line."""
+    path = Path(path)
+    if not path.exists():
+        raise SimstdError(f"metadata file {path} does not exist; check the path")
+    records = []
+    with path.open(encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, start=1):
+            if not line.strip():
+                raise SimstdError(f"{path}:{lineno} is empty; metadata JSONL needs one JSON object per vector row")
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise SimstdError(f"{path}:{lineno} is not valid JSON ({exc.msg}); fix that line") from None
+            if not isinstance(obj, dict):
+                raise SimstdError(f"{path}:{lineno} is a JSON {type(obj).__name__}, expected an object {{...}}")
+            records.append(obj)
+    return records
+
+
+def _load_embeddings(embeddings: Sequence[str], meta: Sequence[str]) -> tuple[dict, dict]:
+    files = _pairs(embeddings, "--embeddings")
+    if not files:
+        raise SimstdError("nothing to index: pass --embeddings MODALITY=FILE.npy (once per modality)")
+    labels = [m for m, _ in files]
+    if len(set(labels)) != len(labels):
+        raise SimstdError("each modality may appear once in --embeddings; concatenate the arrays first")
+    arrays = {m: load_npy(p, f"embeddings for {m!r}") for m, p in files}
+    metadata = {}
+    for m, p in _pairs(meta, "--meta"):
+        if m not in arrays:
+            raise SimstdError(f"--meta {m}=... names a modality without --embeddings {m}=...")
+        metadata[m] = read_jsonl(p)
+        rows = len(arrays[m]) if arrays[m].ndim == 2 else 1
+        if len(metadata[m]) != rows:
+            raise SimstdError(
+                f"{p} has {len(metadata[m])} records but embeddings for {m!r} have {rows} rows; "
+                "metadata JSONL needs exactly one object per row"
+            )
+    return arrays, metadata
+
+
+def result_records(result: SearchResult, labels: Sequence[str]) -> Iterable[dict]:
+    """One flat dict per hit: query, rank, id, modality, score, raw_score, (confidence, uncertainty,)
+    then the metadata fields."""
+    for i, label in enumerate(labels):
+        for hit in result.hits(i):
+            record = {"query": label, **{k: v for k, v in hit.items() if k != "metadata"}}
+            for key, value in hit["metadata"].items():
+                record[key if key not in record else f"meta_{key}"] = value
+            yield record
+
+
+
+# ------------------------------------------------------------------ formatting
+def _table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    cells = [list(map(str, header))] + [[str(c) for c in r] for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def _stats_table(std: Standardizer) -> str:
+    rows = [[r["query_modality"], r["target_modality"], r["n"], f"{r['mean']:.4f}", f"{r['std']:.4f}"]
+            for r in std.table()]
+    return _table(["query", "target", "n", "mean", "std"], rows)
+
+
+def _payload(meta: dict) -> str:
+    for key in PAYLOAD_FIELDS:
+        if meta.get(key):
+            return str(meta[key])
+    return json.dumps(meta, ensure_ascii=False) if meta else ""
+
+
+def _hits_table(result: SearchResult, i: int, label: str) -> str:
+    width = shutil.get_terminal_size((100, 20)).columns
+    rows, header = [], ["rank", "z-score", "cosine", "modality", "id", "item"]
+    hits = result.hits(i)
+    for h in hits:
+        rows.append([h["rank"], f"{h['score']:.3f}", f"{h['raw_score']:.3f}", h["modality"], h["id"],
+                     _payload(h["metadata"])])
+    if result.confidence is not None:  # the label-free posterior share of each hit
+        header.insert(3, "conf")
+        rows = [r[:3] + [f"{h['confidence']:.3f}"] + r[3:] for r, h in zip(rows, hits)]
+    if not result.standardized:  # the score is the cosine: show it once
+        header.pop(1)
+        rows = [r[:1] + r[2:] for r in rows]
+    body = _table(header, rows)
+    clipped = "\n".join(line if len(line) <= width else line[: width - 1] + "…" for line in body.splitlines())
+    return f"\nquery: {label}\n{clipped}"
+
+
+def _echo_counts(index: MixedIndex, what: str) -> None:
+    counts = ", ".join(f"{n} {m}" for m, n in index.counts.items())
+    click.echo(f"{what}: {counts} (dim {index.dim}, {index.factory})", err=True)
+

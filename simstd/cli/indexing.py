@@ -1,0 +1,265 @@
+"""Commands over an index: build, add, fit, query, info."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from ..errors import SimstdError
+from ..index import MixedIndex, sidecar_paths
+from ..standardizer import Standardizer
+from ..validation import load_npy
+from ._common import (
+    _echo_counts,
+    _hits_table,
+    _load_embeddings,
+    _stats_table,
+    index_option,
+    main,
+    result_records,
+)
+
+
+@main.command()
+@click.option("--embeddings", "-e", multiple=True, metavar="MODALITY=FILE.npy",
+              help="Embeddings of one modality, (n, dim) .npy; repeat per modality. Ids follow the order given.")
+@click.option("--meta", multiple=True, metavar="MODALITY=FILE.jsonl",
+              help="Payloads of one modality: one JSON object per row.")
+@click.option("--images", type=click.Path(file_okay=False), help="Folder of images to embed (recursive).")
+@click.option("--texts", type=click.Path(dir_okay=False),
+              help="Texts to embed: one per line, or JSONL with --text-field.")
+@click.option("--text-field", default="text", show_default=True, help="Field holding the text in a JSONL file.")
+@click.option("--factory", default="Flat", show_default=True,
+              help="FAISS factory string, e.g. Flat, IVF1024,Flat, HNSW32, IVF4096,SQfp16.")
+@click.option("--model", default=None,
+              help="With --images/--texts: open_clip architecture (default ViT-B-32). "
+                   "With --embeddings: the name of the model that made them (recorded).")
+@click.option("--pretrained", default=None,
+              help="open_clip pretrained tag (default laion2b_s34b_b79k, downloaded on first use) "
+                   "or a local checkpoint file (.pt, .bin, .safetensors).")
+@click.option("--device", default="cpu", show_default=True, help="Torch device for embedding (cpu, cuda).")
+@click.option("--batch-size", default=64, show_default=True, type=click.IntRange(min=1))
+@click.option("--resume", is_flag=True,
+              help="Add to the existing --out index only what it does not hold yet (no re-embedding).")
+@click.option("--out", "-o", required=True, type=click.Path(dir_okay=False), help="Index file to write (db.faiss).")
+def build(embeddings: tuple[str, ...], meta: tuple[str, ...], images: str | None, texts: str | None,
+          text_field: str, factory: str, model: str | None, pretrained: str | None, device: str,
+          batch_size: int, resume: bool, out: str) -> None:
+    """Build a mixed index from embedding files, or from images and texts."""
+    if images or texts:
+        if embeddings or meta:
+            raise SimstdError("build from --embeddings or from --images/--texts, not both in one run")
+        _build_from_raw(images, texts, text_field, factory, model, pretrained, device, batch_size, resume, out)
+        return
+    if resume:
+        raise SimstdError("--resume applies to --images/--texts; append embeddings with simstd add")
+    arrays, metadata = _load_embeddings(embeddings, meta)
+    index = MixedIndex.from_arrays(arrays, factory=factory, metadata=metadata, model=model)
+    _save_built(index, out)
+
+
+def _build_from_raw(images: str | None, texts: str | None, text_field: str, factory: str, model: str | None,
+                    pretrained: str | None, device: str, batch_size: int, resume: bool, out: str) -> None:
+    from ..encoders import OpenClipEncoder
+    from ..ingest import ingest
+
+    encoder = OpenClipEncoder(model or "ViT-B-32", pretrained or "laion2b_s34b_b79k", device=device,
+                              batch_size=batch_size)
+    existing = MixedIndex.load(out, load_standardizer=False) if resume and Path(out).exists() else None
+    index, report = ingest(encoder, images=images, texts=texts, text_field=text_field, index=existing,
+                           factory=factory, progress=sys.stderr.isatty())
+    for where, why in report.skipped:
+        click.echo(f"skipped {where}: {why}", err=True)
+    for m, n in report.already_indexed.items():
+        if n:
+            click.echo(f"{n} {m} item(s) already indexed: not embedded again", err=True)
+    if existing is not None and not any(report.added.values()):
+        click.echo(f"{out} is up to date", err=True)
+        return
+    if index.ntotal == 0:
+        raise SimstdError("no item could be embedded (see the skipped files above); nothing was written")
+    _save_built(index, out)
+
+
+def _save_built(index: MixedIndex, out: str) -> None:
+    index.save(out)
+    # A fit belongs to the index it was made on; a rebuilt index needs a new one.
+    sidecar_paths(out)["standardizer"].unlink(missing_ok=True)
+    sidecar_paths(out)["uncertainty"].unlink(missing_ok=True)
+    _echo_counts(index, f"built {out}")
+    click.echo(f"next: simstd fit --index {out}", err=True)
+
+
+@main.command()
+@index_option
+@click.option("--embeddings", "-e", multiple=True, metavar="MODALITY=FILE.npy", help="Embeddings to append.")
+@click.option("--meta", multiple=True, metavar="MODALITY=FILE.jsonl", help="Their payloads.")
+def add(index_path: str, embeddings: tuple[str, ...], meta: tuple[str, ...]) -> None:
+    """Append embeddings to an existing index (new ids follow the last one)."""
+    arrays, metadata = _load_embeddings(embeddings, meta)
+    index = MixedIndex.load(index_path, load_standardizer=False)
+    for m, arr in arrays.items():
+        index.add(arr, m, metadata.get(m))
+    index.save(index_path)
+    _echo_counts(index, f"updated {index_path}")
+    if sidecar_paths(index_path)["standardizer"].exists():
+        click.echo(f"the fitted standardizer is now stale: run simstd fit --index {index_path}", err=True)
+
+
+@main.command()
+@index_option
+@click.option("--queries", type=click.Path(dir_okay=False),
+              help="Pseudo queries (a query log), (n, dim) .npy. Default: sample the indexed items.")
+@click.option("--query-modality", default=None, help="Modality of --queries (e.g. text).")
+@click.option("--sample", default=10_000, show_default=True, type=click.IntRange(min=0),
+              help="Pseudo queries per query modality (0 = all).")
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed of the sample.")
+@click.option("--n-pseudo", default=1, show_default=True, type=click.IntRange(min=1),
+              help="Pseudo positives per query and target modality (top-n).")
+@click.option("--uncertainty", "with_uncertainty", is_flag=True,
+              help="Also fit the label-free uncertainty model (confidences, --rerank uncertainty); "
+                   "costs about one more pass over the pseudo queries.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+def fit(index_path: str, queries: str | None, query_modality: str | None, sample: int, seed: int,
+        n_pseudo: int, with_uncertainty: bool, fmt: str) -> None:
+    """Fit the standardizer on pseudo-positive pairs and save it beside the index."""
+    index = MixedIndex.load(index_path, load_standardizer=False)
+    qvec = None
+    if queries is not None:
+        if query_modality is None:
+            raise SimstdError("--queries needs --query-modality (the modality of those vectors, e.g. text)")
+        qvec = load_npy(queries, "--queries")
+    elif query_modality is not None:
+        raise SimstdError("--query-modality describes --queries; pass the query vectors too")
+    std = Standardizer(n_pseudo=n_pseudo, sample=sample or None, seed=seed)
+    std.fit(index, queries=qvec, query_modalities=query_modality)
+    path = sidecar_paths(index_path)["standardizer"]
+    std.save(path)
+    upath = sidecar_paths(index_path)["uncertainty"]
+    if with_uncertainty:
+        from ..uncertainty import UncertaintyModel  # lazy, like every optional part: it loads scipy.special
+
+        UncertaintyModel(sample=sample or None, seed=seed).fit(index, std).save(upath)
+        note = f"wrote {upath}"
+    elif upath.exists():  # it was fitted with the previous standardizer
+        upath.unlink()
+        note = f"removed {upath}, fitted with the previous standardizer (refit it with --uncertainty)"
+    else:
+        note = None
+    if fmt == "json":
+        click.echo(json.dumps(std.to_dict(), indent=2))
+    else:
+        click.echo(_stats_table(std))
+        click.echo(f"wrote {path}", err=True)
+    if note:
+        click.echo(note, err=True)
+
+
+@main.command()
+@click.argument("text", required=False)
+@index_option
+@click.option("-k", default=10, show_default=True, type=click.IntRange(min=1), help="Number of results.")
+@click.option("--vector", type=click.Path(dir_okay=False), help="Query vector(s), (dim,) or (n, dim) .npy.")
+@click.option("--query-modality", default=None, help="Modality of --vector (default: text).")
+@click.option("--like", "like", type=int, default=None, metavar="ID", help="Use indexed item ID as the query.")
+@click.option("--image", type=click.Path(dir_okay=False), help="Image file to use as the query (needs an encoder).")
+@click.option("--target", multiple=True, help="Only return these modalities (repeatable).")
+@click.option("--raw", is_flag=True, help="Rank by raw cosine instead of standardized score.")
+@click.option("--params", default=None, help="FAISS search parameters, e.g. nprobe=16 or efSearch=128.")
+@click.option("--rerank", type=click.Choice(["none", "uncertainty"]), default="none", show_default=True,
+              help="uncertainty: order by z-score minus weight x uncertainty (needs simstd fit --uncertainty).")
+@click.option("--rerank-weight", default=1.0, show_default=True, type=click.FloatRange(min=0),
+              help="Weight of the uncertainty in --rerank uncertainty.")
+@click.option("--format", "fmt", type=click.Choice(["table", "jsonl"]), default="table", show_default=True)
+def query(text: str | None, index_path: str, k: int, vector: str | None, query_modality: str | None,
+          like: int | None, image: str | None, target: tuple[str, ...], raw: bool, params: str | None,
+          rerank: str, rerank_weight: float, fmt: str) -> None:
+    """Search the index with TEXT, --vector, --like ID or --image.
+
+    When the index has a fitted uncertainty model (simstd fit --uncertainty),
+    every hit also gets a confidence (its label-free posterior share, not a
+    calibrated probability) and an uncertainty (-ln confidence).
+    """
+    given = [name for name, v in (("TEXT", text), ("--vector", vector), ("--like", like), ("--image", image))
+             if v is not None]
+    if len(given) != 1:
+        raise SimstdError("give exactly one query: TEXT, --vector FILE.npy, --like ID or --image FILE "
+                          f"(got {', '.join(given) or 'none'})")
+    index = MixedIndex.load(index_path)
+    if params:
+        index.set_search_params(params)
+    kwargs = {"raw": raw, "targets": list(target) or None}
+    upath = sidecar_paths(index_path)["uncertainty"]
+    if upath.exists():
+        from ..uncertainty import UncertaintyModel
+
+        kwargs["uncertainty"] = UncertaintyModel.load(upath)
+    if rerank == "uncertainty":
+        if not upath.exists():
+            raise SimstdError(f"--rerank uncertainty needs the uncertainty model: run simstd fit --uncertainty "
+                              f"--index {index_path}")
+        kwargs.update(rerank=rerank, rerank_weight=rerank_weight)
+    if like is not None:
+        result = index.search_like([like], k, **kwargs)
+        labels = [f"like:{like}"]
+    elif vector is not None:
+        vectors = load_npy(vector, "--vector")
+        result = index.search(vectors, query_modality or "text", k, **kwargs)
+        labels = [f"{vector}#{i}" for i in range(len(result))] if len(result) > 1 else [vector]
+    else:
+        if index.model is None:
+            raise SimstdError(
+                "this index records no encoder model (it was built from .npy embeddings), so it cannot embed "
+                "a text or image query: use --vector q.npy --query-modality text or --like ID, or build the "
+                "index with an encoder (simstd build --images DIR --texts FILE)"
+            )
+        from ..encoders import encoder_for_index
+
+        encoder = encoder_for_index(index)
+        if text is not None:
+            result = index.search(encoder.encode_texts([text]), query_modality or "text", k, **kwargs)
+            labels = [text]
+        else:
+            result = index.search(encoder.encode_images([image]), query_modality or "image", k, **kwargs)
+            labels = [image]
+    if fmt == "jsonl":
+        for line in result_records(result, labels):
+            click.echo(json.dumps(line, ensure_ascii=False))
+    else:
+        for i, label in enumerate(labels):
+            click.echo(_hits_table(result, i, label))
+
+
+@main.command()
+@index_option
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+def info(index_path: str, fmt: str) -> None:
+    """Show counts per modality, dimension, factory and the fitted statistics."""
+    index = MixedIndex.load(index_path)
+    std = index.standardizer
+    stale = None
+    if std is not None:
+        try:
+            std.check_index(index)
+        except SimstdError as exc:
+            stale = str(exc)
+    if fmt == "json":
+        click.echo(json.dumps({
+            "index": str(index_path), "dim": index.dim, "factory": index.factory, "model": index.model,
+            "ntotal": index.ntotal, "counts": index.counts, "fingerprint": index.fingerprint,
+            "standardizer": None if std is None else std.to_dict(), "stale": stale,
+        }, indent=2))
+        return
+    click.echo(f"index        {index_path}")
+    click.echo(f"dimension    {index.dim}")
+    click.echo(f"factory      {index.factory}")
+    click.echo(f"model        {index.model or '-'}")
+    click.echo(f"fingerprint  {index.fingerprint[:16]}")
+    click.echo(f"items        {index.ntotal}  (" + ", ".join(f"{m}: {n}" for m, n in index.counts.items()) + ")")
+    if std is None:
+        click.echo(f"standardizer not fitted: run simstd fit --index {index_path}")
+    else:
+        click.echo("standardizer " + ("STALE: " + stale if stale else "fitted"))
+        click.echo(_stats_table(std))
