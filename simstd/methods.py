@@ -28,6 +28,7 @@ import numpy as np
 
 from .errors import SimstdError
 from .standardizer import Standardizer
+from .stats import topk_mean
 from .validation import as_embeddings, check_label
 
 
@@ -274,10 +275,10 @@ class PseudoStandardization(ScoreMethod):
 
 
 def _labeled_with_pseudo_fallback(corpus, labels, log, positives) -> Standardizer:
-    from .index import MixedIndex
+    from .engines import ArraySearcher
     from .mining import labeled_pair_scores, mine_pseudo_positives
 
-    index = MixedIndex.from_arrays(corpus, labels, factory="Flat")
+    index = ArraySearcher(corpus, labels)
     lq, lt, ls = labeled_pair_scores(index, np.asarray(positives), log[0], log[1])
     pq, pt, ps = mine_pseudo_positives(index, sample=None)
     have = set(zip(lq.tolist(), lt.tolist()))
@@ -351,12 +352,7 @@ class _Rescore(ScoreMethod):
         raise NotImplementedError
 
     def _topk_mean(self, Z: np.ndarray, k: int, axis: int) -> np.ndarray:
-        """Mean of the ``k`` largest finite values along ``axis`` (fewer if fewer exist)."""
-        Z = np.moveaxis(Z, axis, -1)
-        k = min(k, Z.shape[-1])
-        top = -np.partition(-Z, k - 1, axis=-1)[..., :k]
-        finite = np.isfinite(top)
-        return np.where(finite, top, 0.0).sum(axis=-1) / np.maximum(finite.sum(axis=-1), 1)
+        return topk_mean(Z, k, axis)
 
 
 class _BankRescore(_Rescore):

@@ -8,30 +8,24 @@ is never its own pseudo positive.
 """
 from __future__ import annotations
 
-import contextlib
-from typing import TYPE_CHECKING, Iterator, Sequence
+import warnings
+from typing import Iterator, Sequence
 
-import faiss
 import numpy as np
 
+from .engines.base import Searchable, count, drop_self, missing_mask, search_session
 from .errors import SimstdError
 from .validation import as_embeddings, check_label
 
-if TYPE_CHECKING:  # pragma: no cover
-    from .index import MixedIndex
-
 Pairs = tuple[np.ndarray, np.ndarray, np.ndarray]
 
-#: HNSW beam width while mining. Pseudo queries of the other modality lie far
-#: from a shard's graph and a narrow beam misses their true top-1, biasing the
-#: fit: on 30k+30k CLIP-like vectors (HNSW16, 2000 queries) efSearch 16 gave
-#: std 1.6-2.4x the exact fit's and means off by up to 1.4 std; 256 is within
-#: 0.01 std. (At 1M, efSearch 128 had std off by 205%: docs/performance.md.)
-MINING_EF_SEARCH = 256
+#: A pseudo query whose best hit reaches this cosine is a stored copy of itself
+#: (float32 rounding keeps a self-match within ~1e-6 of 1).
+SELF_MATCH_COSINE = 1.0 - 1e-5
 
 
 def mine_pseudo_positives(
-    index: "MixedIndex",
+    searchable: Searchable,
     queries: np.ndarray | None = None,
     query_modalities: Sequence[str] | str | None = None,
     *,
@@ -41,57 +35,65 @@ def mine_pseudo_positives(
 ) -> Pairs:
     """Return ``(query_modality, target_modality, score)`` arrays, one entry per pseudo pair.
 
-    ``sample`` caps the number of pseudo queries per query modality (drawn
-    without replacement with ``seed``); ``None`` uses them all.
+    ``searchable`` is any :class:`~simstd.engines.base.Searchable` (a
+    MixedIndex, arrays, a vector-database adapter). ``sample`` caps the number
+    of pseudo queries per query modality (drawn without replacement with
+    ``seed``); ``None`` uses them all.
     """
-    if index.ntotal == 0:
+    if count(searchable) == 0:
         raise SimstdError("the index is empty: add vectors before fitting")
     rng = np.random.default_rng(seed)
     out_q, out_t, out_s = [], [], []
-    with _wide_hnsw_beam(index):
-        for qm, vectors, self_ids in _pseudo_queries(index, queries, query_modalities, sample, rng):
-            for tm in index.modalities:
-                exclude = self_ids is not None and tm == qm
-                D, I = index.search_modality(vectors, tm, k + 1 if exclude else k)
-                D = np.where(I >= 0, D, np.nan)  # -1: fewer results than asked
-                if exclude:
-                    D = _drop_self(D, I, self_ids)
+    copies = 0
+    with search_session(searchable):
+        for qm, vectors, self_ids in _pseudo_queries(searchable, queries, query_modalities, sample, rng):
+            for tm in searchable.modalities:
+                D, I = searchable.search_modality(vectors, tm, k + 1)
+                D = np.where(missing_mask(I), np.nan, D).astype(np.float64)  # fewer results than asked
+                if self_ids is not None and tm == qm:
+                    D, I = drop_self(D, I, self_ids)
+                else:
+                    D, found = _drop_copies(D, k)
+                    copies += found
                 D = D[:, :k]
                 D = D[np.isfinite(D)]
                 out_q.append(np.full(D.size, qm, dtype=object))
                 out_t.append(np.full(D.size, tm, dtype=object))
-                out_s.append(D.astype(np.float64))
+                out_s.append(D)
+    if copies:
+        warnings.warn(
+            f"{copies} pseudo quer{'y is' if copies == 1 else 'ies are'} stored items themselves "
+            f"(cosine >= {SELF_MATCH_COSINE}); {'its' if copies == 1 else 'their'} self-match was left out of the fit",
+            stacklevel=2,
+        )
     return np.concatenate(out_q), np.concatenate(out_t), np.concatenate(out_s)
 
 
-@contextlib.contextmanager
-def _wide_hnsw_beam(index: "MixedIndex") -> Iterator[None]:
-    """Raise every HNSW shard's efSearch to MINING_EF_SEARCH, then restore it."""
-    saved = []
-    for shard in index.shards.values():
-        inner = faiss.downcast_index(shard.index)
-        if isinstance(inner, faiss.IndexHNSW) and inner.hnsw.efSearch < MINING_EF_SEARCH:
-            saved.append((inner, inner.hnsw.efSearch))
-            inner.hnsw.efSearch = MINING_EF_SEARCH
-    try:
-        yield
-    finally:
-        for inner, ef in saved:
-            inner.hnsw.efSearch = ef
+def _drop_copies(D: np.ndarray, k: int) -> tuple[np.ndarray, int]:
+    """Leave out a query log's self-matches: a first hit at cosine ~1 is the
+    query itself, stored (a fit on it would give a mean of 1 and a std of ~0).
+    ``D`` holds up to ``k + 1`` columns; returns ``k`` (NaN-padded) and the count."""
+    width = D.shape[1]
+    copy = D[:, 0] >= SELF_MATCH_COSINE if width else np.zeros(len(D), dtype=bool)
+    cols = np.arange(k)[None, :] + copy[:, None]
+    padded = np.concatenate([D, np.full((len(D), k + 1 - width), np.nan)], axis=1)
+    return np.take_along_axis(padded, cols, axis=1), int(copy.sum())
 
 
-def _pseudo_queries(index, queries, query_modalities, sample, rng):
+def _pseudo_queries(
+    searchable: Searchable, queries, query_modalities, sample, rng
+) -> Iterator[tuple[str, np.ndarray, np.ndarray | None]]:
     """Yield ``(modality, vectors, ids or None)`` per query modality."""
     if queries is None:
         if query_modalities is not None:
             raise SimstdError("query_modalities was given without queries; pass the query vectors too")
-        for m in index.modalities:
-            ids = index._ids[m]
+        for m in searchable.modalities:
+            ids = searchable.ids(m)
             if sample is not None and sample < len(ids):
-                ids = np.sort(rng.choice(ids, size=sample, replace=False))
-            yield m, index.reconstruct(ids), ids
+                ids = ids[np.sort(rng.choice(len(ids), size=sample, replace=False))]
+            yield m, searchable.reconstruct(ids), ids
         return
-    queries = as_embeddings(queries, "pseudo queries", index.dim)
+    queries = as_embeddings(queries, "pseudo queries", searchable.dim)
     if query_modalities is None:
         raise SimstdError("pass the modality of the pseudo queries (e.g. query_modalities='text')")
     if isinstance(query_modalities, str):
@@ -107,21 +109,17 @@ def _pseudo_queries(index, queries, query_modalities, sample, rng):
         yield check_label(str(m)), queries[rows], None
 
 
-def _drop_self(D: np.ndarray, I: np.ndarray, self_ids: np.ndarray) -> np.ndarray:
-    """Remove each query's own id from its row (or the last column if absent)."""
-    keep = I != self_ids[:, None]
-    keep[keep.all(axis=1), -1] = False
-    return D[keep].reshape(len(D), D.shape[1] - 1)
-
-
 def labeled_pair_scores(
-    index: "MixedIndex",
+    index: Searchable,
     positives: np.ndarray,
     queries: np.ndarray | None = None,
     query_modalities: Sequence[str] | str | None = None,
 ) -> Pairs:
     """Scores of gold pairs ``(query, target id)``; queries are rows of
     ``queries`` or, without them, ids of the index."""
+    if not hasattr(index, "modality_of"):
+        raise SimstdError(f"labeled pairs need ids that name their modality; a {type(index).__name__} cannot "
+                          "look them up: score the gold pairs yourself and use Standardizer().fit_scores")
     pos = np.asarray(positives)
     if pos.ndim != 2 or pos.shape[1] != 2 or not np.issubdtype(pos.dtype, np.integer) or len(pos) == 0:
         raise SimstdError("positives must be a non-empty (P, 2) integer array of (query, target id) pairs")

@@ -16,8 +16,11 @@ from typing import TYPE_CHECKING, Iterable, Sequence
 
 import numpy as np
 
+from .engines import Searchable, as_searchable
 from .errors import CorruptFileError, FingerprintMismatchError, NotFittedError, SimstdError
 from .fileio import check_format, read_json, write_json_atomic
+from .mining import labeled_pair_scores, mine_pseudo_positives
+from .stats import merge_moments, pair_moments, topk_mean
 from .validation import check_label
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -99,49 +102,44 @@ class Standardizer:
 
     def fit(
         self,
-        X: "MixedIndex | np.ndarray",
+        X: "Searchable | np.ndarray",
         modalities: Sequence[str] | None = None,
         *,
         queries: np.ndarray | None = None,
         query_modalities: Sequence[str] | str | None = None,
         positives: np.ndarray | None = None,
     ) -> "Standardizer":
-        """Fit from an index (or embeddings plus their modality labels).
+        """Fit on any searchable collection, or on embeddings plus their modality labels.
+
+        ``X`` is a :class:`~simstd.MixedIndex`, a vector-database adapter from
+        :mod:`simstd.engines`, anything else satisfying
+        :class:`~simstd.engines.base.Searchable`, or an ``(n, dim)`` array with
+        one label per row in ``modalities`` (searched exactly, brute force).
 
         With ``source="pseudo"``, pseudo queries are ``queries`` (a query log,
         with ``query_modalities``) or, when none are given, a sample of the
-        indexed items themselves (each item's own match excluded).
+        stored items themselves (each item's own match excluded).
 
         With ``source="labeled"``, ``positives`` is an ``(P, 2)`` int array of
         gold pairs ``(query row, target id)``: rows of ``queries`` when given,
-        else ids of the index for both sides.
+        else ids of ``X`` for both sides.
         """
-        from .index import MixedIndex
-        from .mining import labeled_pair_scores, mine_pseudo_positives
-
         self._check_params()
-        if isinstance(X, MixedIndex):
-            if modalities is not None:
-                raise SimstdError("modalities are stored in the index; do not pass them with a MixedIndex")
-            index = X
-        else:
-            if modalities is None:
-                raise SimstdError("fit(embeddings, modalities): pass one modality label per row")
-            index = MixedIndex.from_arrays(X, modalities, factory="Flat")
+        searchable = as_searchable(X, modalities)
         if self.source == "pseudo":
             if positives is not None:
                 raise SimstdError('positives are gold pairs: use them with Standardizer(source="labeled")')
             qm, tm, scores = mine_pseudo_positives(
-                index, queries, query_modalities, k=int(self.n_pseudo), sample=self.sample, seed=self.seed
+                searchable, queries, query_modalities, k=int(self.n_pseudo), sample=self.sample, seed=self.seed
             )
         else:
             if positives is None:
                 raise SimstdError('source="labeled" needs positives: an (P, 2) array of (query, target id) pairs')
-            qm, tm, scores = labeled_pair_scores(index, positives, queries, query_modalities)
+            qm, tm, scores = labeled_pair_scores(searchable, positives, queries, query_modalities)
         self.fit_scores(qm, tm, scores)
-        self.dim_ = index.dim
-        self.model_ = index.model
-        self.index_fingerprint_ = index.fingerprint
+        self.dim_ = int(searchable.dim)
+        self.model_ = getattr(searchable, "model", None)
+        self.index_fingerprint_ = getattr(searchable, "fingerprint", None)
         return self
 
     def fit_scores(
@@ -168,11 +166,7 @@ class Standardizer:
             check_label(str(label))
         m = len(labels)
         pair = codes[: scores.size] * m + codes[scores.size :]
-        n = np.bincount(pair, minlength=m * m)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            mean = np.bincount(pair, weights=scores, minlength=m * m) / n
-            # Two-pass variance: exact, unlike E[s^2] - E[s]^2.
-            m2 = np.bincount(pair, weights=(scores - mean[pair]) ** 2, minlength=m * m)
+        n, mean, m2 = pair_moments(pair, scores, m * m)
         self._set_stats([str(x) for x in labels], n.reshape(m, m), mean.reshape(m, m), m2.reshape(m, m))
         self.dim_ = None
         self.model_ = None
@@ -269,11 +263,7 @@ class Standardizer:
         codes = np.broadcast_to(codes, z.shape).reshape(out.shape)
         for code in np.unique(codes):
             mine = codes == code
-            part = np.where(mine & np.isfinite(out), out, -np.inf)
-            k = min(int(self.shift_k), part.shape[-1])
-            top = -np.partition(-part, k - 1, axis=-1)[..., :k]
-            ok = np.isfinite(top)
-            local = np.where(ok, top, 0.0).sum(axis=-1) / np.maximum(ok.sum(axis=-1), 1)
+            local = topk_mean(np.where(mine, out, -np.inf), int(self.shift_k))
             out = out - np.where(mine, float(self.query_shift) * local[..., None], 0.0)
         return out.reshape(np.shape(z))
 
@@ -288,24 +278,17 @@ class Standardizer:
         other._check_fitted()
         labels = sorted(set(self.modalities_) | set(other.modalities_))
         m = len(labels)
-        n = np.zeros((m, m), dtype=np.int64)
-        mean = np.zeros((m, m))
-        m2 = np.zeros((m, m))
+        moments = []
         for part in (self, other):
             idx = np.array([labels.index(x) for x in part.modalities_])
-            pn = np.zeros((m, m), dtype=np.int64)
-            pmean = np.zeros((m, m))
-            pm2 = np.zeros((m, m))
-            pn[np.ix_(idx, idx)] = part.n_
-            pmean[np.ix_(idx, idx)] = np.nan_to_num(part.mean_)
-            pm2[np.ix_(idx, idx)] = np.nan_to_num(part.var_) * part.n_
-            total = n + pn
-            with np.errstate(invalid="ignore", divide="ignore"):
-                delta = pmean - mean
-                w = np.where(total > 0, pn / np.maximum(total, 1), 0.0)
-                mean = mean + delta * w
-                m2 = m2 + pm2 + delta**2 * np.where(total > 0, n * pn / np.maximum(total, 1), 0.0)
-            n = total
+            n = np.zeros((m, m), dtype=np.int64)
+            mean = np.full((m, m), np.nan)
+            m2 = np.zeros((m, m))
+            n[np.ix_(idx, idx)] = part.n_
+            mean[np.ix_(idx, idx)] = part.mean_
+            m2[np.ix_(idx, idx)] = np.nan_to_num(part.var_) * part.n_
+            moments.append((n, mean, m2))
+        n, mean, m2 = merge_moments(*moments)
         merged = Standardizer(self.n_pseudo, self.source, self.sample, self.seed, self.query_shift, self.shift_k)
         merged._set_stats(labels, n, mean, m2)
         same = lambda a: a if getattr(self, a) == getattr(other, a) else None  # noqa: E731

@@ -50,6 +50,7 @@ from typing import TYPE_CHECKING, Mapping, Sequence
 import numpy as np
 from scipy.special import log_ndtr
 
+from .engines.base import count, drop_self
 from .errors import CorruptFileError, FingerprintMismatchError, NotFittedError, SimstdError
 from .fileio import check_format, read_json, write_json_atomic
 
@@ -111,17 +112,16 @@ class UncertaintyModel:
                 "(simstd fit --index ...; Python: index.standardizer = Standardizer().fit(index))"
             )
         std.check_index(index)
-        if index.ntotal == 0:
+        if count(index) == 0:
             raise SimstdError("the index is empty: add vectors before fitting")
         labels = list(index.modalities)
         m = len(labels)
         rng = np.random.default_rng(self.seed)
         ids, vecs = {}, {}
         for label in labels:
-            all_ids = index._ids[label]
-            pick = all_ids
-            if self.sample is not None and self.sample < len(all_ids):
-                pick = np.sort(rng.choice(all_ids, size=int(self.sample), replace=False))
+            pick = index.ids(label)
+            if self.sample is not None and self.sample < len(pick):
+                pick = pick[np.sort(rng.choice(len(pick), size=int(self.sample), replace=False))]
             ids[label] = pick
             vecs[label] = index.reconstruct(pick)
         pos_mean, pos_std = np.full((m, m), np.nan), np.full((m, m), np.nan)
@@ -447,12 +447,11 @@ def _hub_counts(index, std, a: str, X: np.ndarray, self_ids: np.ndarray, labels:
             continue
         same = t == a
         D, I = index.search_modality(X, t, 2 if same else 1)
-        rows = np.arange(len(I))
-        if same and I.shape[1] == 1:  # the shard holds one item: the query itself
-            D, I = D[:, 0], np.where(I[:, 0] == self_ids, -1, I[:, 0])
-        else:  # skip the query's own item when it comes first
-            col = (I[:, 0] == self_ids).astype(int) if same else np.zeros(len(I), dtype=int)
-            D, I = D[rows, col], I[rows, col]
+        if same:  # the query's own item is not its match
+            D, I = drop_self(D, I, self_ids)
+        if I.shape[1] == 0:
+            continue
+        D, I = D[:, 0], I[:, 0]
         z = np.where(I >= 0, (D.astype(np.float64) - mean) / sd, -np.inf)
         better = z > best_z
         best_z, best_id = np.where(better, z, best_z), np.where(better, I, best_id)

@@ -214,7 +214,7 @@ def test_cli_eval_on_index_with_ground_truth(tmp_path):
             "--methods", "raw,simstd-index,simstd-log", "--json"]
     r = CliRunner().invoke(main, args)
     assert r.exit_code == 0, r.output
-    out = json.loads(r.output)
+    out = json.loads(r.stdout)  # a note about the log's self-matches goes to stderr
     raw = out["protocols"]["index"]["methods"]["raw"]["metrics"]
     assert raw["R@1"]["mean"] == 1.0  # the caption itself is indexed and relevant
     r = CliRunner().invoke(main, args[:-3] + ["--methods", "raw"] + ["--qrels", str(tmp_path / "nope.tsv")])

@@ -1,0 +1,59 @@
+"""Score statistics shared by every fit: per-pair count/mean/M2, their exact
+pooling, and top-k means.
+
+Pure numpy, no index: the standardizer, the distributed (Spark) fit and the
+evaluation methods all pool their statistics through these functions.
+Pooling is Chan, Golub and LeVeque's parallel update ("Updating formulae and a
+pairwise algorithm for computing sample variances", 1979), the same one
+scikit-learn's ``StandardScaler.partial_fit`` uses.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+Moments = tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
+def pair_moments(codes: np.ndarray, scores: np.ndarray, size: int) -> Moments:
+    """Count, mean and M2 (sum of squared deviations) of ``scores`` grouped by ``codes``.
+
+    ``codes`` are integers in ``[0, size)``; groups without scores get mean
+    NaN and M2 0. Two passes (mean first): exact, unlike ``E[s^2] - E[s]^2``.
+    """
+    codes = np.asarray(codes, dtype=np.int64).ravel()
+    scores = np.asarray(scores, dtype=np.float64).ravel()
+    n = np.bincount(codes, minlength=size).astype(np.int64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.bincount(codes, weights=scores, minlength=size) / n
+    dev = scores - mean[codes] if scores.size else scores
+    m2 = np.bincount(codes, weights=dev**2, minlength=size)
+    return n, mean, m2
+
+
+def merge_moments(a: Moments, b: Moments) -> Moments:
+    """Pool two ``(n, mean, m2)`` triples of the same shape exactly (Chan et al.)."""
+    na, mean_a, m2a = (np.asarray(x) for x in a)
+    nb, mean_b, m2b = (np.asarray(x) for x in b)
+    n = na + nb
+    mean_a = np.where(na > 0, mean_a, 0.0)
+    mean_b = np.where(nb > 0, mean_b, 0.0)
+    safe = np.maximum(n, 1)
+    delta = mean_b - mean_a
+    mean = np.where(n > 0, mean_a + delta * (nb / safe), np.nan)
+    m2 = np.where(na > 0, m2a, 0.0) + np.where(nb > 0, m2b, 0.0) + delta**2 * (na * nb / safe)
+    return n.astype(np.int64), mean, m2
+
+
+def topk_mean(values: np.ndarray, k: int, axis: int = -1) -> np.ndarray:
+    """Mean of the ``k`` largest finite values along ``axis`` (fewer if fewer exist; 0 if none).
+
+    The CSLS / NNN neighbourhood term (Conneau et al. 2018; Chowdhury et al. 2024).
+    """
+    values = np.moveaxis(np.asarray(values), axis, -1)
+    k = min(int(k), values.shape[-1])
+    if k < 1:
+        return np.zeros(values.shape[:-1])
+    masked = np.where(np.isfinite(values), values, -np.inf)
+    top = -np.partition(-masked, k - 1, axis=-1)[..., :k]
+    finite = np.isfinite(top)
+    return np.where(finite, top, 0.0).sum(axis=-1) / np.maximum(finite.sum(axis=-1), 1)
