@@ -12,7 +12,7 @@ modalities on one scale so that a single merged ranking is meaningful.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable, Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
 
@@ -22,9 +22,6 @@ from .fileio import check_format, read_json, write_json_atomic
 from .mining import labeled_pair_scores, mine_pseudo_positives
 from .stats import merge_moments, pair_moments, topk_mean
 from .validation import check_label
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .index import MixedIndex
 
 FORMAT = "simstd.standardizer"
 FORMAT_VERSION = 1
@@ -298,8 +295,9 @@ class Standardizer:
         return merged
 
     # ------------------------------------------------------------------ checks
-    def check_index(self, index: "MixedIndex", path: str | Path | None = None) -> None:
-        """Raise if this fit was made on another index than ``index``."""
+    def check_index(self, index: Searchable, path: str | Path | None = None) -> None:
+        """Raise if this fit was made on another collection than ``index`` (its
+        dimension, and its ``fingerprint`` where the store keeps one)."""
         self._check_fitted()
         where = f" ({path})" if path else ""
         if self.dim_ is not None and self.dim_ != index.dim:
@@ -307,10 +305,11 @@ class Standardizer:
                 f"standardizer{where} was fitted on dimension {self.dim_}, the index has {index.dim}; "
                 "refit it on this index (simstd fit --index ...)"
             )
-        if self.index_fingerprint_ is not None and self.index_fingerprint_ != index.fingerprint:
+        theirs = getattr(index, "fingerprint", None)
+        if self.index_fingerprint_ is not None and theirs is not None and self.index_fingerprint_ != theirs:
             raise FingerprintMismatchError(
                 f"standardizer{where} was fitted on a different index (fingerprint "
-                f"{self.index_fingerprint_[:12]}, this index {index.fingerprint[:12]}): the index was rebuilt "
+                f"{self.index_fingerprint_[:12]}, this index {theirs[:12]}): the index was rebuilt "
                 "or items were added since; refit with `simstd fit --index ...` or Standardizer().fit(index)"
             )
 
