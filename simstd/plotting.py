@@ -11,6 +11,8 @@ global state is touched.
   k grows, per method.
 * :func:`plot_recall_curves` - Recall@k per method on the mixed protocol, with
   the ceiling.
+* :func:`plot_frontier` - the modality-bias frontier with every method as a
+  point: does a method do more than prefer a modality?
 """
 from __future__ import annotations
 
@@ -212,4 +214,65 @@ def plot_recall_curves(reports: Sequence, path: str | Path, *, methods: Sequence
     for p in range(n, nrows * ncols):
         axes[p // ncols, p % ncols].set_visible(False)
     fig.suptitle(title or f"Recall@k on the {protocol} protocol (mean over seeds)", fontsize=10)
+    return _save(fig, path)
+
+
+# ------------------------------------------------------------ bias frontier
+def plot_frontier(reports: Sequence, path: str | Path, *, methods: Sequence[str] | None = None,
+                  protocol: str = "mixed", title: str | None = None) -> Path:
+    """The modality-bias frontier (:mod:`simstd.evaluation.frontier`) with every method as a point.
+
+    One panel per report: R@20/ceiling against cross@10, the frontier (the
+    paper's score plus a swept bonus for the other modality, mean over seeds)
+    as a line, each method at its mean (cross@10, R@20/ceiling). A method
+    above the line does more than prefer a modality; on the line it only moves
+    the modality mix.
+    """
+    from .evaluation.frontier import FRONTIER_BASE, GRID
+
+    reports = list(reports)
+    if not reports:
+        raise SimstdError("no evaluation results to plot")
+    n = len(reports)
+    ncols = min(n, 3)
+    nrows = int(np.ceil(n / ncols))
+    fig, axes = _figure(nrows=nrows, ncols=ncols, size=(max(5.2 * ncols, 8.0), 4.4 * nrows + 1.2))
+    palette = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000", "#8c564b",
+               "#bcbd22", "#17becf", "#7f7f7f", "#F0E442")
+    markers = "osD^vP<>Xph*"
+    handles: dict[str, object] = {}
+    for p, report in enumerate(reports):
+        ax = axes[p // ncols, p % ncols]
+        if protocol not in report.results or not report.has_frontier(protocol):
+            raise SimstdError(f"{report.data}: no {protocol!r} results with a modality-bias frontier to plot "
+                              "(run the mixed protocol)")
+        curve = report.frontier_curve(protocol)
+        line, = ax.plot(GRID, curve, color="black", linewidth=1.8)
+        handles.setdefault(f"frontier: {FRONTIER_BASE} + bonus δ for the other modality", line)
+        ax.fill_between(GRID, curve, -0.02, color="black", alpha=0.07, linewidth=0)
+        lines = []
+        for i, name in enumerate(methods or report.methods):
+            x = report.values(protocol, name, "cross@10").mean()
+            y = report.values(protocol, name, "R@20", of_ceiling=True).mean()
+            ex = report.values(protocol, name, "excess").mean()
+            paper = name == FRONTIER_BASE
+            h = ax.scatter([x], [y], s=110 if paper else 40, marker="*" if paper else markers[i % len(markers)],
+                           color=palette[i % len(palette)], edgecolor="black", linewidth=0.5, zorder=3)
+            handles.setdefault(name, h)
+            lines.append(f"{name:<26s}{ex:+.3f}")
+        ax.text(0.98, 0.03, "excess (mean)\n" + "\n".join(lines), transform=ax.transAxes, ha="right", va="bottom",
+                fontsize=6, family="monospace", bbox={"facecolor": "white", "alpha": 0.85, "linewidth": 0.3})
+        ax.set_xlim(-0.02, 1.02)
+        ax.set_ylim(-0.02, 1.05)
+        ax.set_xlabel("cross@10 (share of the other modality in the top 10)")
+        ax.set_ylabel("R@20 / ceiling")
+        ax.set_title(f"{report.data} ({len(report.seeds)} seeds)", fontsize=10)
+        ax.grid(alpha=0.3)
+    for p in range(n, nrows * ncols):
+        axes[p // ncols, p % ncols].set_visible(False)
+    fig.legend(list(handles.values()), list(handles.keys()), loc="outside lower center", ncol=4, fontsize=7)
+    fig.suptitle(title or (
+        "Does a method do more than prefer a modality? Line: the modality-bias frontier (shaded: reachable by "
+        "bias alone).\nPoints above it rank better within the modalities they show; excess = height above the line"
+    ), fontsize=9)
     return _save(fig, path)

@@ -213,8 +213,9 @@ def eval_command(pairs: str | None, second: str | None, data: str | None, index_
 @click.argument("second", required=False, type=click.Path(dir_okay=False))
 @click.option("--out", "-o", "out_dir", default=".", show_default=True, type=click.Path(file_okay=False),
               help="Folder for the PNG files.")
-@click.option("--kind", default="hist,share,recall", show_default=True,
-              help="Plots to draw: hist (score histograms), share (modality share vs k), recall (Recall@k).")
+@click.option("--kind", default="hist,share,recall,frontier", show_default=True,
+              help="Plots to draw: hist (score histograms), share (modality share vs k), recall (Recall@k), "
+                   "frontier (the modality-bias frontier with every method as a point).")
 @click.option("--modalities", default="image,text", show_default=True,
               help="Names of modality [0] and [1] of the paired data.")
 @click.option("--methods", default=None, help="Methods for share/recall (default: a readable subset).")
@@ -225,12 +226,13 @@ def plot_command(pairs: str, second: str | None, out_dir: str, kind: str, modali
                  seed: int, seeds: int) -> None:
     """Draw PNG plots of the modality gap and of the methods (needs simstd[plot])."""
     from ..evaluation import run_pairs
-    from ..plotting import DEFAULT_PLOT_METHODS, plot_modality_share, plot_recall_curves, plot_score_histograms
+    from ..plotting import (DEFAULT_PLOT_METHODS, plot_frontier, plot_modality_share, plot_recall_curves,
+                            plot_score_histograms)
 
     kinds = [k.strip() for k in kind.split(",") if k.strip()]
-    unknown = set(kinds) - {"hist", "share", "recall"}
+    unknown = set(kinds) - {"hist", "share", "recall", "frontier"}
     if unknown or not kinds:
-        raise SimstdError(f"--kind takes hist, share and/or recall (comma-separated), got {kind!r}")
+        raise SimstdError(f"--kind takes hist, share, recall and/or frontier (comma-separated), got {kind!r}")
     names = _method_list(methods) if methods else list(DEFAULT_PLOT_METHODS)
     labels = _two_modalities(modalities)
     data = load_pairs(pairs, second)
@@ -242,9 +244,12 @@ def plot_command(pairs: str, second: str | None, out_dir: str, kind: str, modali
     if "share" in kinds:
         written.append(plot_modality_share(data, out / f"{stem}_share.png", methods=names, modalities=labels,
                                            seed=seed))
-    if "recall" in kinds:
+    if "recall" in kinds or "frontier" in kinds:
         report = run_pairs(data, data=stem, modalities=labels, methods=names, seeds=range(seeds),
                            protocols=("mixed",))
-        written.append(plot_recall_curves([report], out / f"{stem}_recall.png"))
+        if "recall" in kinds:
+            written.append(plot_recall_curves([report], out / f"{stem}_recall.png"))
+        if "frontier" in kinds:
+            written.append(plot_frontier([report], out / f"{stem}_frontier.png"))
     for path in written:
         click.echo(f"wrote {path}")

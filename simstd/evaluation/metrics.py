@@ -16,6 +16,9 @@ SHARE_KS = (10, 20)
 #: Recall curves (for plots) go up to this rank.
 CURVE_K = 100
 METRICS = tuple(f"R@{k}" for k in KS) + ("mAP@R", "R-Precision", f"NDCG@{NDCG_K}")
+#: Recall of the relevant items of the query's own / another modality in the top 10 (topical protocols).
+SAME_RECALL, CROSS_RECALL = f"same-recall@{NDCG_K}", f"cross-recall@{NDCG_K}"
+TOPICAL_METRICS = (SAME_RECALL, CROSS_RECALL)
 
 
 def rank_order(scores: np.ndarray, depth: int | None = None) -> np.ndarray:
@@ -86,3 +89,18 @@ def modality_share(order: np.ndarray, item_modalities: np.ndarray, k: int) -> di
     """Per query: the share of each modality among its first ``k`` results."""
     top = np.asarray(item_modalities)[order[:, :k]]
     return {m: (top == m).mean(axis=1) for m in np.unique(item_modalities)}
+
+
+def modality_recall(order: np.ndarray, relevant_same: np.ndarray, relevant_other: np.ndarray,
+                    k: int = NDCG_K) -> tuple[np.ndarray, np.ndarray]:
+    """Per query: the share of its own-modality and of its other-modality relevant items in the top ``k``.
+
+    ``order`` is the ranking (:func:`rank_order`, at least ``k`` deep);
+    ``relevant_same``/``relevant_other`` ``(nq, N)`` bool. Plain recall
+    (found / relevant of that kind); NaN where the query has none of that kind.
+    """
+    top_same = np.take_along_axis(relevant_same, order[:, :k], axis=1).sum(axis=1)
+    top_other = np.take_along_axis(relevant_other, order[:, :k], axis=1).sum(axis=1)
+    n_same, n_other = relevant_same.sum(axis=1), relevant_other.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (np.where(n_same > 0, top_same / n_same, np.nan), np.where(n_other > 0, top_other / n_other, np.nan))

@@ -9,7 +9,8 @@ import numpy as np
 
 from ..errors import SimstdError
 from ..methods import DEFAULT_METHODS, ScoreMethod, make_method
-from .metrics import CURVE_K, METRICS, SHARE_KS
+from .frontier import CROSS_K, FRONTIER_BASE, GRID, RECALL_K, excess
+from .metrics import CROSS_RECALL, CURVE_K, METRICS, NDCG_K, SAME_RECALL, SHARE_KS, TOPICAL_METRICS
 from .run import TaskResult, cross_share, evaluate
 from .tasks import Task, mixed_task, plain_tasks
 
@@ -27,18 +28,41 @@ class Report:
 
     # ---------------------------------------------------------------- stats
     def values(self, protocol: str, method: str, metric: str, *, of_ceiling: bool = False) -> np.ndarray:
-        """One value per seed: the mean over queries (``of_ceiling``: divided by the ceiling's)."""
+        """One value per seed: the mean over queries (``of_ceiling``: divided by the ceiling's).
+
+        ``metric`` is one of the per-query metrics, ``cross@k`` (share of other
+        modalities in the top k) or ``excess`` (R@20/ceiling above the
+        modality-bias frontier at the method's cross@10, :mod:`.frontier`).
+        """
         out = []
         for r in self.results[protocol]:
             if metric.startswith("cross@"):
                 v = cross_share(r, method, int(metric[6:]))
+            elif metric == "excess":
+                if r.frontier is None:
+                    raise SimstdError(f"the {protocol!r} protocol has no modality-bias frontier (it needs every "
+                                      "gold item in another modality than its query)")
+                v = excess(float(r.per_query[method][f"R@{RECALL_K}"].mean()), cross_share(r, method, CROSS_K),
+                           r.frontier, float(r.per_query["ceiling"][f"R@{RECALL_K}"].mean()))
             else:
-                v = float(r.per_query[method][metric].mean())
+                v = float(np.nanmean(r.per_query[method][metric])) if r.per_query[method][metric].size else math.nan
                 if of_ceiling:
                     c = float(r.per_query["ceiling"][metric].mean())
                     v = v / c if c > 0 else math.nan
             out.append(v)
         return np.array(out)
+
+    def has_frontier(self, protocol: str) -> bool:
+        """True when every seed of ``protocol`` has a modality-bias frontier (the mixed protocol)."""
+        return all(r.frontier is not None for r in self.results[protocol])
+
+    def frontier_curve(self, protocol: str, grid: np.ndarray = GRID) -> np.ndarray:
+        """The frontier's R@20/ceiling on a cross@10 ``grid``, averaged over seeds."""
+        curves = []
+        for r in self.results[protocol]:
+            c = float(r.per_query["ceiling"][f"R@{RECALL_K}"].mean())
+            curves.append(r.frontier.at(grid) / c if c > 0 else np.full(len(grid), np.nan))
+        return np.mean(curves, axis=0)
 
     def recall_curve(self, protocol: str, method: str, kmax: int = CURVE_K) -> np.ndarray:
         """Recall@k for k = 1..kmax, averaged over seeds."""
@@ -52,11 +76,13 @@ class Report:
             rows = {}
             for method in ["ceiling"] + self.methods:
                 metrics = {}
-                for metric in METRICS + tuple(f"cross@{k}" for k in SHARE_KS):
+                for metric in self.metric_names(protocol) + tuple(f"cross@{k}" for k in SHARE_KS):
                     v = self.values(protocol, method, metric)
                     metrics[metric] = _stat(v)
-                    if method != "ceiling" and metric in METRICS:
+                    if method != "ceiling" and metric in METRICS and not self.is_topical(protocol):
                         metrics[metric]["of_ceiling"] = _stat(self.values(protocol, method, metric, of_ceiling=True))
+                if method != "ceiling" and self.has_frontier(protocol):
+                    metrics["excess"] = _stat(self.values(protocol, method, "excess"))
                 share = {}
                 for k in SHARE_KS:
                     share[str(k)] = {
@@ -65,6 +91,12 @@ class Report:
                     }
                 rows[method] = {"metrics": metrics, "share": share}
             protocols[protocol] = {"task": runs[0].task, "methods": rows}
+            if self.has_frontier(protocol):
+                protocols[protocol]["frontier"] = {
+                    "base": FRONTIER_BASE,
+                    "cross@10": [round(float(x), 4) for x in GRID],
+                    "R@20/ceiling": [round(float(y), 5) for y in self.frontier_curve(protocol)],
+                }
         return {
             "data": self.data,
             **self.info,
@@ -75,16 +107,41 @@ class Report:
         }
 
     # ----------------------------------------------------------- rendering
+    def is_topical(self, protocol: str) -> bool:
+        """True for protocols with relevant items in several modalities (:func:`~.tasks.universal_task`)."""
+        return all(SAME_RECALL in r.per_query["ceiling"] for r in self.results[protocol])
+
+    def metric_names(self, protocol: str) -> tuple[str, ...]:
+        return METRICS + (TOPICAL_METRICS if self.is_topical(protocol) else ())
+
     def table_rows(self, protocol: str) -> tuple[list[str], list[list[str]]]:
-        header = ["method"] + list(METRICS) + [f"cross@{SHARE_KS[0]}", "R@20/ceiling"]
+        if self.is_topical(protocol):
+            return self._topical_rows(protocol)
+        frontier = self.has_frontier(protocol)
+        header = ["method"] + list(METRICS) + [f"cross@{SHARE_KS[0]}", "R@20/ceiling"] + (["excess"] if frontier
+                                                                                          else [])
         rows = []
         for method in ["ceiling"] + self.methods:
             row = [method] + [f"{self.values(protocol, method, m).mean():.3f}" for m in METRICS]
             row.append(f"{self.values(protocol, method, f'cross@{SHARE_KS[0]}').mean():.2f}")
             if method == "ceiling":
-                row.append("1")
+                row += ["1"] + (["-"] if frontier else [])
             else:
                 row.append(_pm(self.values(protocol, method, "R@20", of_ceiling=True)))
+                if frontier:
+                    row.append(_pm(self.values(protocol, method, "excess"), signed=True))
+            rows.append(row)
+        return header, rows
+
+    def _topical_rows(self, protocol: str) -> tuple[list[str], list[list[str]]]:
+        # The ceiling (raw cosine over the positives' modalities, i.e. all of them) is just raw here: not shown.
+        metrics = [f"NDCG@{NDCG_K}", "mAP@R", "R-Precision", SAME_RECALL, CROSS_RECALL]
+        header = ["method"] + metrics + [f"cross@{SHARE_KS[0]}"]
+        rows = []
+        for method in self.methods:
+            row = [method, _pm(self.values(protocol, method, metrics[0]))]
+            row += [f"{self.values(protocol, method, m).mean():.3f}" for m in metrics[1:]]
+            row.append(f"{self.values(protocol, method, f'cross@{SHARE_KS[0]}').mean():.2f}")
             rows.append(row)
         return header, rows
 
@@ -116,11 +173,19 @@ class Report:
         return "\n".join(out)
 
     def footnote(self) -> str:
-        return (
-            f"Means over {len(self.seeds)} seed(s) {_seed_range(self.seeds)}; R@20/ceiling is mean ± std over seeds. "
+        text = (
+            f"Means over {len(self.seeds)} seed(s) {_seed_range(self.seeds)}; ± is the std over seeds. "
             f"cross@{SHARE_KS[0]}: share of the other modality among the top {SHARE_KS[0]}. "
             f"Query-log methods are cross-fitted over {self.folds} folds of the queries."
         )
+        if any(self.has_frontier(p) for p in self.results):
+            text += (f" excess: R@20/ceiling minus the modality-bias frontier's at the same cross@10 (the paper's "
+                     f"{FRONTIER_BASE} plus a constant bonus for other-modality items, swept exactly); about 0 "
+                     "means the method only moves the modality mix.")
+        if any(self.is_topical(p) for p in self.results):
+            text += (f" {SAME_RECALL}/{CROSS_RECALL}: share of the query's relevant items of its own/another "
+                     "modality found in the top 10 (queries with such items).")
+        return text
 
 
 def run_pairs(pairs: np.ndarray, *, data: str = "pairs", modalities: tuple[str, str] = ("image", "text"),
@@ -200,9 +265,9 @@ def _stat(v: np.ndarray) -> dict:
             "per_seed": [float(x) for x in v]}
 
 
-def _pm(v: np.ndarray) -> str:
+def _pm(v: np.ndarray, signed: bool = False) -> str:
     sd = float(np.std(v, ddof=1)) if len(v) > 1 else 0.0
-    return f"{np.mean(v):.3f} ± {sd:.3f}"
+    return f"{np.mean(v):{'+' if signed else ''}.3f} ± {sd:.3f}"
 
 
 def _seed_range(seeds: Sequence[int]) -> str:

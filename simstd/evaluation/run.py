@@ -20,7 +20,8 @@ import numpy as np
 
 from ..errors import SimstdError
 from ..methods import DEFAULT_METHODS, ScoreMethod, make_method
-from .metrics import SHARE_KS, modality_share, query_metrics, rank_order
+from .frontier import FRONTIER_BASE, Frontier, frontier_from_thresholds, frontier_thresholds
+from .metrics import CROSS_RECALL, SAME_RECALL, SHARE_KS, modality_recall, modality_share, query_metrics, rank_order
 from .tasks import Task
 
 #: Elements of one query-chunk score matrix (float64): bounds memory.
@@ -35,6 +36,8 @@ class TaskResult:
     per_query: dict[str, dict[str, np.ndarray]]
     shares: dict[str, dict[int, dict[str, dict[str, float]]]]
     query_modalities: np.ndarray
+    #: the modality-bias frontier (:mod:`.frontier`), on tasks whose gold is all in other modalities
+    frontier: Frontier | None = None
 
     def summary(self, method: str) -> dict[str, float]:
         return {m: float(v.mean()) for m, v in self.per_query[method].items() if m != "first_rank"}
@@ -60,6 +63,7 @@ def evaluate(task: Task, methods: Sequence[str | ScoreMethod] = DEFAULT_METHODS,
     if len(set(names)) != len(names):
         raise SimstdError(f"a method is listed twice: {names}")
     corpus64 = task.corpus.astype(np.float64)
+    frontier = None
     with single_threaded():
         for name, method, mask in runs:
             S = _score_all(task, corpus64, method, fold, folds)
@@ -67,7 +71,31 @@ def evaluate(task: Task, methods: Sequence[str | ScoreMethod] = DEFAULT_METHODS,
             if mask is not None:
                 S[~mask] = -np.inf
             per_query[name], shares[name] = _metrics_chunked(task, S)
-    return TaskResult(task.describe(), per_query, shares, task.query_modalities)
+            if name == FRONTIER_BASE and mask is None and has_frontier(task):
+                frontier = _frontier_chunked(task, S)
+        if frontier is None and has_frontier(task):
+            S = _score_all(task, corpus64, make_method(FRONTIER_BASE), fold, folds)
+            S[:, ~ranked] = -np.inf
+            frontier = _frontier_chunked(task, S)
+    return TaskResult(task.describe(), per_query, shares, task.query_modalities, frontier)
+
+
+def has_frontier(task: Task) -> bool:
+    """True when every gold item is in a modality other than its query's (the mixed protocol)."""
+    qm = task.query_modalities[task.positives[:, 0]]
+    return bool((qm != task.corpus_modalities[task.positives[:, 1]]).all() and task.targets is None)
+
+
+def _frontier_chunked(task: Task, S: np.ndarray) -> Frontier:
+    step = max(1, CHUNK_ELEMENTS // max(len(task.corpus), 1))
+    need, cross_need = [], []
+    for start in range(0, len(S), step):
+        rows = np.arange(start, min(start + step, len(S)))
+        same = task.corpus_modalities[None, :] == task.query_modalities[rows][:, None]
+        n, c = frontier_thresholds(S[rows], task.relevance(rows), same)
+        need.append(n)
+        cross_need.append(c)
+    return frontier_from_thresholds(np.concatenate(need), np.concatenate(cross_need))
 
 
 def query_folds(task: Task, folds: int = 2, seed: int = 0) -> np.ndarray:
@@ -150,11 +178,15 @@ def _score_all(task: Task, corpus64: np.ndarray, method: ScoreMethod, fold: np.n
 def _metrics_chunked(task: Task, S: np.ndarray):
     step = max(1, CHUNK_ELEMENTS // max(len(task.corpus), 1))
     chunks, share_sum = [], {}
+    topical = task.is_topical
     for start in range(0, len(S), step):
         rows = np.arange(start, min(start + step, len(S)))
         rel = task.relevance(rows)
         chunks.append(query_metrics(S[rows], rel))
         order = rank_order(S[rows], max(SHARE_KS))
+        if topical:
+            same = task.corpus_modalities[None, :] == task.query_modalities[rows][:, None]
+            chunks[-1][SAME_RECALL], chunks[-1][CROSS_RECALL] = modality_recall(order, rel & same, rel & ~same)
         for k in SHARE_KS:
             for tm, v in modality_share(order, task.corpus_modalities, k).items():
                 for qm in np.unique(task.query_modalities[rows]):

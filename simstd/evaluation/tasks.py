@@ -83,6 +83,12 @@ class Task:
         return rel
 
     @property
+    def is_topical(self) -> bool:
+        """True when some query has relevant items both in its own and in another modality."""
+        same = self.query_modalities[self.positives[:, 0]] == self.corpus_modalities[self.positives[:, 1]]
+        return bool(same.any() and (~same).any())
+
+    @property
     def ranked_columns(self) -> np.ndarray:
         """Bool mask of the corpus items that are ranked."""
         if self.targets is None:
