@@ -252,3 +252,29 @@ def test_cli_eval_prints_the_table_on_real_clip(features_dir):
     assert row["simstd-index"][-3] == "+0.000"  # the paper sits on its own modality-bias frontier
     assert float(row["simstd-qshift"][-3]) > 0
     assert "text→image" in r.output and "image→text" in r.output
+
+
+def test_recall_curve_and_recall_at_k_break_ties_alike_on_duplicates():
+    # ConVIRT-like: many reports are exact duplicates, so an item can tie with the gold. R@k ranks ties by
+    # corpus index (like a stable sort and FAISS Flat); the recall curve must use the same rule.
+    rng = np.random.default_rng(0)
+    dim, n = 16, 40
+    texts = rng.standard_normal((4, dim))
+    images = rng.standard_normal((n, dim))
+    report_of = rng.integers(0, 4, size=n)  # only 4 distinct reports: duplicates everywhere
+    pairs = np.stack([images, texts[report_of]])  # exact duplicate text rows
+    pairs /= np.linalg.norm(pairs, axis=2, keepdims=True)
+    report = run_pairs(pairs.astype(np.float32), methods=["raw", "simstd-index"], seeds=[0, 1], protocols=["mixed"])
+    for method in ("ceiling", "raw", "simstd-index"):
+        curve = report.recall_curve("mixed", method, kmax=20)
+        for k in (1, 5, 10, 20):
+            assert curve[k - 1] == pytest.approx(report.values("mixed", method, f"R@{k}").mean()), (method, k)
+    # An image query whose caption duplicates an earlier-indexed one is not found at rank 1.
+    scores = np.array([[0.5, 0.9, 0.9, 0.1]])
+    np.testing.assert_array_equal(first_rank(scores, np.array([[False, False, True, False]])), [2])
+    np.testing.assert_array_equal(first_rank(scores, np.array([[False, True, True, False]])), [1])
+    np.testing.assert_array_equal(first_rank(scores, np.array([[True, False, True, False]])), [2])
+    # A partial ranking keeps the same rule when the cut falls inside a block of ties.
+    tied = np.array([[0.3, 0.7, 0.7, 0.9, 0.7, 0.7]])
+    np.testing.assert_array_equal(rank_order(tied, 3), [[3, 1, 2]])
+    np.testing.assert_array_equal(rank_order(tied, 3), rank_order(tied)[:, :3])

@@ -27,7 +27,13 @@ def rank_order(scores: np.ndarray, depth: int | None = None) -> np.ndarray:
     if depth is None or depth >= scores.shape[1]:
         order = np.argsort(-scores, axis=1, kind="stable")
         return order if depth is None else order[:, :depth]
-    top = np.sort(np.argpartition(-scores, depth - 1, axis=1)[:, :depth], axis=1)
+    # The depth-th largest score; items tied with it enter by corpus index (argpartition alone would pick
+    # an arbitrary subset of the tied items, breaking the tie rule on duplicates).
+    kth = -np.partition(-scores, depth - 1, axis=1)[:, depth - 1 : depth]
+    above = scores > kth
+    tied = scores == kth
+    keep = above | (tied & (np.cumsum(tied, axis=1) <= depth - above.sum(axis=1, keepdims=True)))
+    top = np.nonzero(keep)[1].reshape(len(scores), depth)
     inner = np.argsort(-np.take_along_axis(scores, top, axis=1), axis=1, kind="stable")
     return np.take_along_axis(top, inner, axis=1)
 
@@ -67,9 +73,17 @@ def ndcg_at(ranked: np.ndarray, n_rel: np.ndarray, k: int = NDCG_K) -> np.ndarra
 
 
 def first_rank(scores: np.ndarray, relevant: np.ndarray) -> np.ndarray:
-    """Rank (1-based) of each query's best-scored positive: 1 + items scored strictly higher."""
-    best = np.where(relevant, scores, -np.inf).max(axis=1)
-    return 1 + (scores > best[:, None]).sum(axis=1)
+    """Rank (1-based) of each query's first positive in :func:`rank_order`'s order.
+
+    1 + the items scored higher + the items tied with it at a lower corpus
+    index: the tie rule of R@k, so recall curves and tables agree on duplicates.
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    masked = np.where(relevant, scores, -np.inf)
+    best = masked.max(axis=1)
+    first = np.argmax(masked == best[:, None], axis=1)  # lowest index among the best-scored positives
+    before = np.arange(scores.shape[1])[None, :] < first[:, None]
+    return 1 + (scores > best[:, None]).sum(axis=1) + ((scores == best[:, None]) & before).sum(axis=1)
 
 
 def query_metrics(scores: np.ndarray, relevant: np.ndarray) -> dict[str, np.ndarray]:
