@@ -211,7 +211,6 @@ def phase_ground_truth(cfg: dict) -> dict:
 def phase_fit(cfg: dict) -> dict:
     _setup_child(cfg)
     from simstd import MixedIndex, Standardizer
-    from simstd.index import sidecar_paths
 
     t0 = time.perf_counter()
     index = MixedIndex.load(cfg["path"], load_standardizer=False)
@@ -235,7 +234,8 @@ def phase_fit(cfg: dict) -> dict:
         fit = time.perf_counter() - t0
         spread = _sampling_spread(qm, tm, scores, cfg.get("spread_samples", [1_000, 10_000]), 50)
     if cfg.get("save"):
-        st.save(sidecar_paths(cfg["path"])["standardizer"])
+        index.standardizer = st
+        index.save(cfg["path"])  # a new version: shards and items are hard-linked, not rewritten
     return {"load_s": load, "fit_s": fit, "table": st.table(), "sampling_spread": spread}
 
 
@@ -493,13 +493,13 @@ def run_size(n: int, args, limit_kb: int, log) -> dict:
         r["build_mixed"] = phase("build_mixed", cfg, limit_kb, log)
         log(f"[{label}] {kind}: build raw FAISS  (simstd build {r['build_mixed']['wall_s']:.0f}s)")
         r["build_raw"] = phase("build_raw", cfg, limit_kb, log)
-        from simstd.index import sidecar_paths  # light import: paths only
+        from simstd.storage import version_files  # light import: reads the manifest
 
-        side = sidecar_paths(path)
+        side = version_files(path)
         r["size_bytes"] = {
             "raw_faiss": os.path.getsize(raw_path),
-            "simstd_faiss": os.path.getsize(side["faiss"]),
-            "simstd_sqlite": os.path.getsize(side["sqlite"]),
+            "simstd_faiss": os.path.getsize(side["shards.faiss"]),
+            "simstd_sqlite": os.path.getsize(side["items.sqlite"]),
         }
         r["fit"] = []
         samples = fit_samples_for(kind, n, args.fit_samples)

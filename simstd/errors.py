@@ -20,3 +20,16 @@ class FingerprintMismatchError(SimstdError):
 
 class CorruptFileError(SimstdError):
     """An index, sidecar or standardizer file is missing or unreadable."""
+
+
+class LockTimeoutError(SimstdError):
+    """Another process held an index's writer lock for longer than the timeout."""
+
+
+class ConcurrentWriteError(SimstdError):
+    """An index changed on disk between loading it and saving it back."""
+
+
+class StaleFitWarning(UserWarning):
+    """A fit (standardizer, uncertainty model) was made before items were added:
+    it still serves, with the statistics of each item's modality pair."""

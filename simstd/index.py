@@ -14,13 +14,9 @@ same as one raw search over all items, so standardized search costs what a
 raw one does. Over-fetching from one mixed FAISS index would not be exact: its
 raw top-k can hold one modality only.
 
-Files, for ``save("db.faiss")``:
-``db.faiss``     the shards, written back to back in FAISS's own format, each an
-                 ``IndexIDMap`` from shard rows to global ids;
-``db.sqlite``    modality and JSON payload per id, plus index facts (metadata store);
-``db.standardizer.json``  the fitted :class:`~simstd.Standardizer`, if any;
-``db.uncertainty.json``   the fitted :class:`~simstd.uncertainty.UncertaintyModel`,
-                 if any (written by ``simstd fit --uncertainty``).
+Persistence lives in :mod:`simstd.storage`: ``save("db.faiss")`` commits a
+new immutable version atomically, under a writer lock; ``load`` opens the
+current one (docs/reliability.md).
 """
 from __future__ import annotations
 
@@ -37,8 +33,7 @@ from typing import TYPE_CHECKING, Iterator, Mapping, Sequence
 import faiss
 import numpy as np
 
-from .errors import CorruptFileError, NotFittedError, SimstdError
-from .fileio import atomic_path
+from .errors import NotFittedError, SimstdError
 from .standardizer import Standardizer
 from .stats import topk_mean
 from .store import MetadataStore
@@ -55,18 +50,6 @@ FORMAT_VERSION = 1
 #: std 1.6-2.4x the exact fit's and means off by up to 1.4 std; 256 is within
 #: 0.01 std. (At 1M, efSearch 128 had std off by 205%: docs/performance.md.)
 MINING_EF_SEARCH = 256
-
-
-def sidecar_paths(path: str | Path) -> dict[str, Path]:
-    """Paths of the files that make up the index saved at ``path``."""
-    path = Path(path)
-    stem = path.with_suffix("") if path.suffix == ".faiss" else path
-    return {
-        "faiss": path,
-        "sqlite": stem.with_name(stem.name + ".sqlite"),
-        "standardizer": stem.with_name(stem.name + ".standardizer.json"),
-        "uncertainty": stem.with_name(stem.name + ".uncertainty.json"),
-    }
 
 
 @dataclass
@@ -142,6 +125,9 @@ class MixedIndex:
         self.model = model
         self.store = MetadataStore()
         self.standardizer: Standardizer | None = None
+        self.uncertainty: UncertaintyModel | None = None  # fitted by `simstd fit --uncertainty`
+        self.version: str | None = None  # the stored version this was loaded from / saved as
+        self._origin: tuple[str, str | None] | None = None  # (real path, version) for save's lost-update check
         self._shards: dict[str, faiss.IndexIDMap] = {}
         self._ids: dict[str, np.ndarray] = {}
         self._fingerprint = _digest(f"simstd:{FORMAT_VERSION}:{self.dim}:{factory}:{uuid.uuid4()}".encode())
@@ -381,6 +367,7 @@ class MixedIndex:
         uncertainty: UncertaintyModel | None = None,
         rerank: str | None = None,
         rerank_weight: float = 1.0,
+        strict: bool = False,
     ) -> SearchResult:
         """Top-k over all (or the ``targets``) modalities by standardized score.
 
@@ -390,7 +377,9 @@ class MixedIndex:
         ``uncertainty``; ``rerank="uncertainty"`` then orders the candidates
         (each shard's top ``max(k, uncertainty.depth)``) by
         ``z - rerank_weight * uncertainty`` instead of ``z`` (``scores`` stay
-        the standardized scores).
+        the standardized scores). A fit made before items were added (stale)
+        keeps serving with a :class:`~simstd.errors.StaleFitWarning`;
+        ``strict=True`` refuses it instead.
         """
         queries = as_embeddings(queries, "queries", self.dim)
         check_label(query_modality, "query modality")
@@ -410,7 +399,7 @@ class MixedIndex:
                                   "standardized scores (raw=False); fit one with UncertaintyModel().fit(index) "
                                   "(CLI: simstd fit --uncertainty)")
             if uncertainty is not None:
-                uncertainty.check_index(self)
+                uncertainty.check_index(self, strict=strict)
         available = sum(self._shards[m].ntotal for m in names)
         if k > available:
             raise SimstdError(f"k={k} is larger than the {available} searchable items; use k <= {available}")
@@ -421,7 +410,7 @@ class MixedIndex:
                     "the index has no fitted standardizer: run `simstd fit --index ...` "
                     "(Python: index.standardizer = Standardizer().fit(index)), or search with raw=True"
                 )
-            standardizer.check_index(self)
+            standardizer.check_index(self, strict=strict)
             maps = [standardizer.affine(query_modality, m) for m in names]
         # The posterior needs each shard's top candidates (at least the model's depth) to fit its tail.
         depth = k if uncertainty is None else max(k, uncertainty.depth)
@@ -506,68 +495,52 @@ class MixedIndex:
         )
 
     # ------------------------------------------------------------- persistence
-    def save(self, path: str | Path) -> None:
-        """Write ``path`` (FAISS shards) and its SQLite sidecar, each atomically.
+    def save(self, path: str | Path, *, lock_timeout: float | None = 600.0) -> str:
+        """Commit the index (vectors, payloads, fitted models) as a new version at
+        ``path``, atomically and under the writer lock (waits up to
+        ``lock_timeout`` seconds); returns the version id (also ``self.version``).
 
-        The fitted standardizer, if any, is written as a third sidecar.
+        If this index was loaded from ``path`` and another writer committed
+        since, raises :class:`~simstd.errors.ConcurrentWriteError` instead of
+        losing that writer's change (see :func:`simstd.storage.writer_lock`).
         """
-        paths = sidecar_paths(path)
-        self.store.set_info("format_version", FORMAT_VERSION)
-        self.store.set_info("dim", self.dim)
-        self.store.set_info("factory", self.factory)
-        self.store.set_info("model", self.model)
-        self.store.set_info("fingerprint", self._fingerprint)
-        self.store.set_info("shards", [[m, int(s.ntotal)] for m, s in self._shards.items()])
-        with atomic_path(paths["faiss"]) as tmp:
-            writer = faiss.FileIOWriter(str(tmp))
-            for shard in self._shards.values():
-                faiss.write_index(shard, writer)
-            del writer  # closes the file
-        self.store.save(paths["sqlite"])
-        if self.standardizer is not None:
-            self.standardizer.save(paths["standardizer"])
+        from .storage.layout import save_index
+
+        return save_index(self, path, lock_timeout=lock_timeout)
 
     @classmethod
-    def load(cls, path: str | Path, *, load_standardizer: bool = True) -> "MixedIndex":
-        """Open an index saved with :meth:`save` (and its fitted standardizer, if present)."""
-        paths = sidecar_paths(path)
-        if not paths["faiss"].exists():
-            raise SimstdError(f"index file {paths['faiss']} does not exist; build it with `simstd build`")
-        store = MetadataStore.load(paths["sqlite"])
-        version = store.get_info("format_version")
-        layout = store.get_info("shards")
-        dim = store.get_info("dim")
-        if version != FORMAT_VERSION or not isinstance(layout, list) or not isinstance(dim, int):
-            raise CorruptFileError(
-                f"{paths['sqlite']} is not a simstd index sidecar of format version {FORMAT_VERSION}; "
-                "rebuild the index with `simstd build`"
-            )
+    def load(cls, path: str | Path, *, load_standardizer: bool = True, verify: bool | None = None) -> "MixedIndex":
+        """Open the current version of the index at ``path``, with its fitted models.
+
+        Takes no lock and never sees a half-written version. ``verify``
+        checksums files up to 64 MiB by default, all with True, none with False
+        (sizes and counts are always checked; ``simstd check`` verifies all).
+        """
+        from .storage.layout import load_index
+
+        return load_index(cls, path, load_standardizer=load_standardizer, verify=verify)
+
+    @classmethod
+    def _restore(cls, dim: int, factory: str, model: str | None, store: MetadataStore,
+                 shards: dict[str, faiss.IndexIDMap], fingerprint: str) -> "MixedIndex":
+        """An index from loaded parts (the storage layer's constructor)."""
         index = cls.__new__(cls)
-        index.dim = dim
-        index.factory = store.get_info("factory")
-        index.model = store.get_info("model")
+        index.dim, index.factory, index.model = dim, factory, model
         index.store = store
         index.standardizer = None
-        index._fingerprint = store.get_info("fingerprint")
-        index._shards, index._ids = {}, {}
-        try:
-            reader = faiss.FileIOReader(str(paths["faiss"]))
-            for modality, count in layout:
-                shard = faiss.read_index(reader)
-                if not isinstance(shard, faiss.IndexIDMap) or shard.d != dim or shard.ntotal != count:
-                    raise RuntimeError(f"shard {modality!r} does not match the sidecar")
-                index._shards[modality] = shard
-                index._ids[modality] = faiss.vector_to_array(shard.id_map)
-            del reader
-        except RuntimeError as exc:
-            reason = str(exc).strip().splitlines()[-1][:200]
-            raise CorruptFileError(
-                f"index file {paths['faiss']} is corrupt or does not belong to {paths['sqlite']} ({reason}); "
-                "rebuild it with `simstd build`"
-            ) from None
-        if load_standardizer and paths["standardizer"].exists():
-            index.standardizer = Standardizer.load(paths["standardizer"])
+        index.uncertainty = None
+        index.version = None
+        index._origin = None
+        index._shards = dict(shards)
+        index._ids = {m: faiss.vector_to_array(s.id_map) for m, s in shards.items()}
+        index._fingerprint = fingerprint
         return index
+
+    @property
+    def fit_is_stale(self) -> bool:
+        """Whether items were added since the standardizer was fitted (it still serves)."""
+        std = self.standardizer
+        return std is not None and std.is_stale(self)
 
     def __repr__(self) -> str:
         counts = ", ".join(f"{m}={n}" for m, n in self.counts.items())

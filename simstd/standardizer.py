@@ -11,13 +11,14 @@ modalities on one scale so that a single merged ranking is meaningful.
 """
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
 
 from .engines import Searchable, as_searchable
-from .errors import CorruptFileError, FingerprintMismatchError, NotFittedError, SimstdError
+from .errors import CorruptFileError, FingerprintMismatchError, NotFittedError, SimstdError, StaleFitWarning
 from .fileio import check_format, read_json, write_json_atomic
 from .mining import labeled_pair_scores, mine_pseudo_positives
 from .stats import merge_moments, pair_moments, topk_mean
@@ -295,9 +296,21 @@ class Standardizer:
         return merged
 
     # ------------------------------------------------------------------ checks
-    def check_index(self, index: Searchable, path: str | Path | None = None) -> None:
-        """Raise if this fit was made on another collection than ``index`` (its
-        dimension, and its ``fingerprint`` where the store keeps one)."""
+    def is_stale(self, index: Searchable) -> bool:
+        """Whether ``index`` changed (items added, or rebuilt) since this fit
+        (for collections that keep a ``fingerprint``)."""
+        fp = getattr(self, "index_fingerprint_", None)
+        theirs = getattr(index, "fingerprint", None)
+        return fp is not None and theirs is not None and fp != theirs
+
+    def check_index(self, index: Searchable, path: str | Path | None = None, *, strict: bool = False) -> None:
+        """Raise if this fit cannot serve ``index`` (another dimension).
+
+        A stale fit (the collection changed since: its ``fingerprint``
+        differs) keeps serving: the statistics of each (query, target)
+        modality pair still apply to the items added since. It is noted once
+        (:class:`~simstd.errors.StaleFitWarning`), or refused with ``strict=True``.
+        """
         self._check_fitted()
         where = f" ({path})" if path else ""
         if self.dim_ is not None and self.dim_ != index.dim:
@@ -305,13 +318,14 @@ class Standardizer:
                 f"standardizer{where} was fitted on dimension {self.dim_}, the index has {index.dim}; "
                 "refit it on this index (simstd fit --index ...)"
             )
-        theirs = getattr(index, "fingerprint", None)
-        if self.index_fingerprint_ is not None and theirs is not None and self.index_fingerprint_ != theirs:
-            raise FingerprintMismatchError(
-                f"standardizer{where} was fitted on a different index (fingerprint "
-                f"{self.index_fingerprint_[:12]}, this index {theirs[:12]}): the index was rebuilt "
-                "or items were added since; refit with `simstd fit --index ...` or Standardizer().fit(index)"
-            )
+        if self.is_stale(index):
+            message = (f"the standardizer{where} is stale: it was fitted before the index changed (fingerprint "
+                       f"{self.index_fingerprint_[:12]}, the index now {index.fingerprint[:12]}); ")
+            if strict:
+                raise FingerprintMismatchError(message + "refit with `simstd fit --index ...` or "
+                                               "Standardizer().fit(index), or search without strict")
+            warnings.warn(message + "it keeps serving with the fitted statistics of each modality pair "
+                          "until you refit (simstd fit --index ...)", StaleFitWarning, stacklevel=3)
 
     def table(self) -> list[dict]:
         """The fitted statistics as one row per (query, target) modality pair."""

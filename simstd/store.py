@@ -46,6 +46,15 @@ class MetadataStore:
         if not self._readonly:
             self._conn.executescript(SCHEMA)
 
+    @property
+    def modified(self) -> bool:
+        """Whether the store changed since it was loaded (a new store counts as changed)."""
+        return not self._readonly
+
+    def max_id(self) -> int | None:
+        """The largest id (cheap: the primary key's b-tree), None when empty."""
+        return self._conn.execute("SELECT max(id) FROM items").fetchone()[0]
+
     def _writable(self) -> sqlite3.Connection:
         if self._readonly:
             mem = sqlite3.connect(":memory:")

@@ -44,6 +44,7 @@ reliability diagrams, and the mixed-protocol benchmark behind
 """
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Mapping, Sequence
 
@@ -51,7 +52,7 @@ import numpy as np
 from scipy.special import log_ndtr
 
 from .engines.base import count, drop_self
-from .errors import CorruptFileError, FingerprintMismatchError, NotFittedError, SimstdError
+from .errors import CorruptFileError, FingerprintMismatchError, NotFittedError, SimstdError, StaleFitWarning
 from .fileio import check_format, read_json, write_json_atomic
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -111,7 +112,7 @@ class UncertaintyModel:
                 "the uncertainty model needs a fitted standardizer: fit one first "
                 "(simstd fit --index ...; Python: index.standardizer = Standardizer().fit(index))"
             )
-        std.check_index(index)
+        std.check_index(index, strict=True)
         if count(index) == 0:
             raise SimstdError("the index is empty: add vectors before fitting")
         labels = list(index.modalities)
@@ -150,15 +151,20 @@ class UncertaintyModel:
                 "(CLI: simstd fit --uncertainty --index db.faiss)"
             )
 
-    def check_index(self, index: "MixedIndex") -> None:
-        """Raise if this fit was made on another index than ``index``."""
+    def check_index(self, index: "MixedIndex", *, strict: bool = False) -> None:
+        """Note (or with ``strict`` refuse) a fit made before the index changed.
+
+        A stale model keeps serving: items added since have no hub count (prior 1).
+        """
         self._check_fitted()
         if self.index_fingerprint_ is not None and self.index_fingerprint_ != index.fingerprint:
-            raise FingerprintMismatchError(
-                f"the uncertainty model was fitted on a different index (fingerprint "
-                f"{self.index_fingerprint_[:12]}, this index {index.fingerprint[:12]}); refit it with "
-                "`simstd fit --uncertainty --index ...` or UncertaintyModel().fit(index)"
-            )
+            message = (f"the uncertainty model is stale: it was fitted before the index changed (fingerprint "
+                       f"{self.index_fingerprint_[:12]}, the index now {index.fingerprint[:12]}); ")
+            if strict:
+                raise FingerprintMismatchError(message + "refit it with `simstd fit --uncertainty --index ...` "
+                                               "or UncertaintyModel().fit(index)")
+            warnings.warn(message + "items added since have no hub count until you refit "
+                          "(simstd fit --uncertainty --index ...)", StaleFitWarning, stacklevel=3)
 
     def pair(self, query_modality: str, target_modality: str) -> tuple[float, float, float, float]:
         """``(mu_p, sigma_p, mu_b, sigma_b)`` of a modality pair, raising if it was not fitted."""

@@ -6,6 +6,7 @@ from click.testing import CliRunner
 
 from simstd import MixedIndex
 from simstd.cli import main
+from simstd.storage import version_files
 
 from conftest import unit_rows
 
@@ -37,7 +38,7 @@ def built(files):
 def test_build_fit_query_info_end_to_end(files, built):
     r = run("fit", "--index", built)
     assert r.exit_code == 0, r.output
-    assert "text   image" in r.output and (files / "db.standardizer.json").exists()
+    assert "text   image" in r.output and "standardizer.json" in version_files(built)
     r = run("query", "--vector", files / "q.npy", "--query-modality", "text", "--index", built, "-k", "12",
             "--format", "jsonl")
     assert r.exit_code == 0, r.output
@@ -60,21 +61,28 @@ def test_index_path_from_environment(files, built):
     assert r.exit_code == 0 and len(r.output.splitlines()) == 10
 
 
-def test_add_then_query_demands_refit(files, built):
+def test_add_keeps_the_stale_fit_serving(files, built):
     assert run("fit", "--index", built).exit_code == 0
     r = run("add", "--index", built, "-e", f"image={files / 'i.npy'}")
     assert r.exit_code == 0 and "stale" in r.output
     assert MixedIndex.load(built, load_standardizer=False).counts == {"text": 40, "image": 60}
-    r = run("query", "--like", 0, "--index", built)
-    assert r.exit_code == 1 and "different index" in r.output and "Traceback" not in r.output
+    r = run("query", "--like", 0, "--index", built, "--format", "jsonl")
+    assert r.exit_code == 0 and r.output.count("note: the standardizer is stale") == 1
+    assert any(json.loads(x)["id"] >= 70 for x in r.output.splitlines() if x.startswith("{"))  # new items rank
+    r = run("query", "--like", 0, "--index", built, "--strict")
+    assert r.exit_code == 1 and "stale" in r.output and "Traceback" not in r.output
+    r = run("info", "--index", built)
+    assert "STALE" in r.output
     assert run("fit", "--index", built).exit_code == 0
-    assert run("query", "--like", 0, "--index", built).exit_code == 0
+    r = run("query", "--like", 0, "--index", built, "--strict")
+    assert r.exit_code == 0 and "stale" not in r.output
 
 
 def test_rebuild_removes_the_old_fit(files, built):
     assert run("fit", "--index", built).exit_code == 0
     run("build", "-e", f"text={files / 't.npy'}", "--out", built)
-    assert not (files / "db.standardizer.json").exists()
+    assert "standardizer.json" not in version_files(built)
+    assert MixedIndex.load(built).standardizer is None
 
 
 @pytest.mark.parametrize(
@@ -114,9 +122,10 @@ def test_bad_input_gives_message_and_exit_code(files, built, args, message):
 
 
 def test_corrupt_sidecar_is_reported(files, built):
-    (files / "db.sqlite").write_bytes(b"not a database" * 50)
+    items = version_files(built)["items.sqlite"]
+    items.write_bytes(b"not a database" * 50)
     r = run("info", "--index", built)
-    assert r.exit_code == 1 and "corrupt" in r.output and "simstd build" in r.output
+    assert r.exit_code == 1 and "items.sqlite is corrupt" in r.output and "simstd build" in r.output
 
 
 def test_unnormalised_input_is_normalised_with_a_note(files):

@@ -4,8 +4,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from simstd import MixedIndex, Standardizer
-from simstd.errors import CorruptFileError, FingerprintMismatchError, NotFittedError, SimstdError
-from simstd.index import sidecar_paths
+from simstd.errors import CorruptFileError, FingerprintMismatchError, NotFittedError, SimstdError, StaleFitWarning
+from simstd.storage import version_files
 
 from conftest import unit_rows
 
@@ -107,8 +107,10 @@ def test_save_load_round_trip(tmp_path):
     index.standardizer = Standardizer().fit(index)
     path = tmp_path / "db.faiss"
     index.save(path)
-    assert {p.name for p in tmp_path.iterdir()} == {"db.faiss", "db.sqlite", "db.standardizer.json"}
+    assert {p.name for p in tmp_path.iterdir()} == {"db.faiss", "db.faiss.d"}
+    assert set(version_files(path)) == {"shards.faiss", "items.sqlite", "standardizer.json"}
     back = MixedIndex.load(path)
+    assert back.version == index.version and back.version is not None
     assert back.counts == index.counts and back.fingerprint == index.fingerprint
     q = unit_rows(np.random.default_rng(3), 3, 32)
     a, b = index.search(q, "text", 15), back.search(q, "text", 15)
@@ -124,8 +126,12 @@ def test_add_appends_ids_and_makes_fit_stale(tmp_path):
     assert ids.tolist() == list(range(600, 605))
     assert index.counts == {"text": 305, "image": 300}
     assert index.modality_of([604, 0, 300]).tolist() == ["text", "text", "image"]
-    with pytest.raises(FingerprintMismatchError):
-        index.search(unit_rows(np.random.default_rng(1), 1, 32), "text", 3, standardizer=std)
+    q = unit_rows(np.random.default_rng(1), 1, 32)
+    with pytest.warns(StaleFitWarning, match="stale"):  # a stale fit keeps serving, with a note
+        res = index.search(q, "text", 3, standardizer=std)
+    assert (res.ids >= 0).all()
+    with pytest.raises(FingerprintMismatchError, match="stale"):
+        index.search(q, "text", 3, standardizer=std, strict=True)
     # A new modality gets its own shard.
     index.add(unit_rows(np.random.default_rng(6), 4, 32), "audio")
     assert index.modalities == ["text", "image", "audio"]
@@ -209,28 +215,29 @@ def test_missing_and_corrupt_files(tmp_path):
     with pytest.raises(SimstdError, match="does not exist"):
         MixedIndex.load(path)
     index.save(path)
-    paths = sidecar_paths(path)
-    paths["faiss"].write_bytes(paths["faiss"].read_bytes()[:1000])  # truncated
-    with pytest.raises(CorruptFileError, match="corrupt"):
+    files = version_files(path)
+    files["shards.faiss"].write_bytes(files["shards.faiss"].read_bytes()[:1000])  # truncated
+    with pytest.raises(CorruptFileError, match="shards.faiss is corrupt"):
         MixedIndex.load(path)
     index.save(path)
-    paths["sqlite"].write_bytes(b"garbage" * 100)
-    with pytest.raises(CorruptFileError, match="sidecar .* is corrupt"):
+    files = version_files(path)
+    files["items.sqlite"].unlink()
+    files["items.sqlite"].write_bytes(b"garbage" * 100)
+    with pytest.raises(CorruptFileError, match="items.sqlite is corrupt"):
         MixedIndex.load(path)
-    paths["sqlite"].unlink()
-    with pytest.raises(CorruptFileError, match="missing"):
+    files["items.sqlite"].unlink()
+    with pytest.raises(CorruptFileError, match="items.sqlite is missing"):
         MixedIndex.load(path)
 
 
-def test_standardizer_of_another_index_is_refused_on_search(tmp_path):
+def test_standardizer_of_another_index_is_noted_or_refused_on_search(tmp_path):
     a, b = real_like_index(seed=0), real_like_index(seed=1)
-    a.standardizer = Standardizer().fit(a)
-    a.save(tmp_path / "a.faiss")
-    b.save(tmp_path / "b.faiss")
-    (tmp_path / "b.standardizer.json").write_bytes((tmp_path / "a.standardizer.json").read_bytes())
-    loaded = MixedIndex.load(tmp_path / "b.faiss")
-    with pytest.raises(FingerprintMismatchError, match="different index"):
-        loaded.search(unit_rows(np.random.default_rng(1), 1, 32), "text", 3)
+    b.standardizer = Standardizer().fit(a)
+    q = unit_rows(np.random.default_rng(1), 1, 32)
+    with pytest.warns(StaleFitWarning, match="stale"):
+        b.search(q, "text", 3)
+    with pytest.raises(FingerprintMismatchError, match="fitted before the index changed"):
+        b.search(q, "text", 3, strict=True)
 
 
 def test_interrupted_save_keeps_the_previous_index(tmp_path, monkeypatch):
@@ -238,6 +245,7 @@ def test_interrupted_save_keeps_the_previous_index(tmp_path, monkeypatch):
     path = tmp_path / "db.faiss"
     index.save(path)
     before = path.read_bytes()
+    folders = sorted(p.name for p in (tmp_path / "db.faiss.d").iterdir())
     index.add(unit_rows(np.random.default_rng(4), 5, 32), "text")
 
     import faiss
@@ -249,7 +257,9 @@ def test_interrupted_save_keeps_the_previous_index(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         index.save(path)
     assert path.read_bytes() == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["db.faiss", "db.sqlite"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["db.faiss", "db.faiss.d"]
+    assert sorted(p.name for p in (tmp_path / "db.faiss.d").iterdir()) == folders
+    assert MixedIndex.load(path).ntotal == 600
 
 
 def test_query_shift_search_equals_brute_force_transform():

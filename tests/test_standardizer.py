@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from simstd import MixedIndex, Standardizer
-from simstd.errors import CorruptFileError, FingerprintMismatchError, NotFittedError, SimstdError
+from simstd.errors import CorruptFileError, FingerprintMismatchError, NotFittedError, SimstdError, StaleFitWarning
 
 from conftest import unit_rows
 
@@ -180,8 +180,11 @@ def test_fit_on_arrays_and_fingerprint_check():
     std = Standardizer().fit(index)
     std.check_index(index)
     index.add(unit_rows(np.random.default_rng(2), 3, 16), "text")
-    with pytest.raises(FingerprintMismatchError, match="refit"):
+    assert std.is_stale(index)
+    with pytest.warns(StaleFitWarning, match="stale"):
         std.check_index(index)
+    with pytest.raises(FingerprintMismatchError, match="refit"):
+        std.check_index(index, strict=True)
     X = np.vstack([unit_rows(np.random.default_rng(0), 10, 8), unit_rows(np.random.default_rng(1), 10, 8, 2.0)])
     from_arrays = Standardizer().fit(X, ["a"] * 10 + ["b"] * 10)
     assert from_arrays.n_.tolist() == [[10, 10], [10, 10]] and from_arrays.dim_ == 8

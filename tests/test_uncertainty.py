@@ -9,7 +9,8 @@ from click.testing import CliRunner
 
 from simstd import MixedIndex, Standardizer
 from simstd.cli import main
-from simstd.errors import FingerprintMismatchError, SimstdError
+from simstd.errors import FingerprintMismatchError, SimstdError, StaleFitWarning
+from simstd.storage import version_files
 from simstd.uncertainty import (
     UncertaintyModel,
     background_moments,
@@ -201,8 +202,11 @@ def test_fingerprint_save_and_load(fitted, tmp_path):
     b = index.search(q, "text", 5, uncertainty=again)
     assert np.allclose(a.uncertainty, b.uncertainty)
     index.add(unit_rows(np.random.default_rng(9), 2, 16), "image")
+    fresh = Standardizer().fit(index)
+    with pytest.warns(StaleFitWarning, match="uncertainty model is stale"):  # keeps serving
+        assert np.isfinite(index.search(q, "text", 5, uncertainty=model, standardizer=fresh).uncertainty).all()
     with pytest.raises(FingerprintMismatchError):
-        index.search(q, "text", 5, uncertainty=model, standardizer=Standardizer().fit(index))
+        index.search(q, "text", 5, uncertainty=model, standardizer=fresh, strict=True)
 
 
 def test_cli_fit_uncertainty_query_and_rerank(tmp_path):
@@ -217,7 +221,7 @@ def test_cli_fit_uncertainty_query_and_rerank(tmp_path):
     r = run("query", "--vector", tmp_path / "q.npy", "--index", db, "--rerank", "uncertainty")
     assert r.exit_code == 1 and "simstd fit --uncertainty" in r.output  # not fitted yet
     assert run("fit", "--index", db, "--uncertainty").exit_code == 0
-    assert (tmp_path / "db.uncertainty.json").exists()
+    assert "uncertainty.json" in version_files(db)
     for extra in ([], ["--rerank", "uncertainty", "--rerank-weight", "0.5"]):
         r = run("query", "--vector", tmp_path / "q.npy", "--index", db, "-k", "3", "--format", "jsonl", *extra)
         assert r.exit_code == 0, r.output
@@ -226,7 +230,7 @@ def test_cli_fit_uncertainty_query_and_rerank(tmp_path):
     r = run("query", "--like", 0, "--index", db, "-k", "3")
     assert r.exit_code == 0 and "conf" in r.output
     r = run("fit", "--index", db)  # a refit without --uncertainty drops the stale model
-    assert r.exit_code == 0 and not (tmp_path / "db.uncertainty.json").exists()
+    assert r.exit_code == 0 and "uncertainty.json" not in version_files(db)
     r = run("query", "--vector", tmp_path / "q.npy", "--index", db, "--format", "jsonl")
     assert "confidence" not in r.output
 

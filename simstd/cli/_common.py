@@ -72,6 +72,17 @@ def index_option(f):  # noqa: ANN001, ANN201
     )(f)
 
 
+def lock_timeout_option(f):  # noqa: ANN001, ANN201
+    return click.option(
+        "--lock-timeout",
+        default=600.0,
+        show_default=True,
+        type=click.FloatRange(min=0),
+        metavar="SECONDS",
+        help="Wait this long for another writer of the index to finish (0: fail at once if one is writing).",
+    )(f)
+
+
 def _pairs(values: Sequence[str], option: str) -> list[tuple[str, str]]:
     out = []
     for value in values:

@@ -1,4 +1,8 @@
-"""Commands over an index: build, add, fit, query, info."""
+"""Commands over an index: build, add, fit, query, info.
+
+Every write (build over an index, add, fit) holds the index's writer lock from
+loading to committing, so concurrent writers queue instead of losing a batch.
+"""
 from __future__ import annotations
 
 import json
@@ -8,7 +12,8 @@ from pathlib import Path
 import click
 
 from ..errors import SimstdError
-from ..index import MixedIndex, sidecar_paths
+from ..index import MixedIndex
+from ..storage import writer_lock
 from ..standardizer import Standardizer
 from ..validation import load_npy
 from ._common import (
@@ -17,6 +22,7 @@ from ._common import (
     _load_embeddings,
     _stats_table,
     index_option,
+    lock_timeout_option,
     main,
     result_records,
 )
@@ -44,20 +50,24 @@ from ._common import (
 @click.option("--resume", is_flag=True,
               help="Add to the existing --out index only what it does not hold yet (no re-embedding).")
 @click.option("--out", "-o", required=True, type=click.Path(dir_okay=False), help="Index file to write (db.faiss).")
+@lock_timeout_option
 def build(embeddings: tuple[str, ...], meta: tuple[str, ...], images: str | None, texts: str | None,
           text_field: str, factory: str, model: str | None, pretrained: str | None, device: str,
-          batch_size: int, resume: bool, out: str) -> None:
+          batch_size: int, resume: bool, out: str, lock_timeout: float) -> None:
     """Build a mixed index from embedding files, or from images and texts."""
     if images or texts:
         if embeddings or meta:
             raise SimstdError("build from --embeddings or from --images/--texts, not both in one run")
-        _build_from_raw(images, texts, text_field, factory, model, pretrained, device, batch_size, resume, out)
+        with writer_lock(out, lock_timeout):  # --resume reads the index it extends: hold the lock from there
+            _build_from_raw(images, texts, text_field, factory, model, pretrained, device, batch_size, resume, out)
         return
     if resume:
         raise SimstdError("--resume applies to --images/--texts; append embeddings with simstd add")
     arrays, metadata = _load_embeddings(embeddings, meta)
     index = MixedIndex.from_arrays(arrays, factory=factory, metadata=metadata, model=model)
-    _save_built(index, out)
+    index.save(out, lock_timeout=lock_timeout)  # a new index: any fit of the one it replaces is gone with it
+    _echo_counts(index, f"built {out}")
+    click.echo(f"next: simstd fit --index {out}", err=True)
 
 
 def _build_from_raw(images: str | None, texts: str | None, text_field: str, factory: str, model: str | None,
@@ -67,7 +77,7 @@ def _build_from_raw(images: str | None, texts: str | None, text_field: str, fact
 
     encoder = OpenClipEncoder(model or "ViT-B-32", pretrained or "laion2b_s34b_b79k", device=device,
                               batch_size=batch_size)
-    existing = MixedIndex.load(out, load_standardizer=False) if resume and Path(out).exists() else None
+    existing = MixedIndex.load(out) if resume and Path(out).exists() else None
     index, report = ingest(encoder, images=images, texts=texts, text_field=text_field, index=existing,
                            factory=factory, progress=sys.stderr.isatty())
     for where, why in report.skipped:
@@ -85,27 +95,33 @@ def _build_from_raw(images: str | None, texts: str | None, text_field: str, fact
 
 def _save_built(index: MixedIndex, out: str) -> None:
     index.save(out)
-    # A fit belongs to the index it was made on; a rebuilt index needs a new one.
-    sidecar_paths(out)["standardizer"].unlink(missing_ok=True)
-    sidecar_paths(out)["uncertainty"].unlink(missing_ok=True)
     _echo_counts(index, f"built {out}")
-    click.echo(f"next: simstd fit --index {out}", err=True)
+    if index.fit_is_stale:
+        click.echo(f"the fit is now stale (queries keep using it): refresh it with simstd fit --index {out}", err=True)
+    else:
+        click.echo(f"next: simstd fit --index {out}", err=True)
 
 
 @main.command()
 @index_option
 @click.option("--embeddings", "-e", multiple=True, metavar="MODALITY=FILE.npy", help="Embeddings to append.")
 @click.option("--meta", multiple=True, metavar="MODALITY=FILE.jsonl", help="Their payloads.")
-def add(index_path: str, embeddings: tuple[str, ...], meta: tuple[str, ...]) -> None:
-    """Append embeddings to an existing index (new ids follow the last one)."""
+@lock_timeout_option
+def add(index_path: str, embeddings: tuple[str, ...], meta: tuple[str, ...], lock_timeout: float) -> None:
+    """Append embeddings to an existing index (new ids follow the last one).
+
+    A fit made before keeps serving, marked stale, until `simstd fit` refreshes it.
+    """
     arrays, metadata = _load_embeddings(embeddings, meta)
-    index = MixedIndex.load(index_path, load_standardizer=False)
-    for m, arr in arrays.items():
-        index.add(arr, m, metadata.get(m))
-    index.save(index_path)
+    with writer_lock(index_path, lock_timeout):
+        index = MixedIndex.load(index_path)
+        for m, arr in arrays.items():
+            index.add(arr, m, metadata.get(m))
+        index.save(index_path)
     _echo_counts(index, f"updated {index_path}")
-    if sidecar_paths(index_path)["standardizer"].exists():
-        click.echo(f"the fitted standardizer is now stale: run simstd fit --index {index_path}", err=True)
+    if index.standardizer is not None:
+        click.echo(f"the fit is now stale (queries keep using it): refresh it with simstd fit --index {index_path}",
+                   err=True)
 
 
 @main.command()
@@ -122,9 +138,16 @@ def add(index_path: str, embeddings: tuple[str, ...], meta: tuple[str, ...]) -> 
               help="Also fit the label-free uncertainty model (confidences, --rerank uncertainty); "
                    "costs about one more pass over the pseudo queries.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@lock_timeout_option
 def fit(index_path: str, queries: str | None, query_modality: str | None, sample: int, seed: int,
-        n_pseudo: int, with_uncertainty: bool, fmt: str) -> None:
-    """Fit the standardizer on pseudo-positive pairs and save it beside the index."""
+        n_pseudo: int, with_uncertainty: bool, fmt: str, lock_timeout: float) -> None:
+    """Fit the standardizer on pseudo-positive pairs and commit it with the index."""
+    with writer_lock(index_path, lock_timeout):
+        _fit(index_path, queries, query_modality, sample, seed, n_pseudo, with_uncertainty, fmt)
+
+
+def _fit(index_path: str, queries: str | None, query_modality: str | None, sample: int, seed: int,
+         n_pseudo: int, with_uncertainty: bool, fmt: str) -> None:
     index = MixedIndex.load(index_path, load_standardizer=False)
     qvec = None
     if queries is not None:
@@ -135,24 +158,21 @@ def fit(index_path: str, queries: str | None, query_modality: str | None, sample
         raise SimstdError("--query-modality describes --queries; pass the query vectors too")
     std = Standardizer(n_pseudo=n_pseudo, sample=sample or None, seed=seed)
     std.fit(index, queries=qvec, query_modalities=query_modality)
-    path = sidecar_paths(index_path)["standardizer"]
-    std.save(path)
-    upath = sidecar_paths(index_path)["uncertainty"]
+    index.standardizer = std
+    note = None
     if with_uncertainty:
         from ..uncertainty import UncertaintyModel  # lazy, like every optional part: it loads scipy.special
 
-        UncertaintyModel(sample=sample or None, seed=seed).fit(index, std).save(upath)
-        note = f"wrote {upath}"
-    elif upath.exists():  # it was fitted with the previous standardizer
-        upath.unlink()
-        note = f"removed {upath}, fitted with the previous standardizer (refit it with --uncertainty)"
-    else:
-        note = None
+        index.uncertainty = UncertaintyModel(sample=sample or None, seed=seed).fit(index, std)
+    elif index.uncertainty is not None:  # it was fitted with the previous standardizer
+        index.uncertainty = None
+        note = "removed the uncertainty model fitted with the previous standardizer (refit it with --uncertainty)"
+    version = index.save(index_path)
     if fmt == "json":
         click.echo(json.dumps(std.to_dict(), indent=2))
     else:
         click.echo(_stats_table(std))
-        click.echo(f"wrote {path}", err=True)
+        click.echo(f"wrote {index_path} (version {version})", err=True)
     if note:
         click.echo(note, err=True)
 
@@ -172,10 +192,12 @@ def fit(index_path: str, queries: str | None, query_modality: str | None, sample
               help="uncertainty: order by z-score minus weight x uncertainty (needs simstd fit --uncertainty).")
 @click.option("--rerank-weight", default=1.0, show_default=True, type=click.FloatRange(min=0),
               help="Weight of the uncertainty in --rerank uncertainty.")
+@click.option("--strict", is_flag=True,
+              help="Refuse a stale fit (items were added since `simstd fit`) instead of serving it with a note.")
 @click.option("--format", "fmt", type=click.Choice(["table", "jsonl"]), default="table", show_default=True)
 def query(text: str | None, index_path: str, k: int, vector: str | None, query_modality: str | None,
           like: int | None, image: str | None, target: tuple[str, ...], raw: bool, params: str | None,
-          rerank: str, rerank_weight: float, fmt: str) -> None:
+          rerank: str, rerank_weight: float, strict: bool, fmt: str) -> None:
     """Search the index with TEXT, --vector, --like ID or --image.
 
     When the index has a fitted uncertainty model (simstd fit --uncertainty),
@@ -190,14 +212,11 @@ def query(text: str | None, index_path: str, k: int, vector: str | None, query_m
     index = MixedIndex.load(index_path)
     if params:
         index.set_search_params(params)
-    kwargs = {"raw": raw, "targets": list(target) or None}
-    upath = sidecar_paths(index_path)["uncertainty"]
-    if upath.exists():
-        from ..uncertainty import UncertaintyModel
-
-        kwargs["uncertainty"] = UncertaintyModel.load(upath)
+    kwargs = {"raw": raw, "targets": list(target) or None, "strict": strict}
+    if index.uncertainty is not None:
+        kwargs["uncertainty"] = index.uncertainty
     if rerank == "uncertainty":
-        if not upath.exists():
+        if index.uncertainty is None:
             raise SimstdError(f"--rerank uncertainty needs the uncertainty model: run simstd fit --uncertainty "
                               f"--index {index_path}")
         kwargs.update(rerank=rerank, rerank_weight=rerank_weight)
@@ -240,19 +259,18 @@ def info(index_path: str, fmt: str) -> None:
     index = MixedIndex.load(index_path)
     std = index.standardizer
     stale = None
-    if std is not None:
-        try:
-            std.check_index(index)
-        except SimstdError as exc:
-            stale = str(exc)
+    if index.fit_is_stale:
+        stale = (f"fitted before items were added (fingerprint {std.index_fingerprint_[:12]}, the index now "
+                 f"{index.fingerprint[:12]}); queries use it until you run simstd fit --index {index_path}")
     if fmt == "json":
         click.echo(json.dumps({
-            "index": str(index_path), "dim": index.dim, "factory": index.factory, "model": index.model,
-            "ntotal": index.ntotal, "counts": index.counts, "fingerprint": index.fingerprint,
+            "index": str(index_path), "version": index.version, "dim": index.dim, "factory": index.factory,
+            "model": index.model, "ntotal": index.ntotal, "counts": index.counts, "fingerprint": index.fingerprint,
             "standardizer": None if std is None else std.to_dict(), "stale": stale,
         }, indent=2))
         return
     click.echo(f"index        {index_path}")
+    click.echo(f"version      {index.version}")
     click.echo(f"dimension    {index.dim}")
     click.echo(f"factory      {index.factory}")
     click.echo(f"model        {index.model or '-'}")

@@ -1,0 +1,46 @@
+"""Crash-safe, concurrency-safe persistence of an index (docs/reliability.md).
+
+An index saved at ``db.faiss`` is a set of immutable versions in
+``db.faiss.d/``; ``db.faiss`` itself is the manifest of the current one,
+replaced by one atomic rename per commit. One writer at a time (an OS file
+lock); readers take no lock and always open one complete version.
+
+Public surface:
+
+- :func:`current_version` -- the version id an index serves now (cheap; for hot reload);
+- :func:`writer_lock` -- hold the writer lock across load, change and save;
+- :func:`register_part` / :class:`Part` -- add a named file to every version
+  (e.g. per-item terms ``item_terms.npy``) without changing this package;
+- :func:`open_version` / :class:`Version` -- read a version's named files;
+- :func:`verify` -- check every file against the manifest (``simstd check``).
+
+``MixedIndex.save`` / ``MixedIndex.load`` use all of this.
+"""
+from __future__ import annotations
+
+from .layout import Part, legacy_paths, parts, register_part, version_files
+from .lock import DEFAULT_TIMEOUT, holds_lock, store_dir, writer_lock
+from .manifest import FileEntry, Manifest, read_manifest
+from .versions import Version, VersionWriter, commit, current_version, open_version, read_version, verify
+
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "FileEntry",
+    "Manifest",
+    "Part",
+    "Version",
+    "VersionWriter",
+    "commit",
+    "current_version",
+    "holds_lock",
+    "legacy_paths",
+    "open_version",
+    "parts",
+    "read_manifest",
+    "read_version",
+    "register_part",
+    "store_dir",
+    "verify",
+    "version_files",
+    "writer_lock",
+]
