@@ -10,4 +10,6 @@ if ((${#need[@]})); then
     apt-get update -qq >/dev/null
     apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
+# Python test tools that are no extra of simstd (see the script).
+bash "$(dirname "${BASH_SOURCE[0]}")/install-clip-retrieval.sh"
 echo "install-system: ok (java: $(command -v java || echo none), chromium: $(command -v chromium || echo none))"

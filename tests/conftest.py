@@ -49,3 +49,36 @@ def unit_rows(rng: np.random.Generator, n: int, dim: int, shift: float = 0.0) ->
     x = rng.standard_normal((n, dim)).astype(np.float32)
     x[:, 0] += shift
     return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+# ------------------------------------------------------------ open_clip, random weights
+@pytest.fixture(scope="session")
+def clip_checkpoint(tmp_path_factory) -> Path:
+    """A real open_clip architecture (encoders.TEST_MODEL) with random weights, saved once
+    per session to a local file (no download). Skips when the clip extra is not usable."""
+    from simstd import encoders
+
+    try:
+        torch, _ = encoders._import_clip_stack()
+    except encoders.EncoderUnavailableError as exc:  # pragma: no cover - depends on env
+        pytest.skip(f"clip extra not usable: {exc}")
+    torch.set_num_threads(1)  # see test_encoders: spin-waiting threads on a busy 2-core machine
+    return encoders.save_random_checkpoint(encoders.TEST_MODEL, tmp_path_factory.mktemp("clip") / "w.safetensors")
+
+
+@pytest.fixture(scope="session")
+def clip_encoder(clip_checkpoint):
+    """One loaded encoder for the session's tests that need to embed texts or images."""
+    from simstd import encoders
+
+    return encoders.OpenClipEncoder(encoders.TEST_MODEL, str(clip_checkpoint))
+
+
+@pytest.fixture(scope="session")
+def serve_corpus(tmp_path_factory, clip_encoder) -> Path:
+    """16 drawn images and their 16 captions, embedded with the random-weight encoder, fitted
+    (standardizer and uncertainty) and saved: the index the `simstd serve` tests search.
+    Read-only: tests that change an index copy it first."""
+    from serve_support import build_corpus
+
+    return build_corpus(tmp_path_factory.mktemp("serve"), clip_encoder)

@@ -22,12 +22,9 @@ from simstd.cli import main  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    import torch
-
-    torch.set_num_threads(1)  # see test_encoders: spin-waiting threads on a busy 2-core machine
+def corpus(tmp_path_factory, clip_checkpoint):
     root = tmp_path_factory.mktemp("raw")
-    ckpt = encoders.save_random_checkpoint(encoders.TEST_MODEL, root / "w.safetensors")
+    ckpt = clip_checkpoint  # shared with the other tests (conftest.py): saved once per session
     images = root / "photos"
     (images / "nested").mkdir(parents=True)
     rng = np.random.default_rng(0)

@@ -1,0 +1,1 @@
+"""HTTP routes, thin: each parses its request, takes one snapshot and calls the service."""
