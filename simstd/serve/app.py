@@ -30,7 +30,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from .config import DEFAULT_HOST, DEFAULT_PORT, Settings, is_loopback
 from .deps import AUTO, IndexHolder
 from .media import MediaNotFound, ThumbnailCache
-from .middleware import BodySizeLimit
+from .middleware import AssumeJSON, BodySizeLimit
 from .routes import api, clip_retrieval, media
 from .service import NotFound, Unsupported
 
@@ -98,6 +98,7 @@ def create_app(index_path: str | Path, *, encoder: Encoder | str | None = AUTO, 
 
         app.add_middleware(CORSMiddleware, allow_origins=list(config.cors_origins),
                            allow_methods=["GET", "POST"], allow_headers=["Content-Type"])
+    app.add_middleware(AssumeJSON, paths=("/knn-service", "/metadata"))  # ClipClient sends no Content-Type
     app.add_middleware(BodySizeLimit, max_bytes=config.max_body_bytes)  # outermost: before anything reads
     return app
 

@@ -75,3 +75,22 @@ class BodySizeLimit:
                     "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
                                 (b"connection", b"close")]})
         await send({"type": "http.response.body", "body": body})
+
+
+class AssumeJSON:
+    """Treat a body sent without a Content-Type as JSON on the given paths.
+
+    clip-retrieval's ClipClient posts ``data=json.dumps(...)`` with no
+    Content-Type header (clip back reads it with ``get_json(force=True)``);
+    FastAPI would not parse such a body as JSON.
+    """
+
+    def __init__(self, app: Callable, paths: tuple[str, ...]) -> None:
+        self.app = app
+        self.paths = frozenset(paths)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] in self.paths and \
+                not any(key == b"content-type" for key, _ in scope.get("headers", [])):
+            scope = {**scope, "headers": [*scope.get("headers", []), (b"content-type", b"application/json")]}
+        await self.app(scope, receive, send)
