@@ -45,7 +45,6 @@ def draw_shapes(folder: Path) -> list[str]:
 def build_corpus(root: Path, encoder) -> Path:  # noqa: ANN001
     """Images + captions embedded with ``encoder``, fitted (standardizer and uncertainty), saved."""
     from simstd import Standardizer
-    from simstd.index import sidecar_paths
     from simstd.ingest import ingest
     from simstd.uncertainty import UncertaintyModel
 
@@ -53,9 +52,9 @@ def build_corpus(root: Path, encoder) -> Path:  # noqa: ANN001
     (root / "captions.txt").write_text("\n".join(captions) + "\n")
     index, _ = ingest(encoder, images=root / "photos", texts=root / "captions.txt")
     index.standardizer = Standardizer().fit(index)
+    index.uncertainty = UncertaintyModel().fit(index, index.standardizer)
     db = root / "db.faiss"
     index.save(db)
-    UncertaintyModel().fit(index, index.standardizer).save(sidecar_paths(db)["uncertainty"])
     return db
 
 

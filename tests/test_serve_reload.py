@@ -14,6 +14,7 @@ from click.testing import CliRunner  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
 from serve_support import PY, REPO, subprocess_env, unit_rows, vector_index, wait_until  # noqa: E402
 
+from simstd import SimstdError  # noqa: E402
 from simstd.cli import main  # noqa: E402
 from simstd.serve import create_app  # noqa: E402
 from simstd.serve.config import Settings  # noqa: E402
@@ -41,35 +42,50 @@ def test_requests_in_flight_keep_their_version(tmp_path):
     assert old.index.standardizer is not new.index.standardizer
 
 
-def test_add_is_held_back_until_fit_then_served(tmp_path):
+def test_add_is_served_with_the_stale_fit_then_the_refit(tmp_path):
     db = vector_index(tmp_path / "db.faiss")
     more = tmp_path / "more.npy"
     np.save(more, unit_rows(np.random.default_rng(5), 7, 32, -3.0))
     with TestClient(create_app(db, encoder=None, reload_interval=0.05)) as client:
         v0 = client.get("/health").json()["version"]
         cli("add", "--index", db, "-e", f"image={more}")
-        # the new items have no fit yet: standardized search would fail, so the old version stays
-        health = wait_until(lambda: (h := client.get("/health").json())["pending_version"] and h, 10,
-                            "the added version to be reported as pending")
-        assert health["version"] == v0 and "simstd fit" in health["pending_reason"]
-        assert client.get("/info").json()["counts"]["image"] == 40
-        assert client.post("/search", json={"id": 1, "k": 5}).status_code == 200
+        # the fit made before the add keeps serving (its pair statistics apply to the new items)
+        wait_until(lambda: client.get("/info").json()["counts"]["image"] == 47, 10, "the added version")
+        info = client.get("/info").json()
+        assert info["stale"] is True and info["standardized"] is True and info["version"] != v0
+        r = client.post("/search", json={"id": 75, "k": 5})  # a new item, standardized
+        assert r.status_code == 200 and r.json()["query"]["standardized"] is True
         cli("fit", "--index", db)
-        wait_until(lambda: client.get("/info").json()["counts"]["image"] == 47, 10, "the fitted version")
+        wait_until(lambda: client.get("/info").json()["stale"] is False, 10, "the refitted version")
         health = client.get("/health").json()
-        assert health["version"] != v0 and health["pending_version"] is None and health["reloads"] == 1
-        assert client.post("/search", json={"id": 75, "k": 5}).status_code == 200  # a new item
+        assert health["reloads"] == 2 and health["pending_version"] is None
 
 
-def test_damaged_version_is_not_served(tmp_path):
+def test_versions_that_serve_less_or_are_damaged_are_held_back(tmp_path):
+    from simstd import MixedIndex
+    from simstd.storage import open_version
+
     db = vector_index(tmp_path / "db.faiss")
-    with TestClient(create_app(db, encoder=None, reload_interval=0.05)) as client:
-        v0 = client.get("/health").json()["version"]
-        (tmp_path / "db.standardizer.json").write_text("{broken")
-        health = wait_until(lambda: (h := client.get("/health").json())["pending_version"] and h, 10,
-                            "the damaged version to be reported")
-        assert health["version"] == v0 and "standardizer" in health["pending_reason"]
-        assert client.post("/search", json={"id": 1, "k": 5}).status_code == 200
+    holder = IndexHolder(Settings(index_path=db, reload_interval=0), encoder=None)
+    v0 = holder.current().version
+    # a version without a fit (say, a rebuild) would turn standardized search off: held back
+    index = MixedIndex.load(db)
+    index.standardizer = None
+    index.save(db)
+    assert holder.check() is False and holder.current().version == v0
+    assert holder.status.pending_version == index.version and "simstd fit" in holder.status.pending_reason
+    # the next commit is a fit: served
+    cli("fit", "--index", db, "--sample", "20")
+    assert holder.check() is True and holder.status.pending_version is None
+    served = holder.current().version
+    # a committed version whose file was damaged afterwards is not served
+    cli("fit", "--index", db, "--sample", "20", "--seed", "3")
+    damaged = open_version(db)
+    damaged.file("standardizer.json").write_text("{broken")
+    assert holder.check() is False and holder.current().version == served
+    assert holder.status.pending_version == damaged.version and holder.status.pending_reason
+    with pytest.raises(SimstdError, match="corrupt"):  # a server started now refuses to start on it
+        create_app(db, encoder=None)
 
 
 def test_small_load_with_a_reload_loses_no_request(tmp_path):

@@ -8,17 +8,20 @@ committed (by ``simstd fit`` or ``simstd add``). If so it loads that version
 beside the current one, then swaps one reference. A request takes the
 snapshot once, when it starts, and keeps it to the end: requests in flight
 finish on the old version while new ones see the new version, and no request
-waits for a load. A version that cannot be loaded (a write still under way, a
-damaged file) or that would serve less than the current one (its standardizer
-is missing or stale after an ``add``, until the next ``fit``) is not switched
-to; /health reports it as pending, with the reason.
+waits for a load. Versions are immutable and committed by one atomic rename
+(simstd.storage), so a load never sees a half-written one. A version that
+cannot be loaded (a damaged file) or that would serve less than the current
+one (no fitted standardizer, an encoder that cannot be loaded) is not
+switched to; /health reports it as pending, with the reason. A fit made
+before an ``add`` keeps serving the new items (stale, as /info says) until the
+next ``fit`` commits.
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,7 +29,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import SimstdError
-from ..index import MixedIndex, sidecar_paths
+from ..errors import StaleFitWarning
+from ..index import MixedIndex
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..encoders import Encoder
@@ -41,36 +45,14 @@ AUTO = "auto"
 
 # ----------------------------------------------------------------- versions
 def index_version(path: str | Path) -> str | None:
-    """A token that changes whenever a new version of the index at ``path`` is committed.
+    """The id of the version the index at ``path`` serves now (None: no index).
 
-    Uses ``simstd.storage.current_version`` (a read of the CURRENT pointer)
-    when that module exists; otherwise a digest of the index files' inode,
-    size and modification time (each file is replaced by a rename, so a
-    rewritten file always gets a new inode). None when there is no index.
+    One small read of the manifest (:func:`simstd.storage.current_version`):
+    cheap enough to poll every second.
     """
-    try:
-        from ..storage import current_version  # the atomic version store, when present
-    except ImportError:
-        return _stat_version(path)
+    from ..storage import current_version
+
     return current_version(path)
-
-
-def _stat_version(path: str | Path) -> str | None:
-    parts = []
-    for name, p in sidecar_paths(path).items():
-        try:
-            st = p.stat()
-        except FileNotFoundError:
-            if name == "faiss":
-                return None
-            parts.append(f"{name}:-")
-            continue
-        parts.append(f"{name}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}")
-    return hashlib.blake2b("|".join(parts).encode(), digest_size=8).hexdigest()
-
-
-class _Unsettled(SimstdError):
-    """The index files changed while they were read: try again at the next poll."""
 
 
 # ----------------------------------------------------------------- snapshot
@@ -107,8 +89,14 @@ class Snapshot:
 
     @property
     def standardized(self) -> bool:
-        """True when the index has a standardizer fitted on exactly these items."""
+        """True when the index has a fitted standardizer."""
         return self.index.standardizer is not None
+
+    @property
+    def stale(self) -> bool:
+        """True when items were added after the fit (it still serves: the statistics
+        of each modality pair apply to the new items too)."""
+        return self.index.fit_is_stale
 
 
 @dataclass
@@ -162,8 +150,6 @@ class IndexHolder:
                 return False  # known not servable; wait for the next commit
             try:
                 new = self._load()
-            except _Unsettled:
-                return False  # a write was under way; the next poll sees it settled
             except Exception as exc:  # noqa: BLE001
                 self._pending(version, str(exc))
                 return False
@@ -204,51 +190,31 @@ class IndexHolder:
     def _worse(self, new: Snapshot) -> str | None:
         """Why ``new`` would serve less than the current snapshot, or None."""
         if self._snapshot.standardized and not new.standardized:
-            return ("its standardizer is missing or was fitted before the last change of the items; "
-                    "the previous version is served until `simstd fit` commits a new one")
+            return ("it has no fitted standardizer (rebuilt?); the previous version is served until "
+                    "`simstd fit` commits a fitted one")
         if self._snapshot.encoder is not None and new.encoder is None:
             return f"its encoder cannot be loaded ({new.encoder_note})"
         return None
 
     def _load(self) -> Snapshot:
-        path = self.settings.index_path
-        before = index_version(path)
-        if before is None:
-            raise SimstdError(f"index file {path} does not exist; build it with `simstd build`")
-        index = MixedIndex.load(path)
-        version = getattr(index, "version", None)
-        if version is None:  # file-stat versions: the files must not change while read
-            if index_version(path) != before:
-                raise _Unsettled(f"{path} changed while it was loaded")
-            version = before
+        index = MixedIndex.load(self.settings.index_path)  # one complete version, whatever commits meanwhile
         if self.settings.params:
             index.set_search_params(self.settings.params)
-        if index.standardizer is not None:
-            try:
+        uncertainty = getattr(index, "uncertainty", None)
+        with warnings.catch_warnings():  # a stale fit keeps serving; /info says so
+            warnings.simplefilter("ignore", StaleFitWarning)
+            if index.standardizer is not None:
                 index.standardizer.check_index(index)
-            except SimstdError as exc:
-                logger.warning("%s: standardized search is off (%s)", path, exc)
-                index.standardizer = None
-        uncertainty = self._load_uncertainty(index)
+            if uncertainty is not None:
+                try:
+                    uncertainty.check_index(index)
+                except SimstdError as exc:
+                    logger.warning("confidences are off: %s", exc)
+                    uncertainty = None
         encoder, note = self._encoder_for(index)
+        version = getattr(index, "version", None) or index_version(self.settings.index_path) or "unversioned"
         return Snapshot(index=index, version=str(version), uncertainty=uncertainty, encoder=encoder,
                         encoder_note=note)
-
-    def _load_uncertainty(self, index: MixedIndex) -> UncertaintyModel | None:
-        model = getattr(index, "uncertainty", None)  # set by a storage layer that loads it with the index
-        if model is None:
-            upath = sidecar_paths(self.settings.index_path)["uncertainty"]
-            if not upath.exists():
-                return None
-            from ..uncertainty import UncertaintyModel
-
-            model = UncertaintyModel.load(upath)
-        try:
-            model.check_index(index)
-        except SimstdError as exc:
-            logger.warning("confidences are off: %s", exc)
-            return None
-        return model
 
     def _encoder_for(self, index: MixedIndex) -> tuple[LockedEncoder | None, str | None]:
         spec = self._encoder_spec

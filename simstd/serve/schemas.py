@@ -72,6 +72,7 @@ class Info(BaseModel):
     counts: dict[str, int]
     fingerprint: str
     standardized: bool
+    stale: bool = Field(description="Items were added after the fit (it still serves; refit with simstd fit).")
     standardizer: Optional[list[dict[str, Any]]]
     confidence: bool
     encoder: Optional[str]

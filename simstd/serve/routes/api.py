@@ -53,7 +53,7 @@ def info(snap: Snapshot = Depends(get_snapshot), settings: Settings = Depends(ge
     return {
         "name": settings.index_name, "version": snap.version, "dim": index.dim, "factory": index.factory,
         "model": index.model, "ntotal": index.ntotal, "counts": index.counts, "fingerprint": index.fingerprint,
-        "standardized": snap.standardized,
+        "standardized": snap.standardized, "stale": snap.stale,
         "standardizer": index.standardizer.table() if snap.standardized else None,
         "confidence": snap.uncertainty is not None,
         "encoder": snap.encoder.name if snap.encoder else None, "encoder_note": snap.encoder_note,
