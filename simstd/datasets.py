@@ -50,8 +50,40 @@ def synthetic_pairs(
     pair together. The constants reproduce what CLIP ViT-B/16 shows on COCO:
     mean cosine about 0.52 within a modality, 0.16 across modalities and 0.31
     for a matching pair, so raw cosine ranks every same-modality item above
-    almost every cross-modal one.
+    almost every cross-modal one. :func:`topical_pairs` also returns the
+    topics (and can add subtopics).
     """
+    return topical_pairs(n, dim, n_topics=n_topics, seed=seed).pairs
+
+
+@dataclass
+class TopicalPairs:
+    """Synthetic pairs with their topic and subtopic labels (``subtopic`` is unique across topics)."""
+
+    pairs: np.ndarray
+    topic: np.ndarray
+    subtopic: np.ndarray
+
+
+def topical_pairs(
+    n: int = 1000,
+    dim: int = 512,
+    *,
+    n_topics: int = 20,
+    n_subtopics: int = 0,
+    seed: int = 0,
+) -> TopicalPairs:
+    """:func:`synthetic_pairs` with labels; ``n_subtopics`` > 0 splits every topic into subtopics.
+
+    With subtopics the topic's share of the semantic vector is split in half
+    between the topic direction and a subtopic direction, so pairs of one
+    subtopic are closer than pairs of one topic (the mean cosines stay those
+    of CLIP). ``n_subtopics=0`` gives exactly :func:`synthetic_pairs`' arrays;
+    its ``subtopic`` labels then equal the topics. The universal protocol uses
+    "same subtopic" as relevance, in either modality.
+    """
+    if n_subtopics < 0 or n_topics < 1:
+        raise SimstdError(f"need n_topics >= 1 and n_subtopics >= 0, got {n_topics} and {n_subtopics}")
     rng = np.random.default_rng(seed)
     unit = lambda *shape: rng.standard_normal((*shape, dim)) / np.sqrt(dim)  # noqa: E731  ~unit norm
     # Shares of the squared norm (they sum to 1), solved so that the mean
@@ -65,13 +97,22 @@ def synthetic_pairs(
     cross = 0.315
     offsets[1] = cross * offsets[0] + np.sqrt(1 - cross**2) * _orthogonal(offsets[1], offsets[0])
     topics = unit(n_topics)
-    semantic = np.sqrt(topic_share) * topics[rng.integers(0, n_topics, size=n)] + np.sqrt(detail) * unit(n)
+    topic = rng.integers(0, n_topics, size=n)
+    semantic = np.sqrt(topic_share) * topics[topic] + np.sqrt(detail) * unit(n)
+    subtopic = topic.copy()
+    if n_subtopics:
+        # A separate stream, so the arrays without subtopics stay exactly those of synthetic_pairs.
+        sub_rng = np.random.default_rng([seed, 1])
+        sub_dirs = sub_rng.standard_normal((n_topics * n_subtopics, dim)) / np.sqrt(dim)
+        subtopic = topic * n_subtopics + sub_rng.integers(0, n_subtopics, size=n)
+        semantic += np.sqrt(topic_share / 2) * sub_dirs[subtopic] - (1 - np.sqrt(0.5)) * np.sqrt(topic_share) * \
+            topics[topic]
     out = np.empty((2, n, dim), dtype=np.float32)
     for m in range(2):
         styles = unit(n_styles)[rng.integers(0, n_styles, size=n)]
         x = np.sqrt(gap) * offsets[m] + semantic + np.sqrt(style) * styles + np.sqrt(noise) * unit(n)
         out[m] = x / np.linalg.norm(x, axis=1, keepdims=True)
-    return out
+    return TopicalPairs(out, topic, subtopic)
 
 
 def _orthogonal(v: np.ndarray, to: np.ndarray) -> np.ndarray:

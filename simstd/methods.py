@@ -445,6 +445,113 @@ class CSLS(_BankRescore):
         return out
 
 
+class HubnessCorrection(CSLS):
+    """Per-item hubness correction scaled per modality pair: CSLS on raw cosine, the index as bank.
+
+    For a query ``q`` of modality ``a`` and an indexed item ``c`` of modality ``b``::
+
+        score(q, c) = (2 s(q, c) - rho_q^b - rho_c^a) / beta_ab
+
+    ``rho_q^b``: mean of q's ``k`` best cosines among the items of ``b``;
+    ``rho_c^a``: mean of c's ``k`` best cosines among the *other* indexed items
+    of ``a`` (the item itself left out); ``2 s - rho - rho`` is CSLS (Conneau,
+    Lample, Ranzato, Denoyer and Jegou, ICLR 2018) with the indexed items as
+    the bank, close to NNN (Chowdhury et al., EMNLP 2024). ``beta_ab`` makes
+    the modality pairs comparable:
+
+    * ``"pseudo"``: the std of the (a, b) pseudo-positive cosines, the
+      paper's scale (Yamashita, Shirafuji and Saito 2025). Then the score
+      equals ``csls+simstd-index[index]`` exactly (the paper's means cancel);
+    * ``"tail"``: the mean excess of the (a, b) cosines over their
+      ``quantile`` (default 99.9%): the scale of the pair's extreme tail, where
+      the top of a ranking lives. The cosines are every item of ``a`` against
+      every other item of ``b`` (a seeded sample of rows beyond
+      :data:`TAIL_PAIRS` pairs).
+
+    Reorders items within a modality (not modality-affine). Label-free and
+    needs no query log.
+    """
+
+    kind = "hubness"
+    #: Most (a, b) cosines the tail scale looks at; beyond, a seeded row sample.
+    TAIL_PAIRS = 4_000_000
+
+    def __init__(self, k: int = 10, beta: str = "tail", quantile: float = 0.999) -> None:
+        super().__init__(Raw(), bank="index", k=k)
+        if beta not in ("tail", "pseudo"):
+            raise SimstdError(f"beta must be 'tail' or 'pseudo', got {beta!r}")
+        if not (isinstance(k, (int, np.integer)) and not isinstance(k, bool) and k >= 1):
+            raise SimstdError(f"k must be an integer >= 1, got {k!r}")
+        if not 0.5 <= quantile < 1:
+            raise SimstdError(f"quantile must be in [0.5, 1), got {quantile!r}")
+        self.beta, self.quantile = beta, float(quantile)
+        self.name = hubness_name(k, beta, quantile)
+
+    def _fit(self, log, positives):
+        super()._fit(log, positives)
+        if self.beta == "pseudo":
+            std = Standardizer(n_pseudo=1, source="pseudo", sample=None).fit(self.corpus_, self.corpus_modalities_)
+            self.scale_ = {(a, b): std.affine(a, b)[1] for a in self.modalities_ for b in self.modalities_}
+        else:
+            rng = np.random.default_rng(0)
+            self.scale_ = {}
+            for a, ca in self.columns_.items():
+                for b, cb in self.columns_.items():
+                    rows = ca
+                    if len(ca) * len(cb) > self.TAIL_PAIRS:
+                        rows = np.sort(rng.choice(ca, size=max(1, self.TAIL_PAIRS // len(cb)), replace=False))
+                    S = self.corpus_[rows] @ self.corpus_[cb].T
+                    if a == b:  # an item's cosine with itself is not a pair
+                        S[rows[:, None] == cb[None, :]] = np.nan
+                    v = S[np.isfinite(S)]
+                    if v.size < 2:
+                        raise SimstdError(f"hubness needs >= 2 cosines of the modality pair ({a}, {b}); "
+                                          "index more items")
+                    cut = np.quantile(v, self.quantile)
+                    tail = v[v > cut]
+                    excess = float(tail.mean() - cut) if tail.size else 0.0
+                    self.scale_[a, b] = excess if excess > 0 else float(np.std(v)) or 1.0
+
+    def _rescore(self, Z, query_modality):
+        out = super()._rescore(Z, query_modality)
+        for m, c in self.columns_.items():
+            out[:, c] /= self.scale_[query_modality, m]
+        return out
+
+
+def hubness_name(k: int = 10, beta: str = "tail", quantile: float = 0.999) -> str:
+    """The registry name of a :class:`HubnessCorrection` setting (``hubness`` for the defaults)."""
+    parts = [f"k={k}"] if k != 10 else []
+    if beta != "tail":
+        parts.append(f"beta={beta}")
+    elif quantile != 0.999:
+        parts.append(f"q={quantile:g}")
+    return "hubness" + (f"[{','.join(parts)}]" if parts else "")
+
+
+def _parse_hubness(name: str) -> ScoreMethod:
+    spec = name[len("hubness"):]
+    kwargs: dict = {}
+    if spec:
+        if not (spec.startswith("[") and spec.endswith("]")):
+            raise SimstdError(f"{name!r}: write hubness or hubness[k=20,beta=pseudo,q=0.999]")
+        for part in filter(None, spec[1:-1].split(",")):
+            key, _, value = part.partition("=")
+            try:
+                if key == "k":
+                    kwargs["k"] = int(value)
+                elif key == "beta":
+                    kwargs["beta"] = value
+                elif key == "q":
+                    kwargs["quantile"] = float(value)
+                else:
+                    raise ValueError
+            except ValueError:
+                raise SimstdError(f"{name!r}: unknown setting {part!r}; use k=INT, beta=tail|pseudo, q=FLOAT") \
+                    from None
+    return HubnessCorrection(**kwargs)
+
+
 class QBNorm(_BankRescore):
     """Querybank Normalisation with the Dynamic Inverted Softmax.
 
@@ -532,6 +639,7 @@ BASES: dict[str, Callable[[], ScoreMethod]] = {
     "simstd-labeled": lambda: PseudoStandardization("labeled"),
     "per-query": PerQueryZ,
     "simstd-qshift": lambda: PseudoStandardization("index", 1, query_shift=0.5, shift_k=10),
+    "hubness": HubnessCorrection,
 }
 WRAPPERS: dict[str, Callable[..., ScoreMethod]] = {
     "nnn": NNN,
@@ -574,6 +682,8 @@ DESCRIPTIONS = {
     "csls": "CSLS on raw cosine, query-log bank (Conneau et al. 2018)",
     "qshift": "CSLS's query-side term alone: s - 1/2 mean top-10 per target modality",
     "simstd-qshift": "the paper + CSLS query-side shift: Standardizer(query_shift=0.5, shift_k=10)",
+    "hubness": "per-item hubness correction (2s - rho_q - rho_c) / beta_ab, index bank; "
+               "hubness[k=..,beta=tail|pseudo,q=..]",
 }
 
 
@@ -585,6 +695,8 @@ def method_names() -> list[str]:
 def make_method(name: str) -> ScoreMethod:
     """Build an unfitted method from its name (see :func:`method_names`)."""
     spec = name.strip()
+    if spec.startswith("hubness") and not spec.startswith("hubness+"):
+        return _parse_hubness(spec)
     bank = "log"
     if spec.endswith("[index]"):
         spec, bank = spec[: -len("[index]")], "index"

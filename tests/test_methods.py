@@ -218,3 +218,51 @@ def test_registry_names_and_errors():
         Raw().scores(unit([1, 0]), "text")
     with pytest.raises(SimstdError, match="no score statistics|no mean"):
         PairZScore().fit(CORPUS, LABELS).scores(unit([1, 0]), "audio")
+
+
+def test_hubness_is_csls_with_the_index_as_bank_over_a_per_pair_tail_scale():
+    from simstd.methods import HubnessCorrection
+
+    rng = np.random.default_rng(1)
+    X = rng.standard_normal((30, 5))
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    labels = np.array(["image"] * 14 + ["text"] * 16)
+    m = HubnessCorrection(k=3, quantile=0.9).fit(X, labels)
+    assert m.name == "hubness[k=3,q=0.9]" and not m.needs_log and not m.modality_affine
+    q = rng.standard_normal((4, 5))
+    q /= np.linalg.norm(q, axis=1, keepdims=True)
+    got = m.scores(q, "text")
+    # By hand: rho_q^b over the items of b, rho_c^a over the other indexed items of a (self left out).
+    S, C = q @ X.T, X @ X.T
+    np.fill_diagonal(C, -np.inf)
+    expect = np.empty_like(S)
+    for b in ("image", "text"):
+        cb, ca = labels == b, labels == "text"
+        rho_q = np.sort(S[:, cb], axis=1)[:, -3:].mean(axis=1)
+        rho_c = np.sort(C[np.ix_(ca, cb)], axis=0)[-3:].mean(axis=0)
+        pair = C[np.ix_(ca, cb)]
+        v = pair[np.isfinite(pair)]
+        cut = np.quantile(v, 0.9)
+        beta = v[v > cut].mean() - cut
+        expect[:, cb] = (2 * S[:, cb] - rho_q[:, None] - rho_c[None, :]) / beta
+    np.testing.assert_allclose(got, expect, rtol=1e-5, atol=1e-6)  # the corpus is stored as float32
+
+
+def test_hubness_with_the_paper_scale_equals_csls_on_standardized_scores():
+    rng = np.random.default_rng(2)
+    X = rng.standard_normal((40, 6))
+    X[:20, 0] += 2  # a modality gap
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    labels = ["image"] * 20 + ["text"] * 20
+    q = X[:5] + 0.1 * rng.standard_normal((5, 6))
+    a = make_method("hubness[beta=pseudo]").fit(X, labels).scores(q, "image")
+    b = make_method("csls+simstd-index[index]").fit(X, labels).scores(q, "image")
+    np.testing.assert_allclose(a, b, atol=1e-9)  # the paper's means cancel; its stds are the scale
+
+
+def test_hubness_names_and_bad_settings():
+    assert make_method("hubness").name == "hubness"
+    assert (make_method("hubness[k=20,beta=pseudo]").k, make_method("hubness[k=20,beta=pseudo]").beta) == (20, "pseudo")
+    for bad in ("hubness[k=0]", "hubness[beta=mean]", "hubness[x=1]", "hubness[k=a]", "hubness(k=3)", "hubness[q=1]"):
+        with pytest.raises(SimstdError):
+            make_method(bad)

@@ -152,22 +152,31 @@ def _list_methods(ctx: click.Context, _param: click.Parameter, value: bool) -> N
 @click.option("--seed-start", default=0, show_default=True, type=int, help="First seed.")
 @click.option("--folds", default=2, show_default=True, type=click.IntRange(min=2),
               help="Cross-fitting folds for methods that use a query log.")
-@click.option("--protocol", type=click.Choice(["all", "mixed", "plain"]), default="all", show_default=True,
-              help="Paired data: the mixed-modality protocol, the one-modality ones, or both.")
+@click.option("--protocol", type=click.Choice(["all", "mixed", "plain", "universal"]), default="all",
+              show_default=True,
+              help="Paired data: mixed (all gold in the other modality), plain (one-modality search), universal "
+                   "(topically relevant items in both modalities; needs --relevance or caption metadata beside "
+                   "PAIRS), or all of those the data allows.")
+@click.option("--relevance", "relevance_path", type=click.Path(dir_okay=False), default=None,
+              help="Topical relevance between pairs for --protocol universal: caption metadata .json (a list with "
+                   "'all_captions' per pair) or one label per pair .npy. Default: <stem>_*meta.json beside PAIRS.")
 @click.option("--json", "fmt", flag_value="json", help="Print the full results as JSON.")
 @click.option("--markdown", "fmt", flag_value="markdown", help="Print Markdown tables.")
 @click.option("--list-methods", is_flag=True, expose_value=False, is_eager=True, callback=_list_methods,
               help="List the methods and exit.")
 def eval_command(pairs: str | None, second: str | None, data: str | None, index_path: str | None, queries: str | None,
                  query_modality: str | None, qrels: str | None, modalities: str, methods: str | None,
-                 seeds: int, seed_start: int, folds: int, protocol: str, fmt: str | None) -> None:
+                 seeds: int, seed_start: int, folds: int, protocol: str, relevance_path: str | None,
+                 fmt: str | None) -> None:
     """Compare score post-processing methods on paired embeddings or an index.
 
     PAIRS is a (2, N, D) .npy (row i of [0] paired with row i of [1]), or give
     two aligned (N, D) files PAIRS SECOND. Reports Recall@1/5/10/20, mAP@R,
     R-Precision, NDCG@10, the share of the other modality among the top 10,
-    and R@20 as a fraction of the ceiling (ranking the gold's modality only),
-    as mean over seeds (± std).
+    R@20 as a fraction of the ceiling (ranking the gold's modality only) and
+    its excess above the modality-bias frontier, as mean over seeds (± std).
+    The universal protocol reports NDCG@10 and the recall of same-modality
+    and of cross-modal relevant items.
     """
     from ..evaluation import index_task, load_qrels, run_pairs, run_task
     from ..methods import DEFAULT_METHODS
@@ -182,6 +191,8 @@ def eval_command(pairs: str | None, second: str | None, data: str | None, index_
     if index_path is not None:
         if pairs is not None:
             raise SimstdError("give either paired embeddings (PAIRS) or --index, not both")
+        if relevance_path is not None or protocol != "all":
+            raise SimstdError("--protocol and --relevance go with paired embeddings; --index uses its --qrels")
         missing = [o for o, v in (("--queries", queries), ("--query-modality", query_modality), ("--qrels", qrels))
                    if v is None]
         if missing:
@@ -195,11 +206,23 @@ def eval_command(pairs: str | None, second: str | None, data: str | None, index_
                               "or --index db.faiss --queries q.npy --query-modality text --qrels gold.tsv")
         if any(v is not None for v in (queries, query_modality, qrels)):
             raise SimstdError("--queries, --query-modality and --qrels go with --index, not with paired data")
+        from ..evaluation.relevance import find_caption_metadata, load_relevance
+
         data = load_pairs(pairs, second)
-        protocols = ("mixed", "plain") if protocol == "all" else (protocol,)
+        if relevance_path is None and protocol in ("all", "universal"):
+            found = find_caption_metadata(pairs)
+            relevance_path = str(found) if found is not None else None
+        relevance = load_relevance(relevance_path, data.shape[1]) if relevance_path is not None else None
+        if protocol == "universal" and relevance is None:
+            raise SimstdError("--protocol universal needs topical relevance between the pairs: pass --relevance "
+                              "captions.json (a list with 'all_captions' per pair) or labels.npy (one per pair)")
+        if protocol == "all":
+            protocols = ("mixed", "plain") + (("universal",) if relevance is not None else ())
+        else:
+            protocols = (protocol,)
         name = Path(pairs).name if second is None else f"{Path(pairs).name}+{Path(second).name}"
         report = run_pairs(data, data=name, modalities=_two_modalities(modalities), methods=names,
-                           seeds=seed_list, folds=folds, protocols=protocols)
+                           seeds=seed_list, folds=folds, protocols=protocols, relevance=relevance)
     if fmt == "json":
         click.echo(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
     elif fmt == "markdown":

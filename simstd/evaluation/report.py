@@ -12,7 +12,10 @@ from ..methods import DEFAULT_METHODS, ScoreMethod, make_method
 from .frontier import CROSS_K, FRONTIER_BASE, GRID, RECALL_K, excess
 from .metrics import CROSS_RECALL, CURVE_K, METRICS, NDCG_K, SAME_RECALL, SHARE_KS, TOPICAL_METRICS
 from .run import TaskResult, cross_share, evaluate
-from .tasks import Task, mixed_task, plain_tasks
+from .tasks import Task, mixed_task, plain_tasks, universal_task
+
+#: Protocols on paired data.
+PROTOCOLS = ("mixed", "plain", "universal")
 
 
 @dataclass
@@ -190,18 +193,23 @@ class Report:
 
 def run_pairs(pairs: np.ndarray, *, data: str = "pairs", modalities: tuple[str, str] = ("image", "text"),
               methods: Sequence[str | ScoreMethod] = DEFAULT_METHODS, seeds: Sequence[int] = range(5), folds: int = 2,
-              protocols: Sequence[str] = ("mixed", "plain")) -> Report:
-    """Run the mixed and/or plain protocols on ``(2, N, D)`` pairs for every seed.
+              protocols: Sequence[str] = ("mixed", "plain"), relevance: np.ndarray | None = None) -> Report:
+    """Run the mixed, plain and/or universal protocols on ``(2, N, D)`` pairs for every seed.
 
     ``methods`` are names (:func:`~simstd.methods.make_method`) or configured
     :class:`~simstd.methods.ScoreMethod` objects (refitted for every task).
+    ``relevance`` ``(N, N)`` bool between pairs (:mod:`.relevance`) is needed
+    by the universal protocol only.
     """
     pairs = np.asarray(pairs)
     if pairs.ndim != 3 or pairs.shape[0] != 2:
         raise SimstdError(f"paired embeddings must have shape (2, N, D), got {pairs.shape}")
-    unknown = set(protocols) - {"mixed", "plain"}
+    unknown = set(protocols) - set(PROTOCOLS)
     if unknown or not protocols:
-        raise SimstdError(f"protocols are 'mixed' and 'plain', got {list(protocols)}")
+        raise SimstdError(f"protocols are {', '.join(map(repr, PROTOCOLS))}, got {list(protocols)}")
+    if "universal" in protocols and relevance is None:
+        raise SimstdError("the universal protocol needs topical relevance between the pairs: caption metadata "
+                          "(.json with all_captions) or one label per pair (.npy)")
     for name in methods:
         if not isinstance(name, ScoreMethod):
             make_method(name)  # fail fast on a bad name
@@ -216,6 +224,8 @@ def run_pairs(pairs: np.ndarray, *, data: str = "pairs", modalities: tuple[str, 
             tasks.append(mixed_task(pairs, modalities, seed=seed))
         if "plain" in protocols:
             tasks.extend(plain_tasks(pairs, modalities))
+        if "universal" in protocols:
+            tasks.append(universal_task(pairs, relevance, modalities, seed=seed))
         for task in tasks:
             report.results.setdefault(task.name, []).append(evaluate(task, methods, folds=folds, seed=seed))
     return report

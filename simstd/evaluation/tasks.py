@@ -9,6 +9,12 @@
   both modalities of every pair, each query of modality 1 searches modality 0
   only (and the other way round). A per-modality affine method cannot change
   anything here; the report shows that it does not.
+* :func:`universal_task` - relevant items in *both* modalities: half the
+  pairs (seeded) are indexed with both their modalities, the other half are
+  queries in either modality; an indexed item is relevant to a query when
+  their pairs are topically related (:mod:`.relevance`: shared subtopic,
+  shared content word of human captions; never the embeddings). Preferring
+  one modality costs recall here.
 * :func:`index_task` - any :class:`~simstd.MixedIndex` with query vectors and
   a ground-truth file (several positives per query allowed).
 """
@@ -42,6 +48,8 @@ class Task:
     query_modalities: np.ndarray
     positives: np.ndarray
     targets: tuple[str, ...] | None = None
+    #: queries of the protocol left out because nothing indexed is relevant to them
+    dropped_queries: int = 0
 
     def __post_init__(self) -> None:
         self.corpus = as_embeddings(self.corpus, "corpus")
@@ -97,13 +105,16 @@ class Task:
 
     def describe(self) -> dict:
         counts = lambda labels: {m: int((labels == m).sum()) for m in sorted(set(labels.tolist()))}  # noqa: E731
-        return {
+        out = {
             "task": self.name,
             "corpus": counts(self.corpus_modalities),
             "queries": counts(self.query_modalities),
             "gold_pairs": int(len(self.positives)),
             "targets": list(self.targets) if self.targets else None,
         }
+        if self.dropped_queries:
+            out["queries_without_relevant_items"] = self.dropped_queries
+        return out
 
 
 def mixed_task(pairs: np.ndarray, modalities: tuple[str, str] = ("image", "text"), seed: int = 0) -> Task:
@@ -130,6 +141,36 @@ def plain_tasks(pairs: np.ndarray, modalities: tuple[str, str] = ("image", "text
         gold = np.stack([np.arange(n), tside * n + np.arange(n)], axis=1)
         out.append(Task(f"{q}→{t}", corpus, cm, pairs[qside], np.full(n, q), gold, targets=(t,)))
     return out
+
+
+def universal_task(pairs: np.ndarray, relevance: np.ndarray, modalities: tuple[str, str] = ("image", "text"),
+                   seed: int = 0) -> Task:
+    """The universal protocol on ``(2, N, D)`` pairs with an ``(N, N)`` bool pair relevance (module docstring).
+
+    Queries without any relevant indexed pair are left out (``Task.describe``
+    counts them); the query's own pair is never indexed.
+    """
+    m0, m1 = _two(modalities)
+    n = pairs.shape[1]
+    rel = np.asarray(relevance, dtype=bool)
+    if rel.shape != (n, n):
+        raise SimstdError(f"relevance must be an ({n}, {n}) bool matrix between the pairs, got shape {rel.shape}")
+    perm = np.random.default_rng(seed).permutation(n)
+    qrows, irows = np.sort(perm[: n // 2]), np.sort(perm[n // 2 :])
+    ni = len(irows)
+    corpus = np.concatenate([pairs[0][irows], pairs[1][irows]])
+    cm = np.repeat([m0, m1], ni)
+    sub = rel[np.ix_(qrows, irows)]
+    keep = sub.any(axis=1)
+    if not keep.any():
+        raise SimstdError("no query pair has a relevant indexed pair; check the relevance labels")
+    qrows, sub = qrows[keep], sub[keep]
+    queries = np.concatenate([pairs[1][qrows], pairs[0][qrows]])
+    qm = np.repeat([m1, m0], len(qrows))
+    q, item = np.nonzero(np.concatenate([sub, sub]))
+    positives = np.concatenate([np.stack([q, item], axis=1), np.stack([q, item + ni], axis=1)])
+    order = np.lexsort((positives[:, 1], positives[:, 0]))
+    return Task("universal", corpus, cm, queries, qm, positives[order], dropped_queries=int(2 * (~keep).sum()))
 
 
 def index_task(index, queries: np.ndarray, query_modalities: Sequence[str] | str, positives: np.ndarray,
