@@ -25,7 +25,8 @@
 #                        torchvision` fails with "operator torchvision::nms does
 #                        not exist". open_clip only needs the pure-Python
 #                        transforms; simstd.encoders imports torchvision through
-#                        a small shim that declares the two missing op schemas
+#                        a small shim (simstd/encoders/_torch_compat.py) that
+#                        declares the two missing op schemas
 #                        (nms/qnms), after which torchvision imports and its
 #                        transforms work (calling torchvision.ops.nms would still
 #                        fail: no kernel). A plain `import open_clip` outside
