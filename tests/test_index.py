@@ -45,8 +45,11 @@ def test_standardized_topk_equals_brute_force_on_flat(counts, dim, nq, data):
     expected, Z = brute_force(index, std, queries, qm, k)
     # Exactness: the returned ids have the k best standardized scores (ties may swap ids).
     got = np.take_along_axis(Z, res.ids, axis=1)
-    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-4)
-    np.testing.assert_allclose(res.scores, expected, rtol=1e-5, atol=1e-4)
+    # FAISS scores in float32: a cosine off by ~1e-6 moves z by 1e-6 / std, and
+    # these fits have std down to ~1e-3.
+    tol = 1e-4 + 1e-5 / np.nanmin(std.std_)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=tol)
+    np.testing.assert_allclose(res.scores, expected, rtol=1e-5, atol=tol)
     assert (np.diff(res.scores, axis=1) <= 0).all()
     assert all(len(set(row)) == k for row in res.ids.tolist())
     np.testing.assert_allclose(res.raw_scores, np.take_along_axis(queries @ index.reconstruct(np.arange(index.ntotal)).T, res.ids, axis=1), atol=1e-5)
