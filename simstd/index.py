@@ -33,8 +33,10 @@ from typing import TYPE_CHECKING, Iterator, Mapping, Sequence
 import faiss
 import numpy as np
 
-from .errors import NotFittedError, SimstdError
+from .engines.faiss import augment, fold_terms, term_columns
+from .errors import FingerprintMismatchError, NotFittedError, SimstdError
 from .standardizer import Standardizer
+from .storage.layout import Part, register_part
 from .stats import topk_mean
 from .store import MetadataStore
 from .validation import as_embeddings, check_label, load_npy
@@ -130,6 +132,11 @@ class MixedIndex:
         self._origin: tuple[str, str | None] | None = None  # (real path, version) for save's lost-update check
         self._shards: dict[str, faiss.IndexIDMap] = {}
         self._ids: dict[str, np.ndarray] = {}
+        # Hubness terms folded into the shards: one extra dimension per query
+        # modality listed here (engines/faiss.py), and the digest of the
+        # Standardizer terms they hold (None: zeros or out of date).
+        self._term_modalities: list[str] = []
+        self._folded: str | None = None
         self._fingerprint = _digest(f"simstd:{FORMAT_VERSION}:{self.dim}:{factory}:{uuid.uuid4()}".encode())
         self._check_factory()
 
@@ -200,8 +207,9 @@ class MixedIndex:
                 "pass exactly one record per vector"
             )
         ids = np.arange(self.ntotal, self.ntotal + len(vectors), dtype=np.int64)
-        shard = self._shards.get(modality) or self._new_shard(modality, vectors)
-        shard.add_with_ids(vectors, ids)
+        stored = self._with_terms(vectors, ids)
+        shard = self._shards.get(modality) or self._new_shard(modality, stored)
+        shard.add_with_ids(stored, ids)
         self._shards[modality] = shard
         self._ids[modality] = np.concatenate([self._ids.get(modality, np.empty(0, np.int64)), ids])
         self.store.add(ids, modality, metadata)
@@ -211,6 +219,28 @@ class MixedIndex:
         self._fingerprint = h.hexdigest()
         return ids
 
+    def _with_terms(self, vectors: np.ndarray, ids: np.ndarray) -> np.ndarray:
+        """The vectors as the shards store them.
+
+        Shards with term dimensions get the new items' terms from the folded
+        hubness fit (measured against its banks, nothing else refitted), or
+        zeros (the fold is then out of date and redone at the next search).
+        """
+        width = len(self._term_modalities)
+        if width == 0:
+            return vectors
+        std = self.standardizer
+        rho = np.zeros((len(vectors), width), dtype=np.float32)
+        covered = (std is not None and std.method == "hubness" and self._folded == getattr(std, "terms_digest_", None)
+                   and len(std.terms_) == ids[0] and std.modalities_ == self._term_modalities)
+        if covered:
+            rho = std.extend_terms(self, ids, vectors)
+            self._folded = std.terms_digest_
+        else:
+            self._folded = None
+        out = augment(vectors, width)
+        out[:, self.dim :] = term_columns(rho)
+        return out
     def _add_rows(self, vectors: np.ndarray, labels: np.ndarray, metadata: Sequence[dict] | None) -> None:
         # Ids follow rows even when modalities interleave: add runs of equal labels in order.
         bounds = np.flatnonzero(labels[1:] != labels[:-1]) + 1
@@ -218,7 +248,7 @@ class MixedIndex:
             self.add(vectors[start:stop], str(labels[start]), None if metadata is None else metadata[start:stop])
 
     def _new_shard(self, modality: str, vectors: np.ndarray) -> faiss.IndexIDMap:
-        sub = faiss.index_factory(self.dim, self.factory, faiss.METRIC_INNER_PRODUCT)
+        sub = faiss.index_factory(vectors.shape[1], self.factory, faiss.METRIC_INNER_PRODUCT)
         if not sub.is_trained:
             try:
                 sub.train(vectors)
@@ -311,12 +341,34 @@ class MixedIndex:
             rows = np.searchsorted(self._ids[m], ids[sel])
             sub = self._shards[m].index
             try:
-                out[sel] = sub.reconstruct_batch(rows)
+                out[sel] = sub.reconstruct_batch(rows)[:, : self.dim]
             except RuntimeError:
                 # IVF indexes need a direct map (row -> inverted list entry) to reconstruct.
                 faiss.extract_index_ivf(sub).make_direct_map()
-                out[sel] = sub.reconstruct_batch(rows)
+                out[sel] = sub.reconstruct_batch(rows)[:, : self.dim]
         return out
+
+    def fold_terms(self, standardizer: Standardizer) -> None:
+        """Store the per-item terms of a ``method="hubness"`` fit in the shards
+        (one extra dimension per query modality; engines/faiss.py), so FAISS
+        ranks by the corrected similarity. Runs once per fit (a no-op when they
+        are there already); :meth:`search` calls it."""
+        digest = getattr(standardizer, "terms_digest_", None)
+        if digest is None:
+            raise NotFittedError('fold_terms needs a fitted Standardizer(method="hubness") with its terms')
+        if self._folded == digest and self._term_modalities == standardizer.modalities_:
+            return
+        if len(standardizer.terms_) != self.ntotal:
+            raise FingerprintMismatchError(
+                f"the hubness fit holds terms for {len(standardizer.terms_)} items, the index has {self.ntotal}: "
+                "items were added without it (assign index.standardizer before index.add), or it belongs to "
+                "another index; refit with `simstd fit --index ...`"
+            )
+        for m, shard in self._shards.items():
+            cols = term_columns(standardizer.terms_[self._ids[m]])
+            self._shards[m] = fold_terms(shard, self.dim, self.factory, cols)
+        self._term_modalities = list(standardizer.modalities_)
+        self._folded = digest
 
     # ------------------------------------------------------------------ search
     def search_modality(self, queries: np.ndarray, modality: str, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -333,9 +385,16 @@ class MixedIndex:
         OpenMP parallel region on every call: for one query that region costs
         more than the search whenever the other cores are busy.
         """
-        D, I = self._shards[modality].index.search(queries, k)
+        D, I = self._shards[modality].index.search(self._pad(queries), k)
         ids = self._ids[modality]
         return D, np.where(I >= 0, ids[I], I)
+
+    def _pad(self, queries: np.ndarray, column: int | None = None) -> np.ndarray:
+        """Queries as the shards take them: with a zero (raw) or one-hot
+        (hubness, column of the query modality) coefficient per term dimension."""
+        if queries.shape[1] != self.dim:
+            return queries  # already padded
+        return augment(queries, len(self._term_modalities), column)
 
     def _search_shards(
         self, queries: np.ndarray, names: list[str], widths: list[int]
@@ -372,7 +431,8 @@ class MixedIndex:
         """Top-k over all (or the ``targets``) modalities by standardized score.
 
         Uses ``standardizer``, else the one fitted and saved with the index;
-        ``raw=True`` ranks by raw cosine instead. Exact for ``Flat``.
+        ``raw=True`` ranks by raw cosine instead. Exact for ``Flat``, with
+        either method (``Standardizer(method="paper" | "hubness")``).
         A fitted ``uncertainty`` model fills the result's ``confidence`` and
         ``uncertainty``; ``rerank="uncertainty"`` then orders the candidates
         (each shard's top ``max(k, uncertainty.depth)``) by
@@ -382,6 +442,25 @@ class MixedIndex:
         ``strict=True`` refuses it instead.
         """
         queries = as_embeddings(queries, "queries", self.dim)
+        return self._search(queries, query_modality, k, standardizer, raw, targets, uncertainty, rerank,
+                            rerank_weight, strict)
+
+    def _search(
+        self,
+        queries: np.ndarray,
+        query_modality: str,
+        k: int,
+        standardizer: Standardizer | None,
+        raw: bool,
+        targets: Sequence[str] | None,
+        uncertainty: UncertaintyModel | None,
+        rerank: str | None,
+        rerank_weight: float,
+        strict: bool = False,
+        exclude: np.ndarray | None = None,
+    ) -> SearchResult:
+        """:meth:`search`; ``exclude`` (one id per query) leaves each query's own
+        item out before any query-dependent term is computed (search_like)."""
         check_label(query_modality, "query modality")
         if self.ntotal == 0:
             raise SimstdError("the index is empty: add vectors before searching")
@@ -400,9 +479,13 @@ class MixedIndex:
                                   "(CLI: simstd fit --uncertainty)")
             if uncertainty is not None:
                 uncertainty.check_index(self, strict=strict)
-        available = sum(self._shards[m].ntotal for m in names)
+        sizes = [self._shards[m].ntotal for m in names]
+        if exclude is not None:  # each query's own item is not a candidate
+            sizes = [n - int(m == query_modality) for m, n in zip(names, sizes)]
+        available = sum(sizes)
         if k > available:
             raise SimstdError(f"k={k} is larger than the {available} searchable items; use k <= {available}")
+        hub = False
         if not raw:
             standardizer = standardizer or self.standardizer
             if standardizer is None:
@@ -412,33 +495,53 @@ class MixedIndex:
                 )
             standardizer.check_index(self, strict=strict)
             maps = [standardizer.affine(query_modality, m) for m in names]
-        # The posterior needs each shard's top candidates (at least the model's depth) to fit its tail.
-        depth = k if uncertainty is None else max(k, uncertainty.depth)
-        shift = 0.0 if raw else float(standardizer.query_shift)
-        if shift:  # the query-adaptive shift needs each shard's shift_k best
-            depth = max(depth, int(standardizer.shift_k))
-        widths = [min(depth, self._shards[m].ntotal) for m in names]
-        found = self._search_shards(queries, names, widths)
+            hub = standardizer.method == "hubness"
+        # Each shard's top candidates: k, the query term's (query_shift's shift_k or the
+        # hubness query term's hubness_k best), and the uncertainty model's depth (its tail
+        # model). A search_like query's own item is one more candidate in its own shard.
+        needed = k
+        shift = 0.0 if raw or hub else float(standardizer.query_shift)
+        if shift:
+            needed = max(needed, int(standardizer.shift_k))
+        column = None
+        if hub:
+            needed = max(needed, int(standardizer.hubness_k))
+            self.fold_terms(standardizer)
+            column = self._term_modalities.index(query_modality)
+        tail = 0 if uncertainty is None else int(uncertainty.depth)
+        widths = [min(max(needed + int(exclude is not None and m == query_modality), tail), self._shards[m].ntotal)
+                  for m in names]
+        found = self._search_shards(self._pad(queries, column), names, widths)
         S = np.concatenate([d for d, _ in found], axis=1) if len(found) > 1 else found[0][0]
         I = np.concatenate([i for _, i in found], axis=1) if len(found) > 1 else found[0][1]
+        if exclude is not None:
+            I = np.where(I == np.asarray(exclude)[:, None], -1, I)
         # Column j of the candidates comes from shard codes[j]; standardize all
         # columns in one vectorised step (same float32 arithmetic per element).
         codes = np.repeat(np.arange(len(names), dtype=np.int16), widths)
+        missing = I < 0
         if raw:
             Z = S
         else:
             mean = np.repeat(np.array([a for a, _ in maps], dtype=np.float32), widths)
             std = np.repeat(np.array([b for _, b in maps], dtype=np.float32), widths)
-            Z = (S - mean) / std
+            if hub:  # FAISS returned u = s - rho/2 (engines/faiss.py): z of 2u - r_q
+                U = S
+                rho = standardizer.item_terms(np.where(missing, 0, I), query_modality).astype(np.float32)
+                S = U + np.float32(0.5) * rho  # the raw cosines
+                V = self._query_term(U, missing, widths, int(standardizer.hubness_k))
+                Z = (V - mean) / std
+            else:
+                Z = (S - mean) / std
             if shift:
                 Z = self._query_shift(Z, I, widths, shift, int(standardizer.shift_k))
-        missing = I < 0
         if missing.any():
             Z = np.where(missing, np.float32(-np.inf), Z).astype(np.float32, copy=False)
         U = None
         key = Z
         if uncertainty is not None:
-            U = uncertainty.uncertainty(S, I, codes, names, query_modality, [self._shards[m].ntotal for m in names])
+            # The model describes the score the standardizer standardizes: the cosine, or 2u - r_q.
+            U = uncertainty.uncertainty(V if hub else S, I, codes, names, query_modality, sizes)
             if rerank == "uncertainty":
                 key = np.where(missing, -np.inf, Z - rerank_weight * np.where(missing, 0.0, U))
         rows = np.arange(len(Z))[:, None]
@@ -456,43 +559,47 @@ class MixedIndex:
         return SearchResult(Z, I, S, labels, query_modality, not raw, self.store, np.exp(-U), U)
 
     @staticmethod
+    def _query_term(U: np.ndarray, missing: np.ndarray, widths: list[int], hubness_k: int) -> np.ndarray:
+        """``2u - r_q`` per shard block, ``r_q`` the mean of its ``hubness_k`` best ``u``
+        (:func:`simstd.hubness.corrected_scores`; shard columns arrive sorted, best first)."""
+        V = 2 * U
+        start = 0
+        for width in widths:
+            block = slice(start, start + width)
+            local = topk_mean(np.where(missing[:, block], -np.inf, U[:, block]), hubness_k)
+            V[:, block] -= local[:, None].astype(np.float32)
+            start += width
+        return V
+
+    @staticmethod
     def _query_shift(Z: np.ndarray, I: np.ndarray, widths: list[int], shift: float, shift_k: int) -> np.ndarray:
         """Subtract ``shift`` x the mean of each shard's ``shift_k`` best z per query
         (Standardizer's ``query_shift``); shard columns arrive sorted, best first."""
         Z = Z.copy()
         start = 0
         for width in widths:
-            head = slice(start, start + min(shift_k, width))
-            local = topk_mean(np.where(I[:, head] >= 0, Z[:, head], -np.inf), shift_k)
-            Z[:, start : start + width] -= np.float32(shift) * local[:, None].astype(np.float32)
+            block = slice(start, start + width)
+            local = topk_mean(np.where(I[:, block] >= 0, Z[:, block], -np.inf), shift_k)
+            Z[:, block] -= np.float32(shift) * local[:, None].astype(np.float32)
             start += width
         return Z
 
     def search_like(self, ids: Sequence[int] | int, k: int = 10, **kwargs: object) -> SearchResult:
-        """Use indexed items as queries (their own modality); each item itself is left out."""
+        """Use indexed items as queries (their own modality); each item itself is
+        left out of its own result and of every query term computed from it
+        (``query_shift``, the hubness query term, the uncertainty tail)."""
         ids = np.atleast_1d(np.asarray(ids, dtype=np.int64))
         labels = self.modality_of(ids)
         if len(set(labels.tolist())) != 1:
             raise SimstdError("search_like takes ids of one modality at a time")
         if isinstance(k, (int, np.integer)) and k > self.ntotal - 1:
             raise SimstdError(f"k={k} is larger than the {self.ntotal - 1} other items; use k <= {self.ntotal - 1}")
-        res = self.search(self.reconstruct(ids), str(labels[0]), k + 1, **kwargs)
-        keep = res.ids != ids[:, None]
-        is_self = ~keep
-        # Drop the item itself, or the last hit where the item was not retrieved
-        # (approximate index, or exact duplicates ranked above it).
-        keep[keep.all(axis=1), -1] = False
-        pick = lambda a: a[keep].reshape(len(ids), k)  # noqa: E731
-        U = None
-        if res.uncertainty is not None:  # the posterior given that the item is not its own match
-            from .uncertainty import condition_out
-
-            U = pick(condition_out(res.uncertainty, is_self))
-        return SearchResult(
-            pick(res.scores), pick(res.ids), pick(res.raw_scores), pick(res.modalities),
-            res.query_modality, res.standardized, self.store,
-            None if U is None else np.exp(-U), U,
-        )
+        unknown = set(kwargs) - {"standardizer", "raw", "targets", "uncertainty", "rerank", "rerank_weight", "strict"}
+        if unknown:
+            raise SimstdError(f"search_like got unknown arguments {sorted(unknown)}")
+        opts = {"standardizer": None, "raw": False, "targets": None, "uncertainty": None, "rerank": None,
+                "rerank_weight": 1.0, "strict": False, **kwargs}
+        return self._search(self.reconstruct(ids), str(labels[0]), k, exclude=ids, **opts)
 
     # ------------------------------------------------------------- persistence
     def save(self, path: str | Path, *, lock_timeout: float | None = 600.0) -> str:
@@ -522,7 +629,8 @@ class MixedIndex:
 
     @classmethod
     def _restore(cls, dim: int, factory: str, model: str | None, store: MetadataStore,
-                 shards: dict[str, faiss.IndexIDMap], fingerprint: str) -> "MixedIndex":
+                 shards: dict[str, faiss.IndexIDMap], fingerprint: str, term_modalities: Sequence[str] = (),
+                 folded: str | None = None) -> "MixedIndex":
         """An index from loaded parts (the storage layer's constructor)."""
         index = cls.__new__(cls)
         index.dim, index.factory, index.model = dim, factory, model
@@ -534,6 +642,8 @@ class MixedIndex:
         index._shards = dict(shards)
         index._ids = {m: faiss.vector_to_array(s.id_map) for m, s in shards.items()}
         index._fingerprint = fingerprint
+        index._term_modalities = list(term_modalities)
+        index._folded = folded
         return index
 
     @property
@@ -547,6 +657,26 @@ class MixedIndex:
         fitted = "fitted" if self.standardizer is not None else "not fitted"
         return f"MixedIndex(dim={self.dim}, factory={self.factory!r}, {counts or 'empty'}, {fitted})"
 
+
+#: The named file of an index version that holds a hubness fit's per-item terms.
+ITEM_TERMS = "item_terms.npy"
+
+
+def _save_item_terms(index: MixedIndex, path: Path) -> bool:
+    std = index.standardizer
+    if std is None or std.method != "hubness":
+        return False
+    std.save_terms(path)
+    return True
+
+
+def _load_item_terms(index: MixedIndex, path: Path) -> None:
+    std = index.standardizer
+    if std is not None and std.method == "hubness":
+        std.load_terms(path)
+
+
+register_part(Part(ITEM_TERMS, _save_item_terms, _load_item_terms))
 
 _POOL: tuple[int, int, ThreadPoolExecutor] | None = None  # (pid, workers, pool)
 _POOL_LOCK = threading.Lock()

@@ -11,15 +11,18 @@ modalities on one scale so that a single merged ranking is meaningful.
 """
 from __future__ import annotations
 
+import hashlib
 import warnings
 from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
 
+from . import hubness
 from .engines import Searchable, as_searchable
+from .engines.base import count
 from .errors import CorruptFileError, FingerprintMismatchError, NotFittedError, SimstdError, StaleFitWarning
-from .fileio import check_format, read_json, write_json_atomic
+from .fileio import atomic_path, check_format, read_json, write_json_atomic
 from .mining import labeled_pair_scores, mine_pseudo_positives
 from .stats import merge_moments, pair_moments, topk_mean
 from .validation import check_label
@@ -27,6 +30,17 @@ from .validation import check_label
 FORMAT = "simstd.standardizer"
 FORMAT_VERSION = 1
 SOURCES = ("pseudo", "labeled")
+METHODS = ("paper", "hubness")
+#: Per-item terms of a ``method="hubness"`` fit are kept beside its JSON file:
+#: ``db.standardizer.json`` -> ``db.standardizer.terms.npy``.
+TERMS_SUFFIX = ".terms.npy"
+
+
+def terms_path(path: str | Path) -> Path:
+    """Where the per-item terms of the standardizer saved at ``path`` live."""
+    path = Path(path)
+    stem = path.name[: -len(".json")] if path.name.endswith(".json") else path.name
+    return path.with_name(stem + TERMS_SUFFIX)
 
 
 class Standardizer:
@@ -34,6 +48,18 @@ class Standardizer:
 
     Parameters
     ----------
+    method:
+        ``"paper"`` standardizes the raw cosine (Yamashita et al. 2025,
+        exactly). ``"hubness"`` standardizes the hubness-corrected similarity
+        ``2 s(q, c) - rho_c^a - r_q^b`` (CSLS with the stored items as the
+        bank; :mod:`simstd.hubness`): every item gets a fitted term ``rho_c^a``
+        per query modality ``a``, the mean of its ``hubness_k`` best cosines
+        among the other stored items of ``a``.
+    hubness_k:
+        ``K`` of the hubness terms (CSLS's 10).
+    hubness_bank:
+        Items per modality the terms are measured against: above it, a seeded
+        random bank of that size (``None``: always all items, exact, ``n^2``).
     n_pseudo:
         Pseudo positives per pseudo query and target modality: the top
         ``n_pseudo`` neighbours. The paper uses 1.
@@ -64,11 +90,18 @@ class Standardizer:
     modalities_ : list of str, the labels indexing the arrays below
     n_ : (M, M) int64, number of positive scores per (query, target) modality
     mean_, var_, std_ : (M, M) float64, their mean, variance (ddof=0), std
+        (of the raw cosine, or with ``method="hubness"`` of ``2u - r_q``)
     dim_, model_, index_fingerprint_ : what the fit was made on (may be None)
+    terms_ : (n_items, M) float32, ``method="hubness"`` only: ``rho`` of item
+        id ``i`` for query modality ``modalities_[j]`` at ``[i, j]``
+    banks_ : dict modality -> :class:`simstd.hubness.Bank` the terms were measured against
     """
 
     def __init__(
         self,
+        method: str = "paper",
+        hubness_k: int = 10,
+        hubness_bank: int | None = 8192,
         n_pseudo: int = 1,
         source: str = "pseudo",
         sample: int | None = 10_000,
@@ -76,6 +109,9 @@ class Standardizer:
         query_shift: float = 0.0,
         shift_k: int = 10,
     ) -> None:
+        self.method = method
+        self.hubness_k = hubness_k
+        self.hubness_bank = hubness_bank
         self.n_pseudo = n_pseudo
         self.source = source
         self.sample = sample
@@ -85,6 +121,19 @@ class Standardizer:
 
     # ------------------------------------------------------------------ fitting
     def _check_params(self) -> None:
+        if self.method not in METHODS:
+            raise SimstdError(f"method must be one of {METHODS} (paper = Yamashita et al. 2025), got {self.method!r}")
+        if isinstance(self.hubness_k, bool) or not isinstance(self.hubness_k, (int, np.integer)) or self.hubness_k < 1:
+            raise SimstdError(f"hubness_k must be a positive integer, got {self.hubness_k!r}")
+        if self.hubness_bank is not None and (
+            isinstance(self.hubness_bank, bool) or not isinstance(self.hubness_bank, (int, np.integer))
+            or self.hubness_bank < 1
+        ):
+            raise SimstdError(f"hubness_bank must be a positive integer or None (all items), got {self.hubness_bank!r}")
+        if self.method == "hubness" and self.source != "pseudo":
+            raise SimstdError('method="hubness" fits on pseudo positives of the stored items; use source="pseudo"')
+        if self.method == "hubness" and self.query_shift:
+            raise SimstdError('method="hubness" has its own query term; leave query_shift at 0')
         if not isinstance(self.n_pseudo, (int, np.integer)) or self.n_pseudo < 1:
             raise SimstdError(f"n_pseudo must be a positive integer, got {self.n_pseudo!r}")
         if self.source not in SOURCES:
@@ -124,6 +173,11 @@ class Standardizer:
         """
         self._check_params()
         searchable = as_searchable(X, modalities)
+        if self.method == "hubness":
+            if queries is not None or positives is not None:
+                raise SimstdError('method="hubness" measures every stored item against the others: fit it on the '
+                                  'store alone (no queries/positives), or use method="paper" for a query log')
+            return self._fit_hubness(searchable)
         if self.source == "pseudo":
             if positives is not None:
                 raise SimstdError('positives are gold pairs: use them with Standardizer(source="labeled")')
@@ -140,6 +194,68 @@ class Standardizer:
         self.index_fingerprint_ = getattr(searchable, "fingerprint", None)
         return self
 
+    def _fit_hubness(self, searchable: Searchable) -> "Standardizer":
+        if count(searchable) == 0:
+            raise SimstdError("the index is empty: add vectors before fitting")
+        all_ids = np.sort(np.concatenate([np.asarray(searchable.ids(m)) for m in searchable.modalities]))
+        if all_ids.dtype == object or not np.array_equal(all_ids, np.arange(len(all_ids))):
+            raise SimstdError(f"method='hubness' keeps one term row per id and needs the ids 0..n-1; the "
+                              f"{type(searchable).__name__} has other ids: compute the terms with "
+                              "simstd.hubness.item_terms and carry them in the store")
+        columns = sorted(searchable.modalities)
+        banks = hubness.fit_banks(searchable, int(self.hubness_k), self.hubness_bank)
+        terms = hubness.compute_terms(searchable, columns, banks, int(self.seed), all_ids)
+        col = {m: j for j, m in enumerate(columns)}
+        qm, tm, v = hubness.pseudo_positive_scores(
+            searchable, lambda ids, a: terms[ids, col[a]], int(self.hubness_k), self.sample, int(self.seed)
+        )
+        self._fit_pairs(qm, tm, v)
+        if self.modalities_ != columns:
+            raise SimstdError(f"pseudo positives cover {self.modalities_}, the store holds {columns}")
+        self._set_terms(terms, banks)
+        self.dim_ = int(searchable.dim)
+        self.model_ = getattr(searchable, "model", None)
+        self.index_fingerprint_ = getattr(searchable, "fingerprint", None)
+        return self
+
+    def _set_terms(self, terms: np.ndarray, banks: dict) -> None:
+        self.terms_ = np.ascontiguousarray(terms, dtype=np.float32)
+        self.banks_ = dict(banks)
+        self._term_columns = {m: j for j, m in enumerate(self.modalities_)}
+        self.terms_digest_ = hashlib.blake2b(self.terms_, digest_size=16).hexdigest()
+
+    def item_terms(self, ids: np.ndarray, query_modality: str) -> np.ndarray:
+        """``rho^a`` of the items ``ids`` for queries of modality ``a`` (``method="hubness"``)."""
+        self._check_hubness()
+        col = self._term_columns.get(query_modality)
+        if col is None:
+            raise NotFittedError(f"no hubness terms for queries of modality {query_modality!r} (fitted: "
+                                 f"{list(self._term_columns)}); refit on data that includes it")
+        ids = np.asarray(ids, dtype=np.int64)
+        if ids.size and (ids.min() < 0 or ids.max() >= len(self.terms_)):
+            raise SimstdError(f"ids must lie in 0..{len(self.terms_) - 1} (the items the hubness terms cover); "
+                              "items added since the fit get theirs with extend_terms")
+        return self.terms_[ids, col]
+
+    def extend_terms(self, searchable: Searchable, ids: np.ndarray, vectors: np.ndarray | None = None) -> np.ndarray:
+        """Give new items (ids ``len(terms_)`` on) their terms against the fitted banks,
+        without refitting anything else; returns their ``(n, M)`` terms."""
+        self._check_hubness()
+        ids = np.asarray(ids, dtype=np.int64)
+        if not np.array_equal(ids, np.arange(len(self.terms_), len(self.terms_) + len(ids))):
+            raise SimstdError(f"new items must take the ids {len(self.terms_)}.. in order, got {ids[:3]}...")
+        new = hubness.compute_terms(searchable, self.modalities_, self.banks_, int(self.seed), ids, vectors)
+        self._set_terms(np.concatenate([self.terms_, new]), self.banks_)
+        return new
+
+    def _check_hubness(self) -> None:
+        self._check_fitted()
+        if self.method != "hubness":
+            raise SimstdError('per-item terms exist only in a Standardizer(method="hubness") fit')
+        if not hasattr(self, "terms_"):
+            raise CorruptFileError("this hubness fit was loaded without its per-item terms file (item_terms.npy "
+                                   "of the index, or <name>.terms.npy beside the JSON); refit with `simstd fit`")
+
     def fit_scores(
         self,
         query_modalities: Sequence[str] | str,
@@ -152,6 +268,12 @@ class Standardizer:
         modality ``query_modalities[i]`` and whose target has modality
         ``target_modalities[i]`` (a single label is broadcast).
         """
+        if self.method == "hubness":
+            raise SimstdError('fit_scores fits the paper\'s method from raw scores; method="hubness" needs the '
+                              "store (fit(index)) to measure its per-item terms")
+        return self._fit_pairs(query_modalities, target_modalities, scores)
+
+    def _fit_pairs(self, query_modalities, target_modalities, scores) -> "Standardizer":
         scores = np.asarray(scores, dtype=np.float64).ravel()
         if scores.size == 0:
             raise SimstdError("no scores to fit: pass at least one positive-pair score per modality pair")
@@ -220,8 +342,14 @@ class Standardizer:
         scores: np.ndarray,
         query_modality: str | Sequence[str],
         target_modalities: str | Sequence[str] | np.ndarray,
+        ids: np.ndarray | None = None,
     ) -> np.ndarray:
         """Return ``(scores - mean[q, t]) / std[q, t]`` elementwise.
+
+        With ``method="hubness"`` pass ``ids``, the item id of every score:
+        the scores become ``2u - r_q`` first (:func:`simstd.hubness.corrected_scores`),
+        which needs, in each row, the query's ``hubness_k`` best items by
+        ``u`` of every target modality present (e.g. all items).
 
         ``scores`` is one query's scores ``(k,)`` or a batch ``(nq, k)``;
         ``query_modality`` is one label or one per query; ``target_modalities``
@@ -252,6 +380,14 @@ class Standardizer:
                 f"cannot align scores of shape {scores.shape} with query modalities of shape {qshape} "
                 f"and target modalities of shape {tshape}"
             ) from None
+        if self.method == "hubness":
+            if ids is None:
+                raise SimstdError('method="hubness" needs the item id of every score: transform(..., ids=...)')
+            ids = np.broadcast_to(np.asarray(ids, dtype=np.int64), scores.shape)
+            if qlab.size != 1:
+                raise SimstdError('method="hubness" transforms one query modality at a time')
+            rho = self.item_terms(ids, str(qlab[0]))
+            scores = hubness.corrected_scores(scores, rho, ti, int(self.hubness_k))
         z = (scores - mean[qi, ti]) / std[qi, ti]
         return self._shift(z, ti) if self.query_shift else z
 
@@ -274,6 +410,9 @@ class Standardizer:
         """
         self._check_fitted()
         other._check_fitted()
+        if self.method != "paper" or other.method != "paper":
+            raise SimstdError('merge pools the paper\'s statistics; a method="hubness" fit holds per-item terms '
+                              "of one store: fit it on the whole store (its banks are sampled, so that is cheap)")
         labels = sorted(set(self.modalities_) | set(other.modalities_))
         m = len(labels)
         moments = []
@@ -287,7 +426,8 @@ class Standardizer:
             m2[np.ix_(idx, idx)] = np.nan_to_num(part.var_) * part.n_
             moments.append((n, mean, m2))
         n, mean, m2 = merge_moments(*moments)
-        merged = Standardizer(self.n_pseudo, self.source, self.sample, self.seed, self.query_shift, self.shift_k)
+        merged = Standardizer(n_pseudo=self.n_pseudo, source=self.source, sample=self.sample, seed=self.seed,
+                              query_shift=self.query_shift, shift_k=self.shift_k)
         merged._set_stats(labels, n, mean, m2)
         same = lambda a: a if getattr(self, a) == getattr(other, a) else None  # noqa: E731
         merged.dim_ = same("dim_")
@@ -357,6 +497,9 @@ class Standardizer:
             "model": self.model_,
             "index_fingerprint": self.index_fingerprint_,
             "settings": {
+                "method": self.method,
+                "hubness_k": int(self.hubness_k),
+                "hubness_bank": None if self.hubness_bank is None else int(self.hubness_bank),
                 "n_pseudo": int(self.n_pseudo),
                 "source": self.source,
                 "sample": None if self.sample is None else int(self.sample),
@@ -366,6 +509,16 @@ class Standardizer:
             },
             "modalities": list(self.modalities_),
             "pairs": self.table(),
+            **({"hubness": self._hubness_dict()} if self.method == "hubness" else {}),
+        }
+
+    def _hubness_dict(self) -> dict:
+        self._check_hubness()
+        return {
+            "terms_file": TERMS_SUFFIX,
+            "n_items": int(len(self.terms_)),
+            "terms_digest": self.terms_digest_,
+            "banks": {m: {"population": b.population, "size": b.size, "k": b.k} for m, b in self.banks_.items()},
         }
 
     @classmethod
@@ -373,7 +526,8 @@ class Standardizer:
         fix = "refit with `simstd fit` to rewrite it"
         check_format(data, source, FORMAT, FORMAT_VERSION, "simstd standardizer", fix)
         try:
-            std = cls(**data["settings"])
+            # Files written before the method setting existed are the paper's method.
+            std = cls(**{"method": "paper", **data["settings"]})
             labels = [check_label(x) for x in data["modalities"]]
             m = len(labels)
             n = np.zeros((m, m), dtype=np.int64)
@@ -388,23 +542,66 @@ class Standardizer:
             std.dim_ = data.get("dim")
             std.model_ = data.get("model")
             std.index_fingerprint_ = data.get("index_fingerprint")
+            if std.method == "hubness":
+                info = data["hubness"]
+                std._pending_terms = (int(info["n_items"]), str(info["terms_digest"]))
+                std.banks_ = {m: hubness.Bank(int(b["population"]), int(b["size"]), int(b["k"]))
+                              for m, b in info["banks"].items()}
         except (KeyError, TypeError, ValueError) as exc:
             raise CorruptFileError(f"{source} is malformed ({exc!r}); {fix}") from None
         return std
 
-    def save(self, path: str | Path) -> None:
-        """Write the fit as a small human-readable JSON file (atomically)."""
-        write_json_atomic(path, self.to_dict())
+    def save_terms(self, path: str | Path) -> None:
+        """Write the per-item terms (``method="hubness"``) as a ``.npy`` file, atomically."""
+        self._check_hubness()
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as fh:
+                np.save(fh, self.terms_)
+
+    def load_terms(self, path: str | Path) -> "Standardizer":
+        """Read the per-item terms saved by :meth:`save_terms` and check them against the JSON."""
+        n, digest = getattr(self, "_pending_terms", (None, None))
+        fix = "refit with `simstd fit` to rewrite it"
+        try:
+            terms = np.load(path, allow_pickle=False)
+        except FileNotFoundError:
+            raise CorruptFileError(f"hubness terms file {path} is missing; {fix}") from None
+        except (OSError, ValueError) as exc:
+            raise CorruptFileError(f"cannot read hubness terms file {path} ({exc}); {fix}") from None
+        if terms.dtype != np.float32 or terms.shape != (n, len(self.modalities_)):
+            raise CorruptFileError(f"hubness terms file {path} holds {terms.dtype} {terms.shape}, expected float32 "
+                                   f"({n}, {len(self.modalities_)}); {fix}")
+        self._set_terms(terms, self.banks_)
+        if digest is not None and self.terms_digest_ != digest:
+            del self.terms_
+            raise CorruptFileError(f"hubness terms file {path} does not belong to its standardizer file; {fix}")
+        return self
+
+    def save(self, path: str | Path, *, terms: bool = True) -> None:
+        """Write the fit as a small human-readable JSON file (atomically); a
+        ``method="hubness"`` fit also writes its per-item terms beside it
+        (:func:`terms_path`) unless ``terms=False`` (an index version stores
+        them as its own named file, ``item_terms.npy``)."""
+        data = self.to_dict()
+        if self.method == "hubness" and terms:
+            self.save_terms(terms_path(path))
+        write_json_atomic(path, data)
 
     @classmethod
-    def load(cls, path: str | Path) -> "Standardizer":
+    def load(cls, path: str | Path, *, terms: bool = True) -> "Standardizer":
+        """Read a fit written by :meth:`save` (with its terms file, unless ``terms=False``:
+        then :meth:`load_terms` must follow before a hubness fit can serve)."""
         data = read_json(path, "standardizer file", "run `simstd fit` to (re)create it")
-        return cls.from_dict(data, str(path))
+        std = cls.from_dict(data, str(path))
+        if std.method == "hubness" and terms:
+            std.load_terms(terms_path(path))
+        return std
 
     def __repr__(self) -> str:
         state = f", modalities={self.modalities_}" if hasattr(self, "n_") else ", unfitted"
         shift = f", query_shift={self.query_shift}, shift_k={self.shift_k}" if self.query_shift else ""
-        return (f"Standardizer(n_pseudo={self.n_pseudo}, source={self.source!r}, sample={self.sample}"
+        method = f"method={self.method!r}, " + (f"hubness_k={self.hubness_k}, " if self.method == "hubness" else "")
+        return (f"Standardizer({method}n_pseudo={self.n_pseudo}, source={self.source!r}, sample={self.sample}"
                 f"{shift}{state})")
 
 

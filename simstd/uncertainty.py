@@ -132,13 +132,22 @@ class UncertaintyModel:
                     pos_mean[i, j], pos_std[i, j] = std.affine(a, t)
                 except NotFittedError:
                     pass
-        bg_mean, bg_std = background_moments([vecs[x].astype(np.float64) for x in labels])
+        none = np.empty(0, np.int64)
+        if std.method == "hubness":
+            # The standardized score is 2u - r_q (simstd.hubness): its background is sampled.
+            from .hubness import background_moments as hubness_background
+
+            bg_mean, bg_std = hubness_background(index, std.item_terms, int(std.hubness_k),
+                                                 {x: (ids[x], vecs[x]) for x in labels})
+            self.hubs_ = {a: _hub_wins(index.search_like(ids[a], 1, standardizer=std).ids[:, 0], len(ids[a]))
+                          if self.hubness else (none, none, len(ids[a])) for a in labels}
+        else:
+            bg_mean, bg_std = background_moments([vecs[x].astype(np.float64) for x in labels])
+            self.hubs_ = {a: _hub_counts(index, std, a, vecs[a], ids[a], labels) if self.hubness
+                          else (none, none, len(ids[a])) for a in labels}
         self.modalities_ = labels
         self.pos_mean_, self.pos_std_ = pos_mean, pos_std
         self.bg_mean_, self.bg_std_ = bg_mean, bg_std
-        none = np.empty(0, np.int64)
-        self.hubs_ = {a: _hub_counts(index, std, a, vecs[a], ids[a], labels) if self.hubness
-                      else (none, none, len(ids[a])) for a in labels}
         self.index_fingerprint_ = index.fingerprint
         self.dim_ = index.dim
         return self
@@ -461,8 +470,12 @@ def _hub_counts(index, std, a: str, X: np.ndarray, self_ids: np.ndarray, labels:
         z = np.where(I >= 0, (D.astype(np.float64) - mean) / sd, -np.inf)
         better = z > best_z
         best_z, best_id = np.where(better, z, best_z), np.where(better, I, best_id)
+    return _hub_wins(best_id, len(X))
+
+
+def _hub_wins(best_id: np.ndarray, n_queries: int) -> tuple[np.ndarray, np.ndarray, int]:
     hub_ids, counts = np.unique(best_id[best_id >= 0], return_counts=True)
-    return hub_ids.astype(np.int64), counts.astype(np.int64), len(X)
+    return hub_ids.astype(np.int64), counts.astype(np.int64), n_queries
 
 
 def check_rerank(rerank: str | None, weight: float) -> bool:

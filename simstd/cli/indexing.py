@@ -119,7 +119,11 @@ def add(index_path: str, embeddings: tuple[str, ...], meta: tuple[str, ...], loc
             index.add(arr, m, metadata.get(m))
         index.save(index_path)
     _echo_counts(index, f"updated {index_path}")
-    if index.standardizer is not None:
+    std = index.standardizer
+    if std is not None and std.method == "hubness":
+        click.echo("the hubness fit gave the new items their terms (against its fitted banks); it is stale but "
+                   f"keeps serving: refresh it with simstd fit --index {index_path}", err=True)
+    elif std is not None:
         click.echo(f"the fit is now stale (queries keep using it): refresh it with simstd fit --index {index_path}",
                    err=True)
 
@@ -134,20 +138,29 @@ def add(index_path: str, embeddings: tuple[str, ...], meta: tuple[str, ...], loc
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of the sample.")
 @click.option("--n-pseudo", default=1, show_default=True, type=click.IntRange(min=1),
               help="Pseudo positives per query and target modality (top-n).")
+@click.option("--method", type=click.Choice(["paper", "hubness"]), default=Standardizer().method, show_default=True,
+              help="paper: standardize the raw cosine (Yamashita et al. 2025); hubness: standardize the "
+                   "hubness-corrected similarity (CSLS with the stored items as the bank; docs/default.md).")
+@click.option("--hubness-k", default=10, show_default=True, type=click.IntRange(min=1),
+              help="--method hubness: neighbours averaged in each item's term.")
+@click.option("--hubness-bank", default=8192, show_default=True, type=click.IntRange(min=0),
+              help="--method hubness: items per modality the terms are measured against (0 = all, exact).")
 @click.option("--uncertainty", "with_uncertainty", is_flag=True,
               help="Also fit the label-free uncertainty model (confidences, --rerank uncertainty); "
                    "costs about one more pass over the pseudo queries.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 @lock_timeout_option
 def fit(index_path: str, queries: str | None, query_modality: str | None, sample: int, seed: int,
-        n_pseudo: int, with_uncertainty: bool, fmt: str, lock_timeout: float) -> None:
+        n_pseudo: int, method: str, hubness_k: int, hubness_bank: int, with_uncertainty: bool, fmt: str,
+        lock_timeout: float) -> None:
     """Fit the standardizer on pseudo-positive pairs and commit it with the index."""
     with writer_lock(index_path, lock_timeout):
-        _fit(index_path, queries, query_modality, sample, seed, n_pseudo, with_uncertainty, fmt)
+        _fit(index_path, queries, query_modality, sample, seed, n_pseudo, method, hubness_k, hubness_bank,
+             with_uncertainty, fmt)
 
 
 def _fit(index_path: str, queries: str | None, query_modality: str | None, sample: int, seed: int,
-         n_pseudo: int, with_uncertainty: bool, fmt: str) -> None:
+         n_pseudo: int, method: str, hubness_k: int, hubness_bank: int, with_uncertainty: bool, fmt: str) -> None:
     index = MixedIndex.load(index_path, load_standardizer=False)
     qvec = None
     if queries is not None:
@@ -156,9 +169,12 @@ def _fit(index_path: str, queries: str | None, query_modality: str | None, sampl
         qvec = load_npy(queries, "--queries")
     elif query_modality is not None:
         raise SimstdError("--query-modality describes --queries; pass the query vectors too")
-    std = Standardizer(n_pseudo=n_pseudo, sample=sample or None, seed=seed)
+    std = Standardizer(method=method, hubness_k=hubness_k, hubness_bank=hubness_bank or None,
+                       n_pseudo=n_pseudo, sample=sample or None, seed=seed)
     std.fit(index, queries=qvec, query_modalities=query_modality)
     index.standardizer = std
+    if std.method == "hubness":  # the terms go into the shards once, here, not at every query
+        index.fold_terms(std)
     note = None
     if with_uncertainty:
         from ..uncertainty import UncertaintyModel  # lazy, like every optional part: it loads scipy.special

@@ -101,7 +101,9 @@ def save_index(index: "MixedIndex", path: str | Path, *, lock_timeout: float | N
     def write(w: VersionWriter) -> dict:
         base = w.base.manifest.index if (same and w.base is not None) else None
         unchanged = base is not None and base.get("fingerprint") == index.fingerprint
-        if unchanged and w.can_keep(SHARDS):
+        # Hubness terms folded into the shards change them without adding items.
+        shards_unchanged = unchanged and _terms_facts(base) == _terms_facts(_index_terms(index))
+        if shards_unchanged and w.can_keep(SHARDS):
             w.keep(SHARDS)
         else:
             writer = faiss.FileIOWriter(str(w.path(SHARDS)))
@@ -113,7 +115,7 @@ def save_index(index: "MixedIndex", path: str | Path, *, lock_timeout: float | N
         else:
             index.store.save(w.path(ITEMS))
         if index.standardizer is not None:
-            index.standardizer.save(w.path(STANDARDIZER))
+            index.standardizer.save(w.path(STANDARDIZER), terms=False)  # terms: a registered part
         if getattr(index, "uncertainty", None) is not None:
             index.uncertainty.save(w.path(UNCERTAINTY))
         for part in _PARTS.values():
@@ -126,12 +128,23 @@ def save_index(index: "MixedIndex", path: str | Path, *, lock_timeout: float | N
             "fingerprint": index.fingerprint,
             "counts": [[m, int(n)] for m, n in index.counts.items()],
             "ntotal": int(index.ntotal),
+            **_index_terms(index),
         }
 
     manifest = commit(path, write, expect=expect, lock_timeout=lock_timeout, after=_drop_legacy_sidecars)
     index.version = manifest.version
     index._origin = (here, manifest.version)
     return manifest.version
+
+
+def _index_terms(index: "MixedIndex") -> dict:
+    """Which hubness terms the shards hold as extra dimensions (engines/faiss.py)."""
+    modalities = list(getattr(index, "_term_modalities", []))
+    return {"term_modalities": modalities, "folded_terms": getattr(index, "_folded", None)} if modalities else {}
+
+
+def _terms_facts(facts: dict) -> tuple:
+    return tuple(facts.get("term_modalities") or ()), facts.get("folded_terms")
 
 
 def legacy_paths(path: str | Path) -> dict[str, Path]:
@@ -174,7 +187,7 @@ def load_index(cls: type, path: str | Path, *, load_standardizer: bool = True,
     raise SimstdError(f"index {path} changed while being opened; try again")
 
 
-def _facts(version: Version) -> tuple[int, str, str | None, str, list]:
+def _facts(version: Version) -> tuple[int, str, str | None, str, list, list, str | None]:
     facts = version.manifest.index
     dim, factory, counts = facts.get("dim"), facts.get("factory"), facts.get("counts")
     ok = (isinstance(dim, int) and dim > 0 and isinstance(factory, str) and isinstance(counts, list)
@@ -183,7 +196,10 @@ def _facts(version: Version) -> tuple[int, str, str | None, str, list]:
     if not ok or not isinstance(facts.get("fingerprint"), str):
         raise CorruptFileError(f"{version.handle} has a malformed 'index' section; rebuild the index with "
                                "`simstd build`")
-    return dim, factory, facts.get("model"), facts["fingerprint"], counts
+    terms, folded = facts.get("term_modalities") or [], facts.get("folded_terms")
+    if not (isinstance(terms, list) and all(isinstance(t, str) for t in terms)) or not isinstance(folded, (str, type(None))):
+        raise CorruptFileError(f"{version.handle} has malformed hubness term facts; refit with `simstd fit`")
+    return dim, factory, facts.get("model"), facts["fingerprint"], counts, terms, folded
 
 
 def _load_version(cls: type, version: Version, load_standardizer: bool, verify: bool | None) -> "MixedIndex":
@@ -196,7 +212,7 @@ def _load_version(cls: type, version: Version, load_standardizer: bool, verify: 
 
 
 def _load_version_files(cls: type, version: Version, load_standardizer: bool, verify: bool | None) -> "MixedIndex":
-    dim, factory, model, fingerprint, counts = _facts(version)
+    dim, factory, model, fingerprint, counts, terms, folded = _facts(version)
     for name in (SHARDS, ITEMS):
         if not version.has(name):
             raise CorruptFileError(f"{version.handle}: version {version.version} lists no {name}; rebuild the index")
@@ -206,16 +222,16 @@ def _load_version_files(cls: type, version: Version, load_standardizer: bool, ve
         checksum = verify if verify is not None else entry.size <= VERIFY_LIMIT
         version.check_file(name, checksum=bool(checksum))
     shards_path = version.file(SHARDS)
-    shards = _read_shards(shards_path, counts, dim, f"it does not match {version.handle}")
+    shards = _read_shards(shards_path, counts, dim + len(terms), f"it does not match {version.handle}")
     store = MetadataStore.load(version.file(ITEMS))
     ntotal = sum(n for _, n in counts)
     top = store.max_id()
     if (ntotal == 0 and top is not None) or (ntotal > 0 and top != ntotal - 1):
         raise CorruptFileError(f"{version.file(ITEMS)} does not match {shards_path} (its ids end at {top}, "
                                f"the shards hold {ntotal} items); {_rebuild(version.handle)}")
-    index = cls._restore(dim, factory, model, store, shards, fingerprint)
+    index = cls._restore(dim, factory, model, store, shards, fingerprint, terms, folded)
     if load_standardizer and version.has(STANDARDIZER):
-        std = Standardizer.load(version.file(STANDARDIZER))
+        std = Standardizer.load(version.file(STANDARDIZER), terms=False)  # terms: a registered part
         if std.dim_ is not None and std.dim_ != dim:
             raise CorruptFileError(f"{version.file(STANDARDIZER)} was fitted on dimension {std.dim_}, the index "
                                    f"has {dim}; refit with `simstd fit --index {version.handle}`")
@@ -237,6 +253,7 @@ def _rebuild(handle: Path) -> str:
 
 
 def _read_shards(path: Path, counts: list, dim: int, mismatch: str) -> dict[str, faiss.IndexIDMap]:
+    """The shards, each checked to store ``dim``-dimensional vectors (hubness term dimensions included)."""
     shards = {}
     try:
         reader = faiss.FileIOReader(str(path))

@@ -1,0 +1,84 @@
+"""FAISS modality shards that carry per-item terms as extra dimensions.
+
+Hubness-corrected standardization (:mod:`simstd.hubness`) ranks the items of
+a modality by ``u(q, c) = s(q, c) - rho_c^a / 2``, where ``rho_c^a`` is a
+fitted term of item ``c`` for queries of modality ``a``. With ``M`` query
+modalities a shard stores ``[c, -rho_c^1 / 2, ..., -rho_c^M / 2]`` (``dim + M``
+dimensions) and a query of modality ``a`` is ``[q, e_a]`` (one-hot ``e_a``):
+the inner product FAISS computes is ``u`` itself, so a ``Flat`` shard returns
+the exact top-k by ``u`` for the price of one raw search (``M`` of ``dim``
+extra multiply-adds per item). A raw search sends ``[q, 0]`` and gets the
+cosine ``s`` exactly (the extra products are exact zeros).
+
+Approximate factories index the augmented vectors: IVF assigns and scans them
+as any vectors (the term coordinates are small next to the unit vector part),
+HNSW builds its graph on them; SQ/PQ encode the term coordinates like any
+other, so ``u`` carries their quantisation error.
+"""
+from __future__ import annotations
+
+import faiss
+import numpy as np
+
+from ..errors import SimstdError
+
+
+def stored_dim(shard: faiss.Index) -> int:
+    """Dimension of the vectors a shard stores (``dim`` plus its term dimensions)."""
+    return int(shard.d)
+
+
+def augment(queries: np.ndarray, width: int, column: int | None = None) -> np.ndarray:
+    """``[queries, coefficients]``: ``width`` extra columns, 1 in ``column`` (None: all 0, a raw search)."""
+    if width == 0:
+        return queries
+    out = np.zeros((len(queries), queries.shape[1] + width), dtype=np.float32)
+    out[:, : queries.shape[1]] = queries
+    if column is not None:
+        out[:, queries.shape[1] + column] = 1.0
+    return out
+
+
+def term_columns(rho: np.ndarray) -> np.ndarray:
+    """The stored coordinates ``-rho / 2`` of items with terms ``rho`` ``(n, M)``."""
+    return (-0.5 * np.asarray(rho, dtype=np.float32)).astype(np.float32)
+
+
+def fold_terms(shard: faiss.IndexIDMap, dim: int, factory: str, columns: np.ndarray) -> faiss.IndexIDMap:
+    """Return ``shard`` with its items' term coordinates set to ``columns`` ``(ntotal, M)``
+    (rows in shard order).
+
+    A ``Flat`` shard that already has ``M`` term dimensions is updated in place
+    (no copy); any other is rebuilt from its stored vectors with ``dim + M``
+    dimensions (retrained for IVF/PQ, a new graph for HNSW).
+    """
+    columns = np.ascontiguousarray(columns, dtype=np.float32)
+    n, width = columns.shape
+    if n != shard.ntotal:
+        raise SimstdError(f"got terms for {n} items, the shard holds {shard.ntotal}")
+    inner = faiss.downcast_index(shard.index)
+    if isinstance(inner, faiss.IndexFlat) and inner.d == dim + width:
+        xb = faiss.rev_swig_ptr(inner.get_xb(), n * inner.d).reshape(n, inner.d)
+        xb[:, dim:] = columns
+        return shard
+    try:
+        vectors = inner.reconstruct_n(0, n) if n else np.empty((0, inner.d), np.float32)
+    except RuntimeError:  # IVF indexes need a direct map (row -> inverted list entry) to reconstruct
+        faiss.extract_index_ivf(inner).make_direct_map()
+        vectors = inner.reconstruct_n(0, n)
+    vectors = vectors[:, :dim]
+    aug = np.ascontiguousarray(np.hstack([vectors, columns]), dtype=np.float32)
+    sub = faiss.index_factory(dim + width, factory, faiss.METRIC_INNER_PRODUCT)
+    if not sub.is_trained:
+        sub.train(aug)
+    out = faiss.IndexIDMap(sub)
+    out.add_with_ids(aug, faiss.vector_to_array(shard.id_map).astype(np.int64))
+    return out
+
+
+def new_shard(dim: int, factory: str, training: np.ndarray) -> faiss.IndexIDMap:
+    """An empty shard of ``factory`` for vectors of ``dim`` dimensions, trained on ``training`` if needed."""
+    sub = faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)
+    if not sub.is_trained:
+        sub.train(training)
+    return faiss.IndexIDMap(sub)

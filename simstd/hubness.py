@@ -1,0 +1,288 @@
+"""Per-item hubness terms: the state behind hubness-corrected standardization.
+
+Method. Cross-domain Similarity Local Scaling (CSLS, Conneau, Lample,
+Ranzato, Denoyer and Jegou, "Word Translation Without Parallel Data", ICLR
+2018) with the indexed items as the bank, as in Nearest Neighbor Normalization
+(Chowdhury et al., EMNLP 2024), then z-standardized per (query modality,
+target modality) pair on pseudo positives (Yamashita, Shirafuji and Saito,
+2025). For a query ``q`` of modality ``a`` and an item ``c`` of modality
+``b``::
+
+    u(q, c)   = s(q, c) - rho_c^a / 2           item-corrected similarity
+    r_q^b     = mean of q's K best u(q, .) over the items of b
+    score     = (2 u(q, c) - r_q^b - mean_ab) / std_ab
+
+``rho_c^a`` (this module) is the mean of ``c``'s ``K`` best cosines among the
+*other* stored items of modality ``a``: how much of a hub ``c`` is for queries
+of modality ``a``. ``2 u - r_q^b = 2 s - rho_c^a - r_q^b`` is CSLS's
+``2 s - r_q - r_c``; the query term ``r_q^b`` is measured on the item-corrected
+similarity, so it comes from the very candidates one search returns (CSLS
+measures it on raw cosines, which would take a second search; with constant
+item terms the two differ by a constant that ``mean_ab`` absorbs).
+``mean_ab`` and ``std_ab`` are the mean and std of ``2 u - r_q^b`` over
+pseudo-positive pairs (each sampled item's best ``u`` in ``b``, itself left
+out), so the score is a z-score comparable across pairs, like the paper's.
+
+Per-item terms are fitted state, applied at search time, as scikit-hubness's
+``LocalScaling.r_dist_indexed_``. The index folds ``-rho_c^a / 2`` into one
+extra dimension per query modality, so FAISS ranks by ``u`` and a ``Flat``
+search stays exact at the cost of one raw search (:mod:`simstd.engines.faiss`).
+
+Fit cost. The exact term needs every item's ``K`` nearest stored items of every
+modality: ``n^2`` dot products. Above ``bank`` items per modality a seeded
+random bank of that size stands in, and the term is the mean of the
+``k_bank = max(1, round(K * bank / n))`` best cosines in the bank (the same
+rank fraction of the neighbourhood); ``benchmarks/hubness_terms.py`` measures
+the error against the exact term. :func:`item_terms` is pure numpy + FAISS
+array functions (no index), so a Spark job can compute the terms of one
+partition against a broadcast bank.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator
+
+import faiss
+import numpy as np
+
+from .engines.base import Searchable, count, search_session
+from .errors import SimstdError
+from .stats import topk_mean
+
+#: Items per block when computing terms (bounds the block's (rows, bank) work).
+BLOCK = 16_384
+#: Raw candidates per pseudo query and target modality when mining the pseudo
+#: positives of the corrected score on a store that ranks by raw cosine.
+MINING_WIDTH = 100
+
+
+def bank_k(k: int, bank_size: int, population: int) -> int:
+    """Neighbours to average in a bank of ``bank_size`` drawn from ``population``
+    items: ``K`` scaled by the sampling rate (at least 1), ``K`` when exact."""
+    if bank_size >= population:
+        return int(k)
+    return max(1, int(round(k * bank_size / max(population, 1))))
+
+
+def bank_ids(ids: np.ndarray, size: int | None, seed: int) -> np.ndarray:
+    """The bank of one modality: all ``ids``, or a seeded sample of ``size`` of them (ascending)."""
+    ids = np.asarray(ids)
+    if size is None or size >= len(ids):
+        return ids
+    rng = np.random.default_rng(seed)
+    return ids[np.sort(rng.choice(len(ids), size=int(size), replace=False))]
+
+
+def item_terms(
+    vectors: np.ndarray,
+    bank: np.ndarray,
+    k: int,
+    *,
+    self_ids: np.ndarray | None = None,
+    bank_ids: np.ndarray | None = None,
+) -> np.ndarray:
+    """``rho``: mean of each row's ``k`` best cosines with the ``bank`` rows.
+
+    ``vectors`` ``(n, d)`` and ``bank`` ``(B, d)`` are L2-normalised float32.
+    With ``self_ids`` (the rows' ids) and ``bank_ids`` (the bank's ids), a row
+    never counts itself (exact duplicates of it do count: they are other
+    items). Pure array code, no index: a Spark job calls it per partition with
+    the bank broadcast. Returns float32 ``(n,)``.
+    """
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    bank = np.ascontiguousarray(bank, dtype=np.float32)
+    if vectors.ndim != 2 or bank.ndim != 2 or vectors.shape[1] != bank.shape[1]:
+        raise SimstdError(f"item_terms needs (n, d) vectors and a (B, d) bank, got {vectors.shape} and {bank.shape}")
+    if (self_ids is None) != (bank_ids is None):
+        raise SimstdError("pass self_ids and bank_ids together (both or neither)")
+    out = np.empty(len(vectors), dtype=np.float32)
+    if len(bank) == 0 or len(vectors) == 0:
+        out[:] = 0.0
+        return out
+    exclude = self_ids is not None
+    width = min(int(k) + int(exclude), len(bank))
+    for start in range(0, len(vectors), BLOCK):
+        block = vectors[start : start + BLOCK]
+        D, I = faiss.knn(block, bank, width, metric=faiss.METRIC_INNER_PRODUCT)
+        D = D.astype(np.float64)
+        D = np.where(I >= 0, D, -np.inf)
+        if exclude:  # k + 1 were fetched: the k best of the others remain
+            ids = np.where(I >= 0, np.asarray(bank_ids)[np.maximum(I, 0)], -1)
+            D = np.where(ids == np.asarray(self_ids)[start : start + BLOCK, None], -np.inf, D)
+        out[start : start + BLOCK] = topk_mean(D, int(k))
+    return out
+
+
+@dataclass
+class Bank:
+    """The bank of one modality: ``size`` ids drawn with ``seed`` from the first
+    ``population`` ids of the modality, averaged over ``k`` neighbours."""
+
+    population: int
+    size: int
+    k: int
+
+    def ids(self, modality_ids: np.ndarray, seed: int) -> np.ndarray:
+        return bank_ids(np.asarray(modality_ids)[: self.population], self.size, seed)
+
+
+def fit_banks(searchable: Searchable, k: int, bank: int | None) -> dict[str, Bank]:
+    """One :class:`Bank` per modality of ``searchable``."""
+    out = {}
+    for m in searchable.modalities:
+        n = count(searchable, m)
+        size = n if bank is None else min(int(bank), n)
+        out[m] = Bank(n, size, bank_k(k, size, n) if size < n else int(k))
+    return out
+
+
+def compute_terms(
+    searchable: Searchable,
+    columns: list[str],
+    banks: dict[str, Bank],
+    seed: int,
+    ids: np.ndarray | None = None,
+    vectors: np.ndarray | None = None,
+) -> np.ndarray:
+    """Terms ``(n, len(columns))``: column ``a`` holds ``rho^a`` of every item
+    (of ``ids``, default every stored item ordered by id) against the bank of
+    modality ``a``."""
+    if ids is None:
+        ids = np.sort(np.concatenate([np.asarray(searchable.ids(m), dtype=np.int64) for m in searchable.modalities]))
+    ids = np.asarray(ids, dtype=np.int64)
+    terms = np.zeros((len(ids), len(columns)), dtype=np.float32)
+    for j, a in enumerate(columns):
+        spec = banks[a]
+        b_ids = spec.ids(searchable.ids(a), seed)
+        B = searchable.reconstruct(b_ids)
+        for start, stop, block in _blocks(searchable, ids, vectors):
+            terms[start:stop, j] = item_terms(block, B, spec.k, self_ids=ids[start:stop], bank_ids=b_ids)
+    return terms
+
+
+def _blocks(searchable: Searchable, ids: np.ndarray, vectors: np.ndarray | None) -> Iterator[tuple[int, int, np.ndarray]]:
+    step = BLOCK * 4
+    for start in range(0, len(ids), step):
+        stop = min(start + step, len(ids))
+        yield start, stop, (vectors[start:stop] if vectors is not None else searchable.reconstruct(ids[start:stop]))
+
+
+def query_terms(
+    searchable: Searchable,
+    X: np.ndarray,
+    target: str,
+    terms_of,
+    query_modality: str,
+    k: int,
+    self_ids: np.ndarray | None = None,
+    width: int = MINING_WIDTH,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(u, ids, r_q)`` of queries ``X`` (modality ``query_modality``) against the
+    items of ``target``: the candidates' item-corrected similarities ``u``
+    (best first, ``-inf`` where missing), their ids, and ``r_q``, the mean of
+    each query's ``k`` best ``u`` (its own item, ``self_ids``, left out).
+
+    ``terms_of(ids, a)`` returns ``rho^a`` of items. A store that ranks by raw
+    cosine is asked for each query's top ``width`` and they are re-ranked by
+    ``u``: exact when the corrected top ``k`` lies in the raw top ``width``
+    (10x ``K`` by default). A :class:`~simstd.MixedIndex` search with its terms
+    folded in is exact.
+    """
+    D, I = searchable.search_modality(X, target, max(width, k) + int(self_ids is not None))
+    D = D.astype(np.float64)
+    valid = I >= 0
+    if self_ids is not None:  # one more was fetched: the query's own item is no candidate
+        valid &= I != np.asarray(self_ids)[:, None]
+    u = np.where(valid, D - 0.5 * terms_of(np.where(valid, I, 0), query_modality), -np.inf)
+    order = np.argsort(-u, axis=1, kind="stable")
+    u, I = np.take_along_axis(u, order, axis=1), np.take_along_axis(I, order, axis=1)
+    return u, I, topk_mean(u, k)
+
+
+def pseudo_positive_scores(
+    searchable: Searchable,
+    terms_of,
+    k: int,
+    sample: int | None,
+    seed: int,
+    width: int = MINING_WIDTH,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(query modality, target modality, 2u - r_q)`` of each sampled item's best
+    item-corrected neighbour in every modality (itself left out): the
+    pseudo positives of the corrected score (see :func:`query_terms`)."""
+    rng = np.random.default_rng(seed)
+    out_q, out_t, out_v = [], [], []
+    with search_session(searchable):
+        for a, q_ids, X in sample_queries(searchable, sample, rng):
+            for b in searchable.modalities:
+                u, _, r = query_terms(searchable, X, b, terms_of, a, k, q_ids if a == b else None, width)
+                if u.shape[1] == 0:
+                    continue
+                v = 2 * u[:, 0] - r
+                v = v[np.isfinite(v)]
+                out_q.append(np.full(v.size, a, dtype=object))
+                out_t.append(np.full(v.size, b, dtype=object))
+                out_v.append(v)
+    if not out_v:
+        return np.empty(0, object), np.empty(0, object), np.empty(0)
+    return np.concatenate(out_q), np.concatenate(out_t), np.concatenate(out_v)
+
+
+def background_moments(
+    searchable: Searchable,
+    terms_of,
+    k: int,
+    samples: dict[str, tuple[np.ndarray, np.ndarray]],
+    cap: int = 2000,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and std ``(M, M)`` of ``2s - rho_c^a - r_q^b`` over all pairs of sampled
+    queries (modality ``a``) and sampled items (modality ``b``), self pairs left
+    out: the background the uncertainty model contrasts with pseudo positives.
+    ``samples[m]`` is ``(ids, vectors)``; at most ``cap`` of each are used."""
+    labels = list(samples)
+    mean = np.full((len(labels), len(labels)), np.nan)
+    std = np.full_like(mean, np.nan)
+    with search_session(searchable):
+        for i, a in enumerate(labels):
+            q_ids, Q = samples[a][0][:cap], samples[a][1][:cap]
+            for j, b in enumerate(labels):
+                c_ids, C = samples[b][0][:cap], samples[b][1][:cap]
+                _, _, r = query_terms(searchable, Q, b, terms_of, a, k, q_ids if a == b else None)
+                V = 2 * (Q.astype(np.float64) @ C.T.astype(np.float64)) - terms_of(c_ids, a)[None, :] - r[:, None]
+                keep = (q_ids[:, None] != c_ids[None, :]) & np.isfinite(V)
+                if keep.sum() > 1:
+                    mean[i, j], std[i, j] = V[keep].mean(), V[keep].std()
+    return mean, std
+
+
+def sample_queries(searchable: Searchable, sample: int | None, rng: np.random.Generator):
+    """``(modality, ids, vectors)`` of a seeded sample of each modality's stored items."""
+    for a in searchable.modalities:
+        q_ids = searchable.ids(a)
+        if sample is not None and sample < len(q_ids):
+            q_ids = q_ids[np.sort(rng.choice(len(q_ids), size=int(sample), replace=False))]
+        yield a, q_ids, searchable.reconstruct(q_ids)
+
+
+def corrected_scores(
+    S: np.ndarray,
+    item_rho: np.ndarray,
+    codes: np.ndarray,
+    k: int,
+    valid: np.ndarray | None = None,
+) -> np.ndarray:
+    """``2u - r_q`` for candidate cosines ``S`` ``(nq, C)`` whose items have terms
+    ``item_rho`` (``rho^a`` for the query modality ``a``); ``codes`` (``C,`` or
+    ``nq, C``) names each column's target modality. ``r_q`` per row and target
+    modality is the mean of the ``k`` best ``u`` among that modality's columns:
+    a row must hold the query's ``k`` best of every modality present."""
+    u = np.asarray(S, dtype=np.float64) - 0.5 * np.asarray(item_rho, dtype=np.float64)
+    if valid is not None:
+        u = np.where(valid, u, -np.inf)
+    codes = np.broadcast_to(codes, u.shape)
+    out = np.full(u.shape, -np.inf)
+    for code in np.unique(codes):
+        mine = codes == code
+        r = topk_mean(np.where(mine, u, -np.inf), k)
+        out = np.where(mine, 2 * u - r[..., None], out)
+    return out
