@@ -231,3 +231,37 @@ def test_approximate_factories_fold_the_terms(factory, params):
     res = index.search(q, "text", 10, standardizer=std)
     expected, expected_ids, _, _ = brute_force(index, std, q, "text", 10)
     assert np.mean([len(set(a) & set(b)) / 10 for a, b in zip(res.ids.tolist(), expected_ids.tolist())]) >= 0.9
+
+
+def test_cli_fit_method_hubness_query_and_add(tmp_path):
+    from click.testing import CliRunner
+
+    from simstd.cli import main
+
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "t.npy", unit_rows(rng, 60, 16, 3.0))
+    np.save(tmp_path / "i.npy", unit_rows(rng, 50, 16, -3.0))
+    np.save(tmp_path / "more.npy", unit_rows(rng, 4, 16, -3.0))
+    np.save(tmp_path / "q.npy", unit_rows(rng, 2, 16, 3.0))
+    db = tmp_path / "db.faiss"
+    run = lambda *a: CliRunner().invoke(main, [str(x) for x in a])  # noqa: E731
+    assert run("build", "-e", f"text={tmp_path / 't.npy'}", "-e", f"image={tmp_path / 'i.npy'}", "--out", db).exit_code == 0
+    r = run("fit", "--index", db, "--method", "hubness", "--uncertainty")
+    assert r.exit_code == 0, r.output
+    index = MixedIndex.load(db)
+    assert index.standardizer.method == "hubness" and index._folded == index.standardizer.terms_digest_
+    expected = index.search(np.load(tmp_path / "q.npy"), "text", 5).ids
+    r = run("query", "--vector", tmp_path / "q.npy", "--query-modality", "text", "--index", db, "-k", 5,
+            "--format", "jsonl")
+    assert r.exit_code == 0, r.output
+    hits = [json.loads(line) for line in r.output.splitlines() if line.startswith("{")]
+    assert [h["id"] for h in hits] == expected.ravel().tolist()
+    r = run("query", "--like", 3, "--index", db, "-k", 5, "--rerank", "uncertainty")
+    assert r.exit_code == 0, r.output
+    r = run("add", "-e", f"image={tmp_path / 'more.npy'}", "--index", db)
+    assert r.exit_code == 0 and "terms" in r.output, r.output
+    again = MixedIndex.load(db)
+    assert len(again.standardizer.terms_) == again.ntotal == 114
+    r = run("fit", "--index", db, "--method", "paper")
+    assert r.exit_code == 0, r.output
+    assert MixedIndex.load(db).standardizer.method == "paper"
