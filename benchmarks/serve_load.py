@@ -64,6 +64,20 @@ def build_index(path: Path, n: int, dim: int, factory: str) -> None:
     index.save(path)
 
 
+def in_process_rate(db: Path, queries: np.ndarray, k: int, seconds: float = 3.0) -> float:
+    """Queries per second of ``MixedIndex.search`` called in a loop in this process (one query
+    at a time): the ceiling a server's throughput is compared with."""
+    from simstd import MixedIndex
+
+    index = MixedIndex.load(db)
+    done, deadline = 0, time.perf_counter() + seconds
+    t0 = time.perf_counter()
+    while time.perf_counter() < deadline and done < 1_000_000:
+        index.search(queries[done % len(queries)][None], "text", k)
+        done += 1
+    return done / (time.perf_counter() - t0)
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((HOST, 0))
@@ -172,6 +186,8 @@ def run(args: argparse.Namespace) -> dict:
         bodies.append(json.dumps({"vector": q.tolist(), "k": args.k}).encode())
         bodies.append(json.dumps({"id": int(rng.integers(0, args.n)), "k": args.k}).encode())
 
+    baseline = in_process_rate(db, queries, args.k, args.baseline_seconds)
+    load_before = os.getloadavg()[0]
     port = free_port()
     log = work / "server.log"
     server = start_server(db, port, args.reload_interval, log)
@@ -189,10 +205,12 @@ def run(args: argparse.Namespace) -> dict:
                                   args=(db, deadline - args.fit_margin, args.max_fits, args.fit_sample, fits),
                                   daemon=True)
         time.sleep(min(1.0, args.duration / 4))
-        fitter.start()
+        if args.max_fits > 0:
+            fitter.start()
         for c in clients:
             c.join(args.duration + 60)
-        fitter.join(120)
+        if fitter.is_alive():
+            fitter.join(120)
         wall = time.monotonic() - start
         # one last look: the server must switch to the last committed fit
         from simstd.serve.deps import index_version
@@ -221,7 +239,9 @@ def run(args: argparse.Namespace) -> dict:
         "fit_seconds": [f["seconds"] for f in fits], "fit_errors": [f["stderr"] for f in fits if f["exit"]],
         "reloads": health["reloads"], "versions_seen_by_clients": len(versions),
         "first_version": version0, "served_version": health["version"], "committed_version": committed, "server_exit": exit_code,
-        "cpus": os.cpu_count(),
+        "in_process_qps": round(baseline, 1),
+        "throughput_vs_in_process": round(len(lat) / wall / baseline, 3) if wall and baseline else None,
+        "cpus": os.cpu_count(), "loadavg_1min_before": round(load_before, 2),
     }
     if not args.work:
         shutil.rmtree(work, ignore_errors=True)
@@ -230,11 +250,11 @@ def run(args: argparse.Namespace) -> dict:
 
 def markdown(r: dict) -> str:
     return (
-        "| clients | duration | items | requests | errors | p50 | p90 | p99 | max | throughput | fits | reloads |\n"
-        "|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+        "| clients | duration | items | requests | errors | p50 | p90 | p99 | max | throughput | vs in-process | fits | reloads |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
         f"| {r['clients']} | {r['duration_s']} s | {r['n']:,} x {r['dim']} ({r['factory']}) | {r['requests']:,} | "
         f"{r['errors']} | {r['p50_ms']} ms | {r['p90_ms']} ms | {r['p99_ms']} ms | {r['max_ms']} ms | "
-        f"{r['throughput_rps']} req/s | {r['fits_committed']} | {r['reloads']} |"
+        f"{r['throughput_rps']} req/s | {r['throughput_vs_in_process']} | {r['fits_committed']} | {r['reloads']} |"
     )
 
 
@@ -247,10 +267,12 @@ def main() -> None:
     p.add_argument("--factory", default="Flat")
     p.add_argument("--k", type=int, default=10)
     p.add_argument("--fit-sample", type=int, default=5000, help="pseudo queries per modality in each refit")
-    p.add_argument("--max-fits", type=int, default=50)
+    p.add_argument("--max-fits", type=int, default=50, help="0: no refit during the run (a baseline)")
     p.add_argument("--fit-margin", type=float, default=2.0,
                    help="start no refit in the last seconds, so the last one is served before the end")
     p.add_argument("--max-requests", type=int, default=1_000_000, help="per client")
+    p.add_argument("--baseline-seconds", type=float, default=3.0,
+                   help="length of the in-process search loop the throughput is compared with")
     p.add_argument("--reload-interval", type=float, default=0.5)
     p.add_argument("--work", default=None, help="keep the index and server log here")
     p.add_argument("--json", default=None, help="write the result here")

@@ -91,7 +91,8 @@ def test_versions_that_serve_less_or_are_damaged_are_held_back(tmp_path):
 def test_small_load_with_a_reload_loses_no_request(tmp_path):
     out = tmp_path / "load.json"
     cmd = [PY, str(REPO / "benchmarks" / "serve_load.py"), "--clients", "4", "--duration", "3", "--n", "2000",
-           "--fit-sample", "300", "--max-fits", "2", "--fit-margin", "0.5", "--json", str(out)]
+           "--fit-sample", "300", "--max-fits", "2", "--fit-margin", "0.5", "--baseline-seconds", "0.3",
+           "--json", str(out)]
     proc = subprocess.run(cmd, env=subprocess_env(), capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     r = json.loads(out.read_text())
