@@ -155,6 +155,7 @@ class Standardizer:
         queries: np.ndarray | None = None,
         query_modalities: Sequence[str] | str | None = None,
         positives: np.ndarray | None = None,
+        terms: np.ndarray | None = None,
     ) -> "Standardizer":
         """Fit on any searchable collection, or on embeddings plus their modality labels.
 
@@ -170,6 +171,11 @@ class Standardizer:
         With ``source="labeled"``, ``positives`` is an ``(P, 2)`` int array of
         gold pairs ``(query row, target id)``: rows of ``queries`` when given,
         else ids of ``X`` for both sides.
+
+        With ``method="hubness"``, ``terms`` may hold per-item terms computed
+        elsewhere (e.g. a Spark pass calling :func:`simstd.hubness.item_terms`
+        per partition against the banks of :func:`simstd.hubness.fit_banks`):
+        ``(n, M)`` float32, row = id, columns = sorted modalities.
         """
         self._check_params()
         searchable = as_searchable(X, modalities)
@@ -177,7 +183,9 @@ class Standardizer:
             if queries is not None or positives is not None:
                 raise SimstdError('method="hubness" measures every stored item against the others: fit it on the '
                                   'store alone (no queries/positives), or use method="paper" for a query log')
-            return self._fit_hubness(searchable)
+            return self._fit_hubness(searchable, terms)
+        if terms is not None:
+            raise SimstdError('terms are per-item hubness terms: use them with Standardizer(method="hubness")')
         if self.source == "pseudo":
             if positives is not None:
                 raise SimstdError('positives are gold pairs: use them with Standardizer(source="labeled")')
@@ -194,7 +202,7 @@ class Standardizer:
         self.index_fingerprint_ = getattr(searchable, "fingerprint", None)
         return self
 
-    def _fit_hubness(self, searchable: Searchable) -> "Standardizer":
+    def _fit_hubness(self, searchable: Searchable, terms: np.ndarray | None = None) -> "Standardizer":
         if count(searchable) == 0:
             raise SimstdError("the index is empty: add vectors before fitting")
         all_ids = np.sort(np.concatenate([np.asarray(searchable.ids(m)) for m in searchable.modalities]))
@@ -204,7 +212,12 @@ class Standardizer:
                               "simstd.hubness.item_terms and carry them in the store")
         columns = sorted(searchable.modalities)
         banks = hubness.fit_banks(searchable, int(self.hubness_k), self.hubness_bank)
-        terms = hubness.compute_terms(searchable, columns, banks, int(self.seed), all_ids)
+        if terms is None:
+            terms = hubness.compute_terms(searchable, columns, banks, int(self.seed), all_ids)
+        terms = np.asarray(terms, dtype=np.float32)
+        if terms.shape != (len(all_ids), len(columns)) or not np.isfinite(terms).all():
+            raise SimstdError(f"terms must be a finite ({len(all_ids)}, {len(columns)}) array (row = id, columns = "
+                              f"{columns}), got shape {terms.shape}")
         col = {m: j for j, m in enumerate(columns)}
         qm, tm, v = hubness.pseudo_positive_scores(
             searchable, lambda ids, a: terms[ids, col[a]], int(self.hubness_k), self.sample, int(self.seed)

@@ -265,3 +265,25 @@ def test_cli_fit_method_hubness_query_and_add(tmp_path):
     r = run("fit", "--index", db, "--method", "paper")
     assert r.exit_code == 0, r.output
     assert MixedIndex.load(db).standardizer.method == "paper"
+
+
+def test_fit_with_terms_computed_elsewhere_equals_the_fit():
+    """The Spark path: terms from item_terms per block against fit_banks' banks."""
+    from simstd.hubness import fit_banks
+
+    index = two_modalities(n=300, dim=16, seed=4)
+    ref = Standardizer(method="hubness", hubness_bank=100).fit(index)
+    banks = fit_banks(index, 10, 100)
+    cols = sorted(index.modalities)
+    ids = np.arange(index.ntotal)
+    terms = np.zeros((index.ntotal, len(cols)), np.float32)
+    for j, a in enumerate(cols):
+        b_ids = banks[a].ids(index.ids(a), 0)
+        for block in np.array_split(ids, 3):  # three "partitions"
+            terms[block, j] = item_terms(index.reconstruct(block), index.reconstruct(b_ids), banks[a].k,
+                                         self_ids=block, bank_ids=b_ids)
+    std = Standardizer(method="hubness", hubness_bank=100).fit(index, terms=terms)
+    np.testing.assert_allclose(std.terms_, ref.terms_, atol=1e-6)
+    np.testing.assert_allclose(std.mean_, ref.mean_, atol=1e-9)
+    with pytest.raises(SimstdError, match="terms must be"):
+        Standardizer(method="hubness").fit(index, terms=terms[:5])
