@@ -26,13 +26,13 @@ import os
 import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator, Mapping, Sequence
 
 import faiss
 import numpy as np
 
+from .engines.base import SearchResult
 from .engines.faiss import augment, fold_terms, term_columns
 from .errors import FingerprintMismatchError, NotFittedError, SimstdError
 from .standardizer import Standardizer
@@ -52,64 +52,6 @@ FORMAT_VERSION = 1
 #: std 1.6-2.4x the exact fit's and means off by up to 1.4 std; 256 is within
 #: 0.01 std. (At 1M, efSearch 128 had std off by 205%: docs/performance.md.)
 MINING_EF_SEARCH = 256
-
-
-@dataclass
-class SearchResult:
-    """Top-k of a batch of queries. Unpacks like FAISS: ``D, I = result``.
-
-    ``scores`` (D) are standardized scores (raw cosines if ``standardized`` is
-    False), ``ids`` (I) global ids, ``-1`` where fewer than k items exist;
-    ``raw_scores`` are cosines; ``modalities`` the label of each hit.
-    Metadata is fetched lazily by :meth:`hits`, so search stays as fast as FAISS.
-    With an uncertainty model (``search(..., uncertainty=model)``),
-    ``confidence`` is each hit's label-free posterior share ``p`` and
-    ``uncertainty`` its ``-ln p`` (docs/uncertainty.md); otherwise both are None.
-    """
-
-    scores: np.ndarray
-    ids: np.ndarray
-    raw_scores: np.ndarray
-    modalities: np.ndarray
-    query_modality: str
-    standardized: bool
-    store: MetadataStore | None = field(default=None, repr=False)
-    confidence: np.ndarray | None = field(default=None, repr=False)
-    uncertainty: np.ndarray | None = field(default=None, repr=False)
-
-    @property
-    def query_confidence(self) -> np.ndarray | None:
-        """Per-query confidence: the ``confidence`` of each query's rank-1 hit."""
-        return None if self.confidence is None else self.confidence[:, 0]
-
-    def __iter__(self) -> Iterator[np.ndarray]:
-        return iter((self.scores, self.ids))
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    def hits(self, query: int = 0) -> list[dict]:
-        """Hits of one query as dicts: rank, id, modality, score, raw_score,
-        (confidence, uncertainty when computed,) metadata."""
-        ids = self.ids[query]
-        metadata = self.store.get(ids) if self.store is not None else {}
-        hits = []
-        for rank, i in enumerate(ids.tolist(), start=1):
-            if i < 0:
-                continue
-            hit = {
-                "rank": rank,
-                "id": int(i),
-                "modality": str(self.modalities[query, rank - 1]),
-                "score": float(self.scores[query, rank - 1]),
-                "raw_score": float(self.raw_scores[query, rank - 1]),
-            }
-            if self.confidence is not None:
-                hit["confidence"] = float(self.confidence[query, rank - 1])
-                hit["uncertainty"] = float(self.uncertainty[query, rank - 1])
-            hit["metadata"] = metadata.get(int(i), {})
-            hits.append(hit)
-        return hits
 
 
 class MixedIndex:

@@ -15,11 +15,13 @@ ids, an object array (``None`` marks a missing hit).
 from __future__ import annotations
 
 import contextlib
-from typing import ContextManager, Protocol, runtime_checkable
+from dataclasses import dataclass, field
+from typing import Any, ContextManager, Iterator, Mapping, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
-from ..errors import SimstdError
+from ..errors import NotFittedError, SimstdError
+from ..validation import as_embeddings, check_label
 
 REQUIRED = ("dim", "modalities", "ids", "reconstruct", "search_modality")
 
@@ -90,3 +92,202 @@ def drop_self(D: np.ndarray, I: np.ndarray, self_ids: np.ndarray) -> tuple[np.nd
     keep[keep.all(axis=1), -1] = False
     shape = (len(D), D.shape[1] - 1)
     return D[keep].reshape(shape), I[keep].reshape(shape)
+
+
+# ------------------------------------------------------------------ results
+class PayloadSource(Protocol):
+    """Where a :class:`SearchResult` finds its hits' payloads: ``get(ids) -> {id: payload}``
+    (the index's SQLite store, or the payloads an engine returned with its hits)."""
+
+    def get(self, ids: Sequence[Any]) -> Mapping[Any, dict]:
+        """Payload of each id that has one."""
+
+
+class Payloads:
+    """Payloads an engine returned with its hits, keyed by the engine's ids."""
+
+    def __init__(self, data: Mapping[Any, dict] | None = None) -> None:
+        self.data = dict(data or {})
+
+    def get(self, ids: Sequence[Any]) -> dict[Any, dict]:
+        return {i: self.data[i] for i in np.asarray(ids, dtype=object).ravel().tolist() if i in self.data}
+
+
+@dataclass
+class SearchResult:
+    """Top-k of a batch of queries. Unpacks like FAISS: ``D, I = result``.
+
+    ``scores`` (D) are standardized scores (raw cosines if ``standardized`` is
+    False), ``ids`` (I) the store's ids: int64 with ``-1`` where fewer than k
+    items exist, or, for engines with string/UUID ids, an object array with
+    ``None`` there; ``raw_scores`` are cosines; ``modalities`` the label of each hit.
+    Payloads come from ``store`` (fetched lazily for a MixedIndex, so search
+    stays as fast as FAISS; returned with the hits by a vector database).
+    With an uncertainty model (``search(..., uncertainty=model)``),
+    ``confidence`` is each hit's label-free posterior share ``p`` and
+    ``uncertainty`` its ``-ln p`` (docs/uncertainty.md); otherwise both are None.
+    """
+
+    scores: np.ndarray
+    ids: np.ndarray
+    raw_scores: np.ndarray
+    modalities: np.ndarray
+    query_modality: str
+    standardized: bool
+    store: PayloadSource | None = field(default=None, repr=False)
+    confidence: np.ndarray | None = field(default=None, repr=False)
+    uncertainty: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def query_confidence(self) -> np.ndarray | None:
+        """Per-query confidence: the ``confidence`` of each query's rank-1 hit."""
+        return None if self.confidence is None else self.confidence[:, 0]
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        return iter((self.scores, self.ids))
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def hits(self, query: int = 0) -> list[dict]:
+        """Hits of one query as dicts: rank, id, modality, score, raw_score,
+        (confidence, uncertainty when computed,) metadata."""
+        ids = self.ids[query]
+        found = ~missing_mask(ids)
+        metadata = self.store.get(ids[found]) if self.store is not None else {}
+        hits = []
+        for rank, i in enumerate(ids.tolist(), start=1):
+            if not found[rank - 1]:
+                continue
+            hit = {
+                "rank": rank,
+                "id": i,
+                "modality": str(self.modalities[query, rank - 1]),
+                "score": float(self.scores[query, rank - 1]),
+                "raw_score": float(self.raw_scores[query, rank - 1]),
+            }
+            if self.confidence is not None:
+                hit["confidence"] = float(self.confidence[query, rank - 1])
+                hit["uncertainty"] = float(self.uncertainty[query, rank - 1])
+            hit["metadata"] = metadata.get(i, {})
+            hits.append(hit)
+        return hits
+
+
+# --------------------------------------------------------- standardized search
+class Transform(Protocol):
+    """What a search needs of a fitted :class:`~simstd.Standardizer` (typed here
+    without importing it: engines sit below the statistics)."""
+
+    query_shift: float
+    shift_k: int
+
+    def affine(self, query_modality: str, target_modality: str) -> tuple[float, float]: ...
+
+    def transform(self, scores: np.ndarray, query_modality: str, target_modalities: object) -> np.ndarray: ...
+
+    def check_index(self, index: Searchable) -> None: ...
+
+
+@dataclass
+class SearchPlan:
+    """A checked standardized (or raw) search: unit queries, target modalities,
+    and how many raw hits each modality must return (``depth``)."""
+
+    queries: np.ndarray
+    query_modality: str
+    k: int
+    targets: list[str]
+    depth: int
+    standardizer: Transform | None
+
+    @property
+    def maps(self) -> list[tuple[float, float]]:
+        """``(mean, std)`` of (query modality, target) for every target (paper's per-pair map)."""
+        assert self.standardizer is not None
+        return [self.standardizer.affine(self.query_modality, m) for m in self.targets]
+
+
+def plan_search(
+    searchable: Searchable,
+    queries: np.ndarray,
+    query_modality: str,
+    k: int,
+    *,
+    standardizer: Transform | None = None,
+    raw: bool = False,
+    targets: Sequence[str] | None = None,
+) -> SearchPlan:
+    """Check the arguments of an adapter's ``search`` the way MixedIndex checks its own."""
+    queries = as_embeddings(queries, "queries", searchable.dim)
+    check_label(query_modality, "query modality")
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise SimstdError(f"k must be a positive integer, got {k!r}")
+    stored = searchable.modalities
+    if not stored:
+        raise SimstdError(f"the {type(searchable).__name__} is empty: add vectors before searching")
+    names = list(targets) if targets is not None else list(stored)
+    if not names:
+        raise SimstdError("targets is empty: name at least one target modality")
+    for m in names:
+        if m not in stored:
+            raise SimstdError(f"unknown target modality {m!r}; the collection holds {stored}")
+    depth = int(k)
+    if raw:
+        standardizer = None
+    else:
+        if standardizer is None:
+            raise NotFittedError(
+                "pass a fitted standardizer (standardizer=Standardizer().fit(searcher)), or search with raw=True"
+            )
+        standardizer.check_index(searchable)
+        for m in names:  # fail before searching if a pair was never fitted
+            standardizer.affine(query_modality, m)
+        if standardizer.query_shift:  # the query-adaptive shift needs each modality's shift_k best
+            depth = max(depth, int(standardizer.shift_k))
+    return SearchPlan(queries, query_modality, int(k), names, depth, standardizer)
+
+
+def merge_topk(
+    parts: Sequence[tuple[np.ndarray, np.ndarray]],
+    plan: SearchPlan,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Merge per-modality raw top lists into one top-k: ``(Z, S, I, labels)``.
+
+    ``parts[j]`` is ``search_modality``'s ``(D, I)`` for ``plan.targets[j]``.
+    Within a target modality the standardization is increasing, so the
+    top-k by standardized score lies in the union of these lists (exact when
+    each list is the modality's exact raw top ``plan.depth``). Missing hits
+    (``-1``/``None``) rank last with score ``-inf``; rows with fewer than k
+    candidates are padded with missing hits. Ties keep the candidates' order.
+    """
+    widths = [np.shape(d)[1] for d, _ in parts]
+    S = np.concatenate([np.asarray(d, dtype=np.float32) for d, _ in parts], axis=1)
+    ids = [np.asarray(i) for _, i in parts]
+    as_object = any(i.dtype == object for i in ids)
+    I = np.concatenate([i.astype(object) if as_object else i.astype(np.int64) for i in ids], axis=1)
+    nq, width = S.shape
+    if width < plan.k:  # fewer stored items than k: pad like FAISS
+        pad = plan.k - width
+        S = np.concatenate([S, np.full((nq, pad), np.nan, np.float32)], axis=1)
+        I = np.concatenate([I, np.full((nq, pad), None if as_object else -1, dtype=I.dtype)], axis=1)
+        widths = widths + [pad]
+    names = list(plan.targets) + ([""] if len(widths) > len(plan.targets) else [])
+    codes = np.repeat(np.arange(len(widths)), widths)
+    column_labels = np.asarray(names, dtype=object)[codes]
+    missing = missing_mask(I)
+    S = np.where(missing, np.float32(np.nan), S)
+    if plan.standardizer is None:
+        Z = S.copy()
+    else:
+        real = codes < len(plan.targets)
+        Z = np.full(S.shape, np.nan, np.float32)
+        Z[:, real] = plan.standardizer.transform(
+            np.where(missing[:, real], -np.inf, S[:, real]), plan.query_modality, column_labels[real][None, :]
+        ).astype(np.float32)
+    key = np.where(missing | np.isnan(Z), -np.inf, Z)
+    order = np.argsort(-key, axis=1, kind="stable")[:, : plan.k]
+    rows = np.arange(nq)[:, None]
+    Z, S, I = key[rows, order], S[rows, order], I[rows, order]
+    labels = np.where(missing_mask(I), "", column_labels[order]).astype(object)
+    return Z, S, I, labels

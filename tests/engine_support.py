@@ -1,0 +1,67 @@
+"""Shared pieces of the engine-adapter tests: the real CLIP mixed split as one
+corpus with global ids (MixedIndex's numbering), a fit, and a tie-tolerant
+top-k comparison (as FAISS's contrib/evaluation.py:check_ref_knn_with_draws)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from simstd import MixedIndex, Standardizer
+from simstd.datasets import mixed_split
+
+#: Standardized scores of two engines agree to float32 rounding of
+#: cosine/std (std ~0.03): 1e-7 / 0.03 is ~3e-6; this leaves room.
+TOL = 2e-4
+
+
+@dataclass
+class ClipCase:
+    vectors: np.ndarray  # (n, d) exact unit rows, row i = global id i
+    labels: list[str]
+    index: MixedIndex
+    standardizer: Standardizer
+    queries: dict[str, np.ndarray]
+
+
+def clip_case(pairs: np.ndarray, n_queries: int = 30) -> ClipCase:
+    # Unit rows in float32: the feature file's norms are off by up to 6e-4,
+    # which FAISS's inner product keeps and the engines' cosine removes.
+    pairs = (pairs / np.linalg.norm(pairs, axis=2, keepdims=True)).astype(np.float32)
+    split = mixed_split(pairs)
+    index = MixedIndex.from_arrays(split.corpus)
+    vectors = np.vstack([split.corpus["image"], split.corpus["text"]])
+    labels = ["image"] * len(split.corpus["image"]) + ["text"] * len(split.corpus["text"])
+    std = Standardizer(sample=150).fit(index)
+    queries = {m: q[:n_queries] for m, q in split.queries.items()}
+    return ClipCase(vectors, labels, index, std, queries)
+
+
+def assert_same_topk(got, ref, tol: float = TOL) -> None:
+    """Same top-k up to ties: equal scores row by row, the same id wherever the
+    reference score is clear of its neighbours, the same modality per id."""
+    assert got.ids.shape == ref.ids.shape
+    assert got.standardized == ref.standardized
+    np.testing.assert_allclose(got.scores, ref.scores, atol=tol)
+    np.testing.assert_allclose(got.raw_scores, ref.raw_scores, atol=tol)
+    for r in range(len(ref.ids)):
+        s = ref.scores[r]
+        clear = np.ones(len(s), bool)
+        clear[1:] &= np.abs(np.diff(s)) > tol
+        clear[:-1] &= np.abs(np.diff(s)) > tol
+        assert list(np.asarray(got.ids[r])[clear]) == list(np.asarray(ref.ids[r])[clear]), r
+        # an id outside the reference's top-k must tie with its last score
+        extra = set(np.asarray(got.ids[r]).tolist()) - set(np.asarray(ref.ids[r]).tolist())
+        for c, i in enumerate(np.asarray(got.ids[r]).tolist()):
+            if i in extra:
+                assert abs(got.scores[r, c] - s[-1]) <= tol, (r, i)
+        mine = dict(zip(np.asarray(got.ids[r]).tolist(), got.modalities[r]))
+        theirs = dict(zip(np.asarray(ref.ids[r]).tolist(), ref.modalities[r]))
+        assert all(mine[i] == theirs[i] for i in set(mine) & set(theirs))
+
+
+def assert_same_fit(a: Standardizer, b: Standardizer, tol: float = 1e-5) -> None:
+    assert a.modalities_ == b.modalities_
+    np.testing.assert_array_equal(a.n_, b.n_)
+    np.testing.assert_allclose(a.mean_, b.mean_, atol=tol)
+    np.testing.assert_allclose(a.std_, b.std_, atol=tol)
