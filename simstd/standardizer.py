@@ -43,6 +43,13 @@ def terms_path(path: str | Path) -> Path:
     return path.with_name(stem + TERMS_SUFFIX)
 
 
+#: A fitted pair needs at least this many positive scores (a spread needs two).
+MIN_PAIRS = 2
+#: Below this std (in cosine units) a pair counts as zero variance: float32
+#: cosines of distinct items differ by more.
+MIN_STD = 1e-6
+
+
 class Standardizer:
     """Fit per-modality-pair score statistics and z-standardize raw scores.
 
@@ -306,6 +313,27 @@ class Standardizer:
         self.index_fingerprint_ = None
         return self
 
+    def check_degenerate(self) -> None:
+        """Raise if a fitted modality pair cannot standardize: fewer than
+        MIN_PAIRS positive scores, or (numerically) zero spread. ``simstd fit``
+        and ``MixedIndex.save`` refuse such a fit: saved, it would make every
+        query of that pair fail. (In memory it stays usable for its other pairs.)"""
+        self._check_fitted()
+        for row in self.table():
+            pair = f"({row['query_modality']!r}, {row['target_modality']!r})"
+            if row["n"] < MIN_PAIRS:
+                raise SimstdError(
+                    f"too few pseudo pairs for modality pair {pair}: {row['n']} (at least {MIN_PAIRS} are needed "
+                    "to estimate a spread, thousands for a stable one); fit on more pseudo queries "
+                    "(e.g. simstd fit --sample 10000, or --sample 0 for all items)"
+                )
+            if not row["std"] >= MIN_STD:
+                raise SimstdError(
+                    f"modality pair {pair} has zero variance: all {row['n']} pseudo-pair scores are "
+                    f"{row['mean']:.6f}, so nothing can be standardized; the pseudo queries are probably copies "
+                    "of one item or of the indexed items: fit on more, distinct pseudo queries"
+                )
+
     def _set_stats(self, labels: list[str], n: np.ndarray, mean: np.ndarray, m2: np.ndarray) -> None:
         n = np.asarray(n, dtype=np.int64)
         seen = n > 0
@@ -550,7 +578,14 @@ class Standardizer:
                 i, j = labels.index(row["query_modality"]), labels.index(row["target_modality"])
                 n[i, j] = int(row["n"])
                 mean[i, j] = float(row["mean"])
-                m2[i, j] = float(row["var"]) * n[i, j]
+                var = float(row["var"])
+                if n[i, j] < 1 or not np.isfinite(mean[i, j]) or not (np.isfinite(var) and var >= 0):
+                    raise CorruptFileError(
+                        f"{source} is invalid: pair ({row['query_modality']!r}, {row['target_modality']!r}) has "
+                        f"n={n[i, j]}, mean={row['mean']!r}, var={row['var']!r} (need n >= 1, a finite mean and "
+                        f"a finite variance >= 0); {fix}"
+                    )
+                m2[i, j] = var * n[i, j]
             std._set_stats(labels, n, mean, m2)
             std.dim_ = data.get("dim")
             std.model_ = data.get("model")

@@ -63,7 +63,8 @@ def test_index_path_from_environment(files, built):
 
 def test_add_keeps_the_stale_fit_serving(files, built):
     assert run("fit", "--index", built).exit_code == 0
-    r = run("add", "--index", built, "-e", f"image={files / 'i.npy'}")
+    np.save(files / "i2.npy", unit_rows(np.random.default_rng(7), 30, 16, -4.0))
+    r = run("add", "--index", built, "-e", f"image={files / 'i2.npy'}")
     assert r.exit_code == 0 and "stale" in r.output
     assert MixedIndex.load(built, load_standardizer=False).counts == {"text": 40, "image": 60}
     r = run("query", "--like", 0, "--index", built, "--format", "jsonl")

@@ -172,6 +172,7 @@ def _fit(index_path: str, queries: str | None, query_modality: str | None, sampl
     std = Standardizer(method=method, hubness_k=hubness_k, hubness_bank=hubness_bank or None,
                        n_pseudo=n_pseudo, sample=sample or None, seed=seed)
     std.fit(index, queries=qvec, query_modalities=query_modality)
+    std.check_degenerate()  # refuse before anything is written
     index.standardizer = std
     if std.method == "hubness":  # the terms go into the shards once, here, not at every query
         index.fold_terms(std)

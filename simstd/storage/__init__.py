@@ -12,24 +12,27 @@ Public surface:
 - :func:`register_part` / :class:`Part` -- add a named file to every version
   (e.g. per-item terms ``item_terms.npy``) without changing this package;
 - :func:`open_version` / :class:`Version` -- read a version's named files;
-- :func:`verify` -- check every file against the manifest (``simstd check``).
+- :func:`verify` -- check every file against the manifest; :func:`check_index`
+  also checks their content (``simstd check``).
 
 ``MixedIndex.save`` / ``MixedIndex.load`` use all of this.
 """
 from __future__ import annotations
 
-from .layout import Part, legacy_paths, parts, register_part, version_files
+from .layout import CheckReport, Part, check_index, legacy_paths, parts, register_part, version_files
 from .lock import DEFAULT_TIMEOUT, holds_lock, store_dir, writer_lock
 from .manifest import FileEntry, Manifest, read_manifest
 from .versions import Version, VersionWriter, commit, current_version, open_version, read_version, verify
 
 __all__ = [
     "DEFAULT_TIMEOUT",
+    "CheckReport",
     "FileEntry",
     "Manifest",
     "Part",
     "Version",
     "VersionWriter",
+    "check_index",
     "commit",
     "current_version",
     "holds_lock",

@@ -93,6 +93,8 @@ def save_index(index: "MixedIndex", path: str | Path, *, lock_timeout: float | N
     is there (``simstd build`` over an existing index).
     """
     path = Path(path)
+    if index.standardizer is not None:
+        index.standardizer.check_degenerate()  # a saved fit that cannot standardize fails every query
     here = os.path.realpath(path)
     origin = getattr(index, "_origin", None)
     same = origin is not None and origin[0] == here
@@ -304,3 +306,87 @@ def version_files(path: str | Path) -> dict[str, Path]:
     if path.exists() and not is_manifest(path):
         return {k: p for k, p in legacy_paths(path).items() if p.exists()}
     return read_version(path, lambda v: {n: v.file(n) for n in v.manifest.files})
+
+
+# ------------------------------------------------------------------- checks
+@dataclass
+class CheckReport:
+    """What :func:`check_index` found: one line per problem (empty = intact)."""
+
+    path: str
+    version: str | None
+    files: dict[str, int]  # name -> size of every verified file
+    problems: list[str]
+    notes: list[str]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def check_index(path: str | Path, cls: type) -> CheckReport:
+    """Verify the index at ``path`` completely: every file of the current version
+    against the manifest (exists, size, BLAKE2b), then every file's content
+    (FAISS shards deserialize with the manifest's counts and dimension, SQLite
+    passes ``PRAGMA integrity_check`` and holds one row per item, fitted models
+    parse with finite statistics). ``cls`` is the index class that loads it
+    (:class:`~simstd.MixedIndex`). Never modifies anything."""
+    from .lock import store_dir
+    from .versions import verify
+
+    path = Path(path)
+    report = CheckReport(str(path), None, {}, [], [])
+    if not path.exists():
+        report.problems.append(f"{path} does not exist")
+        return report
+    if not is_manifest(path):
+        report.version = current_version(path)
+        report.notes.append(f"{path} is in the old single-file layout (no checksums); the next write "
+                            "(simstd add or fit) converts it")
+        files = {k: p for k, p in legacy_paths(path).items() if p.exists()}
+        report.files = {p.name: p.stat().st_size for p in files.values()}
+        _check_content(cls, path, report, files.get("sqlite"))
+        return report
+    version, problems = verify(path)
+    report.problems.extend(problems)
+    if version is None:
+        return report
+    report.version = version.version
+    report.files = {n: e.size for n, e in version.manifest.files.items()}
+    if not problems:
+        _check_content(cls, path, report, version.folder / ITEMS)
+    leftovers = [p for p in path.parent.glob(f".{path.name}.*.tmp")]
+    folder = store_dir(path)
+    if folder.is_dir():
+        leftovers += [p for p in folder.glob(".*.tmp")]
+    if leftovers:
+        report.notes.append(f"{len(leftovers)} temporary file(s) of an interrupted write (removed by the next write): "
+                            + ", ".join(p.name for p in leftovers[:5]))
+    return report
+
+
+def _check_content(cls: type, path: Path, report: CheckReport, items: Path | None) -> None:
+    import sqlite3
+
+    try:
+        index = load_index(cls, path, verify=True)  # opened like a reader does, every checksum verified
+    except SimstdError as exc:
+        report.problems.append(str(exc))
+        return
+    if items is not None:
+        try:
+            conn = sqlite3.connect(f"file:{items}?mode=ro", uri=True)
+            try:
+                status = conn.execute("PRAGMA integrity_check").fetchone()[0]
+                rows = dict(conn.execute("SELECT modality, count(*) FROM items GROUP BY modality").fetchall())
+            finally:
+                conn.close()
+        except sqlite3.DatabaseError as exc:
+            report.problems.append(f"{items} is corrupt ({exc})")
+            return
+        if status != "ok":
+            report.problems.append(f"{items} fails SQLite's integrity check ({status})")
+        if rows != index.counts:
+            report.problems.append(f"{items} holds {rows} items per modality, the shards {index.counts}")
+    if index.fit_is_stale:
+        report.notes.append("the fit is stale (items were added since): queries use it until `simstd fit`")
