@@ -8,6 +8,7 @@ skipped; they never abort the build.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -62,6 +63,9 @@ def _ingest_images(encoder: Encoder, root: Path, index: MixedIndex, report: Inge
     done = index.store.field_values("image", "path")
     todo = [p for p in paths if str(p.resolve()) not in done]
     report.already_indexed["image"] = len(paths) - len(todo)
+    named = [p for p in todo if _utf8_name(p)]  # the payload (JSON in SQLite) must be UTF-8
+    report.skipped.extend((_shown(p), "file name is not valid UTF-8: rename the file") for p in todo if p not in named)
+    todo = named
     added = 0
     bar = _progress(len(todo), "images", progress)
     for start in range(0, len(todo), CHUNK):
@@ -88,6 +92,18 @@ def _ingest_texts(encoder: Encoder, path: Path, text_field: str, index: MixedInd
         vectors = encoder.encode_texts([t for t, _ in todo])
         index.add(vectors, "text", [{"text": t, "source": source, "source_line": n} for t, n in todo])
     report.added["text"] = len(todo)
+
+
+def _utf8_name(path: Path) -> bool:
+    try:
+        str(path.resolve()).encode("utf-8")
+    except UnicodeEncodeError:  # undecodable bytes, kept by Python as surrogates
+        return False
+    return True
+
+
+def _shown(path: Path) -> str:
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
 def _progress(total: int, unit: str, enabled: bool):  # noqa: ANN202

@@ -8,7 +8,9 @@ machines is JSON lines (``--format jsonl``), for people a table.
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import sys
 import warnings
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -33,10 +35,23 @@ class SimstdGroup(click.Group):
             warnings.showwarning = _show_warning
             try:
                 return super().invoke(ctx)
+            except BrokenPipeError:  # `simstd query ... | head -1`: the reader has all it wants
+                _silence_stdout()
+                raise click.exceptions.Exit(0) from None
             except SimstdError as exc:
                 raise click.ClickException(str(exc)) from None
             except OSError as exc:
                 raise click.ClickException(f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": ")) from None
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush does not fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
@@ -94,13 +109,20 @@ def _pairs(values: Sequence[str], option: str) -> list[tuple[str, str]]:
 
 
 def read_jsonl(path: str | Path) -> list[dict]:
-    """Read one JSON object per line; errors name the line."""
+    """Read one JSON object per line (UTF-8); errors name the line."""
     path = Path(path)
     if not path.exists():
         raise SimstdError(f"metadata file {path} does not exist; check the path")
     records = []
-    with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
+    with path.open("rb") as fh:
+        for lineno, raw in enumerate(fh, start=1):
+            try:
+                line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
+            except UnicodeDecodeError as exc:
+                raise SimstdError(
+                    f"{path}:{lineno} is not UTF-8 text (byte 0x{raw[exc.start]:02x} at column {exc.start + 1}); "
+                    "save the metadata as UTF-8 (e.g. iconv -f latin1 -t utf-8)"
+                ) from None
             if not line.strip():
                 raise SimstdError(f"{path}:{lineno} is empty; metadata JSONL needs one JSON object per vector row")
             try:
@@ -135,12 +157,19 @@ def _load_embeddings(embeddings: Sequence[str], meta: Sequence[str]) -> tuple[di
     return arrays, metadata
 
 
+def shown_cosine(value: float) -> float:
+    """A cosine as shown to people and machines: float32 rounding of unit
+    vectors gives 1.0003; the search keeps the raw score, the output clips it."""
+    return min(1.0, max(-1.0, float(value)))
+
+
 def result_records(result: SearchResult, labels: Sequence[str]) -> Iterable[dict]:
     """One flat dict per hit: query, rank, id, modality, score, raw_score, (confidence, uncertainty,)
     then the metadata fields."""
     for i, label in enumerate(labels):
         for hit in result.hits(i):
             record = {"query": label, **{k: v for k, v in hit.items() if k != "metadata"}}
+            record["raw_score"] = shown_cosine(record["raw_score"])
             for key, value in hit["metadata"].items():
                 record[key if key not in record else f"meta_{key}"] = value
             yield record
@@ -174,7 +203,7 @@ def _hits_table(result: SearchResult, i: int, label: str) -> str:
     rows, header = [], ["rank", "z-score", "cosine", "modality", "id", "item"]
     hits = result.hits(i)
     for h in hits:
-        rows.append([h["rank"], f"{h['score']:.3f}", f"{h['raw_score']:.3f}", h["modality"], h["id"],
+        rows.append([h["rank"], f"{h['score']:.3f}", f"{shown_cosine(h['raw_score']):.3f}", h["modality"], h["id"],
                      _payload(h["metadata"])])
     if result.confidence is not None:  # the label-free posterior share of each hit
         header.insert(3, "conf")

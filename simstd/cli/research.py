@@ -231,6 +231,11 @@ def eval_command(pairs: str | None, second: str | None, data: str | None, index_
         click.echo(report.to_text())
 
 
+#: Fewest pairs `simstd plot` draws from: below, a modality pair has one or two
+#: pseudo positives (no spread to standardize with) or no gold pair at all.
+MIN_PLOT_PAIRS = 10
+
+
 @main.command("plot")
 @click.argument("pairs", type=click.Path(dir_okay=False))
 @click.argument("second", required=False, type=click.Path(dir_okay=False))
@@ -259,6 +264,9 @@ def plot_command(pairs: str, second: str | None, out_dir: str, kind: str, modali
     names = _method_list(methods) if methods else list(DEFAULT_PLOT_METHODS)
     labels = _two_modalities(modalities)
     data = load_pairs(pairs, second)
+    if data.shape[1] < MIN_PLOT_PAIRS:  # the mixed split leaves each modality too few items to fit and draw
+        raise SimstdError(f"{pairs} holds {data.shape[1]} pairs; plot needs at least {MIN_PLOT_PAIRS} "
+                          "(half of them become the mixed corpus, the rest the queries)")
     stem = Path(pairs).stem
     out = Path(out_dir)
     written = []

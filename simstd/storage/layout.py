@@ -84,6 +84,18 @@ def parts() -> dict[str, Part]:
     return dict(_PARTS)
 
 
+def check_path(path: str | Path) -> Path:
+    """Index paths must be valid UTF-8: FAISS and SQLite open files by UTF-8 name."""
+    path = Path(path)
+    try:
+        str(path.absolute()).encode("utf-8")
+    except UnicodeEncodeError:
+        shown = os.fsencode(path).decode("utf-8", "backslashreplace")
+        raise SimstdError(f"index path {shown} is not valid UTF-8 (FAISS and SQLite need UTF-8 file names); "
+                          "use a name (and folder) in UTF-8") from None
+    return path
+
+
 # ------------------------------------------------------------------- saving
 def save_index(index: "MixedIndex", path: str | Path, *, lock_timeout: float | None = DEFAULT_TIMEOUT) -> str:
     """Commit ``index`` as a new version of the index at ``path``; returns the version id.
@@ -92,7 +104,7 @@ def save_index(index: "MixedIndex", path: str | Path, *, lock_timeout: float | N
     writer committed since (no lost update); otherwise it replaces whatever
     is there (``simstd build`` over an existing index).
     """
-    path = Path(path)
+    path = check_path(path)
     if index.standardizer is not None:
         index.standardizer.check_degenerate()  # a saved fit that cannot standardize fails every query
     here = os.path.realpath(path)
@@ -174,7 +186,7 @@ def load_index(cls: type, path: str | Path, *, load_standardizer: bool = True,
 
     ``verify``: None checksums files up to VERIFY_LIMIT bytes, True all, False none.
     """
-    path = Path(path)
+    path = check_path(path)
     if not path.exists():
         raise SimstdError(f"index file {path} does not exist; build it with `simstd build`")
     for _ in range(3):
