@@ -9,16 +9,16 @@ target modality) pair on pseudo positives (Yamashita, Shirafuji and Saito,
 ``b``::
 
     u(q, c)   = s(q, c) - rho_c^a / 2           item-corrected similarity
-    r_q^b     = mean of q's K best u(q, .) over the items of b
+    r_q^b     = mean cosine s(q, .) of q's K nearest items of b by u
     score     = (2 u(q, c) - r_q^b - mean_ab) / std_ab
 
 ``rho_c^a`` (this module) is the mean of ``c``'s ``K`` best cosines among the
 *other* stored items of modality ``a``: how much of a hub ``c`` is for queries
 of modality ``a``. ``2 u - r_q^b = 2 s - rho_c^a - r_q^b`` is CSLS's
-``2 s - r_q - r_c``; the query term ``r_q^b`` is measured on the item-corrected
-similarity, so it comes from the very candidates one search returns (CSLS
-measures it on raw cosines, which would take a second search; with constant
-item terms the two differ by a constant that ``mean_ab`` absorbs).
+``2 s - r_q - r_c``; the query term ``r_q^b`` averages the cosines of the
+query's K nearest items *by the corrected similarity*, so it comes from the
+very candidates one search returns (CSLS takes the K nearest by raw cosine,
+which would take a second search; with constant item terms they coincide).
 ``mean_ab`` and ``std_ab`` are the mean and std of ``2 u - r_q^b`` over
 pseudo-positive pairs (each sampled item's best ``u`` in ``b``, itself left
 out), so the score is a z-score comparable across pairs, like the paper's.
@@ -179,8 +179,8 @@ def query_terms(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(u, ids, r_q)`` of queries ``X`` (modality ``query_modality``) against the
     items of ``target``: the candidates' item-corrected similarities ``u``
-    (best first, ``-inf`` where missing), their ids, and ``r_q``, the mean of
-    each query's ``k`` best ``u`` (its own item, ``self_ids``, left out).
+    (best first, ``-inf`` where missing), their ids, and ``r_q``, the mean
+    cosine of each query's ``k`` best by ``u`` (its own item, ``self_ids``, left out).
 
     ``terms_of(ids, a)`` returns ``rho^a`` of items. A store that ranks by raw
     cosine is asked for each query's top ``width`` and they are re-ranked by
@@ -195,8 +195,8 @@ def query_terms(
         valid &= I != np.asarray(self_ids)[:, None]
     u = np.where(valid, D - 0.5 * terms_of(np.where(valid, I, 0), query_modality), -np.inf)
     order = np.argsort(-u, axis=1, kind="stable")
-    u, I = np.take_along_axis(u, order, axis=1), np.take_along_axis(I, order, axis=1)
-    return u, I, topk_mean(u, k)
+    u, I, D = (np.take_along_axis(x, order, axis=1) for x in (u, I, D))
+    return u, I, nearest_mean(D, np.isfinite(u), k)
 
 
 def pseudo_positive_scores(
@@ -255,6 +255,33 @@ def background_moments(
     return mean, std
 
 
+def tail_scales(searchable: Searchable, columns: list[str], quantile: float, seed: int,
+                cap: int = 2000) -> np.ndarray:
+    """``beta_ab`` ``(M, M)``: the mean excess of the (a, b) cosines over their
+    ``quantile``, from up to ``cap`` seeded items of each modality (self pairs
+    left out); the pair's std where the tail is empty, 1 if that is 0 too."""
+    rng = np.random.default_rng(seed)
+    picked = {}
+    for m in columns:
+        ids = searchable.ids(m)
+        if len(ids) > cap:
+            ids = ids[np.sort(rng.choice(len(ids), size=cap, replace=False))]
+        picked[m] = (ids, searchable.reconstruct(ids).astype(np.float64))
+    out = np.full((len(columns), len(columns)), np.nan)
+    for i, a in enumerate(columns):
+        for j, b in enumerate(columns):
+            (ia, Xa), (ib, Xb) = picked[a], picked[b]
+            S = Xa @ Xb.T
+            v = S[ia[:, None] != ib[None, :]]
+            if v.size < 2:
+                continue
+            cut = np.quantile(v, quantile)
+            tail = v[v > cut]
+            excess = float(tail.mean() - cut) if tail.size else 0.0
+            out[i, j] = excess if excess > 0 else (float(v.std()) or 1.0)
+    return out
+
+
 def sample_queries(searchable: Searchable, sample: int | None, rng: np.random.Generator):
     """``(modality, ids, vectors)`` of a seeded sample of each modality's stored items."""
     for a in searchable.modalities:
@@ -262,6 +289,20 @@ def sample_queries(searchable: Searchable, sample: int | None, rng: np.random.Ge
         if sample is not None and sample < len(q_ids):
             q_ids = q_ids[np.sort(rng.choice(len(q_ids), size=int(sample), replace=False))]
         yield a, q_ids, searchable.reconstruct(q_ids)
+
+
+def nearest_mean(S: np.ndarray, valid: np.ndarray, k: int) -> np.ndarray:
+    """Mean of ``S`` over each row's first ``k`` valid columns (0 if none): the
+    query term ``r_q`` when columns are sorted by ``u``, best first."""
+    take = valid & (np.cumsum(valid, axis=-1) <= k)
+    return np.where(take, S, 0.0).sum(axis=-1) / np.maximum(take.sum(axis=-1), 1)
+
+
+def query_term(S: np.ndarray, u: np.ndarray, k: int) -> np.ndarray:
+    """``r_q``: mean cosine ``S`` of each row's ``k`` best by ``u`` (finite ``u`` only)."""
+    order = np.argsort(-u, axis=-1, kind="stable")
+    u, S = np.take_along_axis(u, order, axis=-1), np.take_along_axis(S, order, axis=-1)
+    return nearest_mean(S, np.isfinite(u), k)
 
 
 def corrected_scores(
@@ -274,15 +315,16 @@ def corrected_scores(
     """``2u - r_q`` for candidate cosines ``S`` ``(nq, C)`` whose items have terms
     ``item_rho`` (``rho^a`` for the query modality ``a``); ``codes`` (``C,`` or
     ``nq, C``) names each column's target modality. ``r_q`` per row and target
-    modality is the mean of the ``k`` best ``u`` among that modality's columns:
-    a row must hold the query's ``k`` best of every modality present."""
-    u = np.asarray(S, dtype=np.float64) - 0.5 * np.asarray(item_rho, dtype=np.float64)
+    modality is the mean cosine of the ``k`` best by ``u`` among that modality's
+    columns: a row must hold the query's ``k`` best of every modality present."""
+    S = np.asarray(S, dtype=np.float64)
+    u = S - 0.5 * np.asarray(item_rho, dtype=np.float64)
     if valid is not None:
         u = np.where(valid, u, -np.inf)
     codes = np.broadcast_to(codes, u.shape)
     out = np.full(u.shape, -np.inf)
     for code in np.unique(codes):
         mine = codes == code
-        r = topk_mean(np.where(mine, u, -np.inf), k)
+        r = query_term(S, np.where(mine, u, -np.inf), k)
         out = np.where(mine, 2 * u - r[..., None], out)
     return out

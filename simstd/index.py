@@ -37,6 +37,7 @@ from .engines.faiss import augment, fold_terms, term_columns
 from .errors import FingerprintMismatchError, NotFittedError, SimstdError
 from .standardizer import Standardizer
 from .storage.layout import Part, register_part
+from .hubness import nearest_mean
 from .stats import topk_mean
 from .store import MetadataStore
 from .validation import as_embeddings, check_label, load_npy
@@ -471,7 +472,7 @@ class MixedIndex:
                 U = S
                 rho = standardizer.item_terms(np.where(missing, 0, I), query_modality).astype(np.float32)
                 S = U + np.float32(0.5) * rho  # the raw cosines
-                V = self._query_term(U, missing, widths, int(standardizer.hubness_k))
+                V = self._query_term(U, S, missing, widths, int(standardizer.hubness_k))
                 Z = (V - mean) / std
             else:
                 Z = (S - mean) / std
@@ -501,14 +502,16 @@ class MixedIndex:
         return SearchResult(Z, I, S, labels, query_modality, not raw, self.store, np.exp(-U), U)
 
     @staticmethod
-    def _query_term(U: np.ndarray, missing: np.ndarray, widths: list[int], hubness_k: int) -> np.ndarray:
-        """``2u - r_q`` per shard block, ``r_q`` the mean of its ``hubness_k`` best ``u``
-        (:func:`simstd.hubness.corrected_scores`; shard columns arrive sorted, best first)."""
+    def _query_term(U: np.ndarray, S: np.ndarray, missing: np.ndarray, widths: list[int],
+                    hubness_k: int) -> np.ndarray:
+        """``2u - r_q`` per shard block, ``r_q`` the mean cosine of its ``hubness_k`` best
+        by ``u`` (:func:`simstd.hubness.corrected_scores`); a shard's columns arrive
+        sorted by ``u``, best first, so those are its first valid columns."""
         V = 2 * U
         start = 0
         for width in widths:
             block = slice(start, start + width)
-            local = topk_mean(np.where(missing[:, block], -np.inf, U[:, block]), hubness_k)
+            local = nearest_mean(S[:, block], ~missing[:, block], hubness_k)
             V[:, block] -= local[:, None].astype(np.float32)
             start += width
         return V

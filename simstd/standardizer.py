@@ -67,6 +67,14 @@ class Standardizer:
     hubness_bank:
         Items per modality the terms are measured against: above it, a seeded
         random bank of that size (``None``: always all items, exact, ``n^2``).
+    hubness_scale:
+        The per-pair scale ``beta_ab`` that makes the corrected scores of the
+        modality pairs comparable: ``"tail"`` (default), the mean excess of
+        the pair's cosines over their ``hubness_quantile`` (the scale of the
+        extreme tail, where rankings live), or ``"pseudo"``, the z-score of
+        the corrected score over pseudo positives (centred on their mean).
+    hubness_quantile:
+        The quantile of the tail scale (0.999).
     n_pseudo:
         Pseudo positives per pseudo query and target modality: the top
         ``n_pseudo`` neighbours. The paper uses 1.
@@ -101,6 +109,8 @@ class Standardizer:
     dim_, model_, index_fingerprint_ : what the fit was made on (may be None)
     terms_ : (n_items, M) float32, ``method="hubness"`` only: ``rho`` of item
         id ``i`` for query modality ``modalities_[j]`` at ``[i, j]``
+    centre_, scale_ : (M, M) float64, ``method="hubness"`` only: the map
+        ``score = (2u - r_q - centre) / scale`` of each pair
     banks_ : dict modality -> :class:`simstd.hubness.Bank` the terms were measured against
     """
 
@@ -109,6 +119,8 @@ class Standardizer:
         method: str = "paper",
         hubness_k: int = 10,
         hubness_bank: int | None = 8192,
+        hubness_scale: str = "tail",
+        hubness_quantile: float = 0.999,
         n_pseudo: int = 1,
         source: str = "pseudo",
         sample: int | None = 10_000,
@@ -119,6 +131,8 @@ class Standardizer:
         self.method = method
         self.hubness_k = hubness_k
         self.hubness_bank = hubness_bank
+        self.hubness_scale = hubness_scale
+        self.hubness_quantile = hubness_quantile
         self.n_pseudo = n_pseudo
         self.source = source
         self.sample = sample
@@ -137,6 +151,12 @@ class Standardizer:
             or self.hubness_bank < 1
         ):
             raise SimstdError(f"hubness_bank must be a positive integer or None (all items), got {self.hubness_bank!r}")
+        if self.hubness_scale not in ("tail", "pseudo"):
+            raise SimstdError(f"hubness_scale must be 'tail' or 'pseudo', got {self.hubness_scale!r}")
+        if isinstance(self.hubness_quantile, bool) or not (
+            isinstance(self.hubness_quantile, (int, float, np.number)) and 0.5 <= self.hubness_quantile < 1
+        ):
+            raise SimstdError(f"hubness_quantile must be a number in [0.5, 1), got {self.hubness_quantile!r}")
         if self.method == "hubness" and self.source != "pseudo":
             raise SimstdError('method="hubness" fits on pseudo positives of the stored items; use source="pseudo"')
         if self.method == "hubness" and self.query_shift:
@@ -233,6 +253,11 @@ class Standardizer:
         if self.modalities_ != columns:
             raise SimstdError(f"pseudo positives cover {self.modalities_}, the store holds {columns}")
         self._set_terms(terms, banks)
+        if self.hubness_scale == "tail":
+            self.centre_ = np.zeros_like(self.mean_)
+            self.scale_ = hubness.tail_scales(searchable, columns, float(self.hubness_quantile), int(self.seed))
+        else:
+            self.centre_, self.scale_ = self.mean_.copy(), self.std_.copy()
         self.dim_ = int(searchable.dim)
         self.model_ = getattr(searchable, "model", None)
         self.index_fingerprint_ = getattr(searchable, "fingerprint", None)
@@ -361,7 +386,22 @@ class Standardizer:
             ) from None
 
     def affine(self, query_modality: str, target_modality: str) -> tuple[float, float]:
-        """Return ``(mean, std)`` of a pair, raising if it cannot standardize."""
+        """Return ``(centre, scale)`` of a pair, raising if it cannot standardize: the
+        standardized score is ``(score - centre) / scale``, with ``score`` the raw
+        cosine (paper) or ``2u - r_q`` (hubness); for the paper these are the
+        mean and std of the pseudo positives."""
+        if self.method == "hubness":
+            self._check_hubness()
+            q, t = self._code(query_modality), self._code(target_modality)
+            centre, scale = float(self.centre_[q, t]), float(self.scale_[q, t])
+            if not (np.isfinite(centre) and scale > 0):
+                raise NotFittedError(f"pair ({query_modality!r}, {target_modality!r}) has no hubness scale "
+                                     "(too few items of those modalities); index more items and refit")
+            return centre, scale
+        return self.positive_moments(query_modality, target_modality)
+
+    def positive_moments(self, query_modality: str, target_modality: str) -> tuple[float, float]:
+        """``(mean, std)`` of a pair's positive scores (the score the method standardizes)."""
         self._check_fitted()
         q, t = self._code(query_modality), self._code(target_modality)
         n, std = int(self.n_[q, t]), float(self.std_[q, t])
@@ -523,6 +563,8 @@ class Standardizer:
                             "mean": float(self.mean_[i, j]),
                             "std": float(self.std_[i, j]),
                             "var": float(self.var_[i, j]),
+                            **({"centre": float(self.centre_[i, j]), "scale": float(self.scale_[i, j])}
+                               if self.method == "hubness" else {}),
                         }
                     )
         return rows
@@ -541,6 +583,8 @@ class Standardizer:
                 "method": self.method,
                 "hubness_k": int(self.hubness_k),
                 "hubness_bank": None if self.hubness_bank is None else int(self.hubness_bank),
+                "hubness_scale": self.hubness_scale,
+                "hubness_quantile": float(self.hubness_quantile),
                 "n_pseudo": int(self.n_pseudo),
                 "source": self.source,
                 "sample": None if self.sample is None else int(self.sample),
@@ -574,6 +618,7 @@ class Standardizer:
             n = np.zeros((m, m), dtype=np.int64)
             mean = np.zeros((m, m))
             m2 = np.zeros((m, m))
+            centre, scale = np.full((m, m), np.nan), np.full((m, m), np.nan)
             for row in data["pairs"]:
                 i, j = labels.index(row["query_modality"]), labels.index(row["target_modality"])
                 n[i, j] = int(row["n"])
@@ -586,7 +631,14 @@ class Standardizer:
                         f"a finite variance >= 0); {fix}"
                     )
                 m2[i, j] = var * n[i, j]
+                if std.method == "hubness":
+                    centre[i, j], scale[i, j] = float(row["centre"]), float(row["scale"])
+                    if not (np.isfinite(centre[i, j]) and scale[i, j] > 0):
+                        raise CorruptFileError(f"{source} is invalid: pair ({row['query_modality']!r}, "
+                                               f"{row['target_modality']!r}) has hubness scale {row['scale']!r}; {fix}")
             std._set_stats(labels, n, mean, m2)
+            if std.method == "hubness":
+                std.centre_, std.scale_ = centre, scale
             std.dim_ = data.get("dim")
             std.model_ = data.get("model")
             std.index_fingerprint_ = data.get("index_fingerprint")

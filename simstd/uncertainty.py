@@ -129,7 +129,7 @@ class UncertaintyModel:
         for i, a in enumerate(labels):
             for j, t in enumerate(labels):
                 try:
-                    pos_mean[i, j], pos_std[i, j] = std.affine(a, t)
+                    pos_mean[i, j], pos_std[i, j] = std.positive_moments(a, t)
                 except NotFittedError:
                     pass
         none = np.empty(0, np.int64)

@@ -62,7 +62,7 @@ def test_hubness_search_equals_brute_force_on_flat(counts, dim, nq, data):
     std = Standardizer(method="hubness", hubness_k=hk, sample=None).fit(index)
     # Pair statistics with very different scales, as real modality gaps have.
     m = len(labels)
-    std._set_stats(std.modalities_, np.ones((m, m), np.int64), rng.uniform(-2, 2, (m, m)), rng.uniform(0.01, 1, (m, m)))
+    std.centre_, std.scale_ = rng.uniform(-2, 2, (m, m)), rng.uniform(0.1, 1, (m, m))
     qm = data.draw(st.sampled_from(labels))
     k = data.draw(st.integers(1, sum(counts)))
     queries = unit_rows(rng, nq, dim, shift=float(rng.uniform(-3, 3)))
