@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# clip-retrieval's own ClipClient, for the compatibility test of `simstd serve`
-# (tests/test_serve_clip_retrieval.py). Installed without its dependencies: the
+# clip-retrieval's own ClipClient and built web front (front/build/ in the wheel),
+# for the compatibility tests of `simstd serve` (tests/test_serve_clip_retrieval.py). Installed without its dependencies: the
 # wheel's full stack (torch pins, pyspark, flask, ...) is not needed, since
 # clip_client.py only needs `requests` (a test extra of simstd).
 #

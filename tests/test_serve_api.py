@@ -238,6 +238,10 @@ def test_cors_is_off_unless_asked(vec_db, vec_client):
         assert r.headers["access-control-allow-origin"] == "http://localhost:3000"
         r = client.get("/health", headers=headers)
         assert "access-control-allow-origin" not in r.headers
+    with TestClient(create_app(vec_db, encoder=None, cors_origins=["http://localhost:3000"],
+                               max_body_bytes=1024)) as client:  # a refusal still carries CORS headers
+        r = client.post("/search", content=b" " * 2048, headers={"Origin": "http://localhost:3000"})
+        assert r.status_code == 413 and r.headers["access-control-allow-origin"] == "http://localhost:3000"
 
 
 def test_create_app_refuses_bad_setup(tmp_path, vec_db):

@@ -3,6 +3,7 @@ only `requests`) against `simstd serve` on a real uvicorn, loopback only."""
 from __future__ import annotations
 
 import importlib.util
+import os
 from pathlib import Path
 
 import pytest
@@ -92,3 +93,43 @@ def test_indices_list_metadata_and_errors(server):
     assert len(many) == 32 and ("caption" in many[0] or "image_path" in many[0])
     assert all(set(r) >= {"id", "similarity"} for r in many) and not any("caption" in r or "image_path" in r
                                                                          for r in many[2:])
+
+
+def test_clip_front_in_chromium_shows_the_images(serve_corpus, clip_encoder, tmp_path):
+    """clip-retrieval's own web front (the built files in its wheel), served from another
+    loopback origin, searching `simstd serve` (CORS allowed for that origin only)."""
+    import functools
+    import http.server
+    import threading
+
+    cdp_browser = pytest.importorskip("cdp_browser")
+    if cdp_browser.find_chromium() is None:
+        pytest.skip("chromium is not installed (bash .ci/install-system.sh)")
+    _load_clip_client()  # skips without the wheel
+    spec = importlib.util.find_spec("clip_retrieval")
+    front = Path(spec.submodule_search_locations[0]).parent / "front" / "build"
+    if not (front / "index.html").exists():
+        pytest.skip(f"the clip-retrieval wheel has no built front at {front}")
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):  # noqa: ANN002
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(front)))
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    origin = f"http://127.0.0.1:{httpd.server_address[1]}"
+    images = ("[...document.querySelector('clip-front').shadowRoot.querySelectorAll('img')]"
+              ".filter(i => i.src.startsWith(BACK + '/images/'))")
+    try:
+        app = create_app(serve_corpus, encoder=clip_encoder, cors_origins=[origin])
+        with uvicorn_server(app) as back, cdp_browser.Browser() as browser:
+            browser.goto(f"{origin}/?back={back}&index=db&query=a%20red%20circle")
+            js = images.replace("BACK", f"'{back}'")
+            browser.wait_for(f"document.querySelector('clip-front') && {js}.length === 16 && "
+                             f"{js}.every(i => i.complete && i.naturalWidth > 0)", 60, "clip front's results")
+            shot = browser.screenshot(os.environ.get("SIMSTD_FRONT_SCREENSHOT") or tmp_path / "front.png")
+            assert shot.stat().st_size > 10_000
+    finally:
+        httpd.shutdown()
+        thread.join(10)

@@ -93,13 +93,15 @@ def create_app(index_path: str | Path, *, encoder: Encoder | str | None = AUTO, 
     def page() -> FileResponse:
         return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
 
+    # The last added is the outermost: CORS (so even a 413 carries its headers), then the size limit
+    # (before anything reads the body), then the Content-Type fix for ClipClient.
+    app.add_middleware(AssumeJSON, paths=("/knn-service", "/metadata"))
+    app.add_middleware(BodySizeLimit, max_bytes=config.max_body_bytes)
     if config.cors_origins:
         from fastapi.middleware.cors import CORSMiddleware
 
         app.add_middleware(CORSMiddleware, allow_origins=list(config.cors_origins),
                            allow_methods=["GET", "POST"], allow_headers=["Content-Type"])
-    app.add_middleware(AssumeJSON, paths=("/knn-service", "/metadata"))  # ClipClient sends no Content-Type
-    app.add_middleware(BodySizeLimit, max_bytes=config.max_body_bytes)  # outermost: before anything reads
     return app
 
 

@@ -78,11 +78,12 @@ class BodySizeLimit:
 
 
 class AssumeJSON:
-    """Treat a body sent without a Content-Type as JSON on the given paths.
+    """Parse the body as JSON on the given paths, whatever Content-Type it was sent with.
 
-    clip-retrieval's ClipClient posts ``data=json.dumps(...)`` with no
-    Content-Type header (clip back reads it with ``get_json(force=True)``);
-    FastAPI would not parse such a body as JSON.
+    clip back reads its bodies with ``get_json(force=True)``, and its clients
+    rely on that: ClipClient posts ``data=json.dumps(...)`` with no
+    Content-Type, clip front's ``fetch`` sends a string body, which browsers
+    label ``text/plain``. FastAPI parses only bodies labelled JSON.
     """
 
     def __init__(self, app: Callable, paths: tuple[str, ...]) -> None:
@@ -90,7 +91,7 @@ class AssumeJSON:
         self.paths = frozenset(paths)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] in self.paths and \
-                not any(key == b"content-type" for key, _ in scope.get("headers", [])):
-            scope = {**scope, "headers": [*scope.get("headers", []), (b"content-type", b"application/json")]}
+        if scope["type"] == "http" and scope["path"] in self.paths:
+            headers = [(k, v) for k, v in scope.get("headers", []) if k != b"content-type"]
+            scope = {**scope, "headers": [*headers, (b"content-type", b"application/json")]}
         await self.app(scope, receive, send)
