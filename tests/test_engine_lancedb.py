@@ -1,0 +1,111 @@
+"""LanceDBSearcher against a real LanceDB table: fits and searches equal MixedIndex's."""
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+
+from simstd import NotFittedError, SimstdError, Standardizer
+from simstd.datasets import synthetic_pairs
+
+from engine_support import assert_same_fit, assert_same_topk, clip_case
+
+lancedb = pytest.importorskip("lancedb", reason='needs pip install "simstd[lancedb]"')
+
+from simstd.engines.lancedb import LanceDBSearcher  # noqa: E402
+
+
+def rows(vectors, labels, **extra):
+    return [{"vector": v.tolist(), "modality": m, **{k: f(i) for k, f in extra.items()}}
+            for i, (v, m) in enumerate(zip(vectors, labels))]
+
+
+@pytest.fixture(scope="module")
+def case(features):
+    return clip_case(features("clip"))
+
+
+@pytest.fixture(scope="module")
+def db(tmp_path_factory):
+    return lancedb.connect(tmp_path_factory.mktemp("lancedb"))
+
+
+@pytest.fixture(scope="module")
+def searcher(case, db):
+    table = db.create_table("mixed", data=rows(case.vectors, case.labels, row=int))
+    return LanceDBSearcher(table)
+
+
+def test_sees_the_table(searcher, case):
+    assert searcher.dim == case.index.dim and searcher.counts == {"image": 250, "text": 250}
+    np.testing.assert_array_equal(searcher.ids("text"), case.index.ids("text"))  # row ids follow insertion
+    np.testing.assert_allclose(searcher.reconstruct([400, 3, 400]), case.vectors[[400, 3, 400]], atol=1e-6)
+
+
+def test_fit_through_lancedb_equals_fit_on_the_index(searcher, case):
+    assert_same_fit(Standardizer(sample=60, seed=4).fit(searcher), Standardizer(sample=60, seed=4).fit(case.index))
+
+
+@pytest.mark.parametrize("query_modality", ["text", "image"])
+def test_top20_equals_mixed_index(searcher, case, query_modality):
+    q = case.queries[query_modality]
+    got = searcher.search(q, query_modality, 20, standardizer=case.standardizer)
+    assert_same_topk(got, case.index.search(q, query_modality, 20, standardizer=case.standardizer))
+    hit = got.hits(0)[0]
+    assert hit["metadata"] == {"modality": hit["modality"], "row": hit["id"]}
+
+
+def test_raw_targets_and_query_shift_equal_mixed_index(searcher, case):
+    q = case.queries["image"]
+    assert_same_topk(searcher.search(q, "image", 20, raw=True), case.index.search(q, "image", 20, raw=True))
+    std = case.standardizer
+    assert_same_topk(searcher.search(q, "image", 5, standardizer=std, targets=["text"]),
+                     case.index.search(q, "image", 5, standardizer=std, targets=["text"]))
+    shifted = Standardizer(sample=150, query_shift=0.5).fit(case.index)
+    assert_same_topk(searcher.search(q, "image", 20, standardizer=shifted),
+                     case.index.search(q, "image", 20, standardizer=shifted))
+
+
+def test_string_id_column(db):
+    pairs = synthetic_pairs(30, 16, seed=5)
+    vectors, labels = np.vstack([pairs[0], pairs[1]]), ["image"] * 30 + ["text"] * 30
+    table = db.create_table("named", data=rows(vectors, labels, key=lambda i: f"item-{i}"))
+    searcher = LanceDBSearcher(table, id_column="key")
+    assert_same_fit(Standardizer().fit(searcher), Standardizer().fit(vectors, labels))
+    res = searcher.search(pairs[1][:2], "text", 62, standardizer=Standardizer().fit(searcher))
+    assert res.ids.dtype == object and res.ids[0, 60:].tolist() == [None, None]
+    assert {h["id"] for h in res.hits(0)} == {f"item-{i}" for i in range(60)}
+
+
+def test_bad_input_is_named(db):
+    pairs = synthetic_pairs(20, 8, seed=1)
+    vectors, labels = np.vstack([pairs[0], pairs[1]]), ["image"] * 20 + ["text"] * 20
+    table = db.create_table("ok", data=rows(vectors, labels))
+    with pytest.raises(SimstdError, match="no column 'kind' .modality_column"):
+        LanceDBSearcher(table, modality_column="kind")
+    with pytest.raises(SimstdError, match="no column 'emb' .vector_column"):
+        LanceDBSearcher(table, vector_column="emb")
+    holes = db.create_table("holes", data=[dict(r, modality=None if i % 7 == 0 else r["modality"])
+                                           for i, r in enumerate(rows(vectors, labels))])
+    with pytest.raises(SimstdError, match="6 of 40 rows .* no modality"):
+        LanceDBSearcher(holes)
+    empty = db.create_table("empty", schema=table.schema)
+    with pytest.raises(SimstdError, match="empty"):
+        LanceDBSearcher(empty)
+    searcher = LanceDBSearcher(table)
+    std = Standardizer().fit(searcher)
+    with pytest.raises(SimstdError, match="dimension 5 but the index has dimension 8"):
+        searcher.search(np.ones((2, 5)), "text", 3, standardizer=std)
+    with pytest.raises(SimstdError, match="unknown target modality 'audio'"):
+        searcher.search(vectors[:2], "text", 3, standardizer=std, targets=["audio"])
+    with pytest.raises(NotFittedError, match="'audio' was not seen"):
+        searcher.search(vectors[:2], "audio", 3, standardizer=std)
+    with pytest.raises(SimstdError, match="no row with _rowid 99"):
+        searcher.reconstruct([1, 99])
+
+
+def test_missing_extra_names_the_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "lancedb", None)
+    with pytest.raises(SimstdError, match=r'pip install "simstd\[lancedb\]"'):
+        LanceDBSearcher(object())
