@@ -366,3 +366,20 @@ def test_shown_cosines_are_clipped_to_one(tmp_path):
     assert max(shown) == 1.0
     r = simstd("query", "--vector", tmp_path / "q.npy", "--index", tmp_path / "db.faiss", "-k", "3")
     assert "1.000" in r.stdout and "1.0003" not in r.stdout
+
+
+def test_rollback_makes_the_intact_previous_version_current(data):
+    db = build_fitted(data)
+    before = state(db)
+    assert simstd("add", "--index", db, "-e", f"image={data / 'more.npy'}").returncode == 0
+    shards = version_files(db)["shards.faiss"]  # the add wrote new shards: damage them
+    shards.unlink()
+    shards.write_bytes(b"\0" * 100)
+    assert simstd("check", "--index", db).returncode == 1
+    r = simstd("rollback", "--index", db)
+    assert r.returncode == 0 and "back at version" in r.stderr, r.stderr
+    assert state(db) == before and simstd("check", "--index", db).returncode == 0
+    r = simstd("rollback", "--index", db)  # the first version has no previous one
+    assert r.returncode == 1 and "no previous version" in r.stderr
+    assert simstd("add", "--index", db, "-e", f"image={data / 'more.npy'}").returncode == 0  # writes go on
+    assert MixedIndex.load(db).counts == {"text": 300, "image": 280}

@@ -1,4 +1,5 @@
-"""``simstd check``: verify every file of an index (docs/reliability.md)."""
+"""``simstd check`` verifies every file of an index; ``simstd rollback`` undoes
+the last write (docs/reliability.md)."""
 from __future__ import annotations
 
 import json
@@ -7,8 +8,9 @@ import click
 
 from ..errors import SimstdError
 from ..index import MixedIndex
+from ..storage import rollback as rollback_version
 from ..storage.layout import check_index
-from ._common import index_option, main
+from ._common import index_option, lock_timeout_option, main
 
 
 @main.command()
@@ -37,3 +39,21 @@ def check(index_path: str, fmt: str) -> None:
     if not report.ok:
         raise SimstdError(f"{index_path}: {len(report.problems)} problem(s) found; restore the named file(s) "
                           "from a backup, or rebuild the index with `simstd build`")
+
+
+@main.command()
+@index_option
+@lock_timeout_option
+def rollback(index_path: str, lock_timeout: float) -> None:
+    """Make the previous version current again: undoes the last build, add or fit.
+
+    The previous version is kept until the next write; it is checked file by
+    file before it becomes current. Use it when `simstd check` finds the
+    current version damaged, or to undo a write.
+    """
+    manifest = rollback_version(index_path, lock_timeout=lock_timeout)
+    report = check_index(index_path, MixedIndex)
+    click.echo(f"{index_path} is back at version {manifest.version} ({manifest.created}): "
+               + ", ".join(f"{n} {m}" for m, n in manifest.index.get("counts", [])), err=True)
+    if not report.ok:
+        raise SimstdError("the restored version has problems too: " + "; ".join(report.problems))

@@ -13,7 +13,8 @@ Public surface:
   (e.g. per-item terms ``item_terms.npy``) without changing this package;
 - :func:`open_version` / :class:`Version` -- read a version's named files;
 - :func:`verify` -- check every file against the manifest; :func:`check_index`
-  also checks their content (``simstd check``).
+  also checks their content (``simstd check``);
+- :func:`rollback` -- make the previous version current again (``simstd rollback``).
 
 ``MixedIndex.save`` / ``MixedIndex.load`` use all of this.
 """
@@ -22,7 +23,16 @@ from __future__ import annotations
 from .layout import CheckReport, Part, check_index, legacy_paths, parts, register_part, version_files
 from .lock import DEFAULT_TIMEOUT, holds_lock, store_dir, writer_lock
 from .manifest import FileEntry, Manifest, read_manifest
-from .versions import Version, VersionWriter, commit, current_version, open_version, read_version, verify
+from .versions import (
+    Version,
+    VersionWriter,
+    commit,
+    current_version,
+    open_version,
+    read_version,
+    rollback,
+    verify,
+)
 
 __all__ = [
     "DEFAULT_TIMEOUT",
@@ -42,6 +52,7 @@ __all__ = [
     "read_manifest",
     "read_version",
     "register_part",
+    "rollback",
     "store_dir",
     "verify",
     "version_files",

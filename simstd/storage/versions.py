@@ -365,6 +365,33 @@ def commit(
         return manifest
 
 
+def rollback(path: str | Path, *, lock_timeout: float | None = DEFAULT_TIMEOUT) -> Manifest:
+    """Make the previous version current again (undo the last write), after
+    checking every file of it against its manifest. Returns its manifest."""
+    path = Path(path)
+    with writer_lock(path, lock_timeout):
+        current = open_version(path)
+        parent = current.manifest.parent
+        folder = store_dir(path) / str(parent)
+        if not parent or not (folder / MANIFEST_NAME).is_file():
+            raise SimstdError(f"{path} has no previous version to go back to (version {current.version} "
+                              f"{'was the first' if not parent else 'replaced one that was removed'})")
+        previous = Version(path, read_manifest(folder / MANIFEST_NAME))
+        for name in previous.manifest.files:
+            try:
+                previous.check_file(name)
+            except FileNotFoundError:
+                raise CorruptFileError(f"the previous version {parent} lost {folder / name}; cannot go back") from None
+        pointer = path.parent / f".{path.name}.{parent}.tmp"
+        mode = path.stat().st_mode & 0o777
+        pointer.write_text(previous.manifest.dumps(), encoding="utf-8")
+        os.chmod(pointer, mode)
+        fsync_file(pointer)
+        os.replace(pointer, path)
+        fsync_dir(path.parent)
+        return previous.manifest
+
+
 def verify(path: str | Path) -> tuple[Version | None, list[str]]:
     """Check every file of the current version against its manifest: existence,
     size and BLAKE2b. Returns the version and one line per problem."""
