@@ -163,11 +163,15 @@ def fit_loop(db: Path, deadline: float, max_fits: int, sample: int, log: list) -
     seed = 1
     while time.monotonic() < deadline and seed <= max_fits:
         t0 = time.perf_counter()
-        proc = subprocess.run([sys.executable, "-m", "simstd", "fit", "--index", str(db), "--seed", str(seed),
-                               "--sample", str(sample)], env=_env(), capture_output=True, text=True,
-                              timeout=max(30.0, deadline - time.monotonic() + 60))
-        log.append({"seed": seed, "seconds": round(time.perf_counter() - t0, 3), "exit": proc.returncode,
-                    "ended_at": time.monotonic(), "stderr": proc.stderr[-300:] if proc.returncode else ""})
+        try:
+            proc = subprocess.run([sys.executable, "-m", "simstd", "fit", "--index", str(db), "--seed", str(seed),
+                                   "--sample", str(sample)], env=_env(), capture_output=True, text=True,
+                                  timeout=max(60.0, deadline - time.monotonic() + 60))
+            code, err = proc.returncode, proc.stderr[-300:] if proc.returncode else ""
+        except subprocess.TimeoutExpired:
+            code, err = -1, "fit timed out"
+        log.append({"seed": seed, "seconds": round(time.perf_counter() - t0, 3), "exit": code,
+                    "ended_at": time.monotonic(), "stderr": err})
         seed += 1
 
 

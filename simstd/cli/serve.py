@@ -11,7 +11,7 @@ from ._common import index_option, main
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to listen on. The service has no authentication: keep it on loopback "
                    "unless a proxy in front of it controls access.")
-@click.option("--port", default=1234, show_default=True, type=click.IntRange(0, 65535),
+@click.option("--port", default=1234, show_default=True, type=click.IntRange(1, 65535),
               help="TCP port (clip-retrieval's clip back uses 1234 too).")
 @click.option("--no-encoder", is_flag=True,
               help="Do not load the index's encoder: serve vector and id queries only (no torch needed).")

@@ -138,7 +138,15 @@ def _add_error_handlers(app: FastAPI) -> None:
 
 
 def run(app: FastAPI, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, log_level: str = "info") -> None:
-    """Serve ``app`` with uvicorn until interrupted."""
+    """Serve ``app`` with uvicorn until interrupted; simstd's own messages (reloads,
+    versions held back) are logged to stderr at ``log_level``."""
+    root = logging.getLogger("simstd")
+    if not root.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s:     simstd: %(message)s"))
+        root.addHandler(handler)
+        root.setLevel(log_level.upper())
+        root.propagate = False
     if not is_loopback(host):
         logger.warning("listening on %s: the service has no authentication; anyone who can reach this "
                        "address can search the index and read its recorded image files", host)
