@@ -100,3 +100,13 @@ def test_small_load_with_a_reload_loses_no_request(tmp_path):
     assert r["fits_committed"] >= 1 and r["fits_failed"] == 0
     assert r["reloads"] >= 1 and r["served_version"] == r["committed_version"] != r["first_version"]
     assert r["server_exit"] == 0
+
+
+def test_rollback_is_followed_too(tmp_path):
+    db = vector_index(tmp_path / "db.faiss")
+    holder = IndexHolder(Settings(index_path=db, reload_interval=0), encoder=None)
+    v1 = holder.current().version
+    cli("fit", "--index", db, "--seed", "9", "--sample", "20")
+    assert holder.check() is True and holder.current().version != v1
+    cli("rollback", "--index", db)  # the previous version is current again: serve it
+    assert holder.check() is True and holder.current().version == v1
