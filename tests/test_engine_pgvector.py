@@ -3,6 +3,8 @@ temporary folder; as root it runs the server as its own system user):
 fits and searches equal MixedIndex's."""
 from __future__ import annotations
 
+import shutil
+import tempfile
 import warnings
 
 import numpy as np
@@ -20,10 +22,14 @@ from simstd.engines.pgvector import PgvectorSearcher, _literal  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def conn(tmp_path_factory):
+def conn():
+    # Not under pytest's tmp_path: as root, pgserver runs Postgres as its own
+    # user, and every pytest session starting on the machine resets
+    # /tmp/pytest-of-root to mode 700, locking that user out of its data.
+    folder = tempfile.mkdtemp(prefix="simstd-pg-")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # platformdirs: XDG_RUNTIME_DIR unset
-        server = pgserver.get_server(tmp_path_factory.mktemp("pg"), cleanup_mode="delete")
+        server = pgserver.get_server(folder, cleanup_mode="delete")
     try:
         connection = psycopg.connect(server.get_uri(), autocommit=True)
         connection.execute("CREATE EXTENSION IF NOT EXISTS vector")
@@ -31,6 +37,7 @@ def conn(tmp_path_factory):
         connection.close()
     finally:
         server.cleanup()
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def make_table(conn, name, vectors, labels, ids=None, id_type="bigint", dim=None):
