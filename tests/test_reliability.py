@@ -313,7 +313,7 @@ def test_files_respect_the_umask_and_writes_keep_the_index_mode(data):
                preexec_fn=lambda: os.umask(0o022))
     assert r.returncode == 0 and modes(db) == {0o644}
     os.chmod(db, 0o640)
-    for args in (["add", "--index", db, "-e", f"image={data / 'more.npy'}"], ["fit", "--index", db]):
+    for args in (["fit", "--index", db], ["add", "--index", db, "-e", f"image={data / 'more.npy'}"]):
         assert simstd(*args, preexec_fn=lambda: os.umask(0o022)).returncode == 0
         assert modes(db) == {0o640}
 
@@ -383,3 +383,23 @@ def test_rollback_makes_the_intact_previous_version_current(data):
     assert r.returncode == 1 and "no previous version" in r.stderr
     assert simstd("add", "--index", db, "-e", f"image={data / 'more.npy'}").returncode == 0  # writes go on
     assert MixedIndex.load(db).counts == {"text": 300, "image": 280}
+
+
+def test_damaged_vectors_in_a_large_shards_file_are_refused_on_load(tmp_path, monkeypatch):
+    """A shards file too large to checksum on every load gets its vectors' norms spot-checked."""
+    from simstd.storage import layout
+
+    rng = np.random.default_rng(0)
+    index = MixedIndex.from_arrays({"text": unit_rows(rng, 3000, DIM, 3.0), "image": unit_rows(rng, 3000, DIM, -3.0)})
+    db = tmp_path / "db.faiss"
+    index.save(db)
+    shards = version_files(db)["shards.faiss"]
+    raw = bytearray(shards.read_bytes())
+    start = len(raw) // 4  # inside the first shard's vectors
+    for i in range(200):
+        raw[start + i * 97 * 4 + 3] ^= 0xFF  # the exponent byte of 200 floats
+    shards.unlink()
+    shards.write_bytes(bytes(raw))
+    monkeypatch.setattr(layout, "VERIFY_LIMIT", 1000)  # as if the file were large
+    with pytest.raises(CorruptFileError, match=r"shards.faiss is corrupt: stored 'text' vectors have norms"):
+        MixedIndex.load(db)

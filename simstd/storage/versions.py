@@ -38,6 +38,7 @@ import os
 import secrets
 import shutil
 import signal
+import stat
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -329,6 +330,8 @@ def commit(
                     os.chmod(target, mode)
                     fsync_file(target)
                     entry = file_digest(target)
+                elif stat.S_IMODE(target.stat().st_mode) != mode:
+                    os.chmod(target, mode)  # a kept (hard-linked) file follows the index's mode too
                 files[name] = entry
                 _step(f"file:{name}")
             manifest = Manifest(vid, files, facts, None if parent is None else parent.version,
