@@ -61,7 +61,7 @@ def test_add_is_served_with_the_stale_fit_then_the_refit(tmp_path):
         assert health["reloads"] == 2 and health["pending_version"] is None
 
 
-def test_versions_that_serve_less_or_are_damaged_are_held_back(tmp_path):
+def test_versions_that_serve_less_or_are_damaged_are_held_back(tmp_path, monkeypatch):
     from simstd import MixedIndex
     from simstd.storage import open_version
 
@@ -81,11 +81,17 @@ def test_versions_that_serve_less_or_are_damaged_are_held_back(tmp_path):
     # a committed version whose file was damaged afterwards is not served
     cli("fit", "--index", db, "--sample", "20", "--seed", "3")
     damaged = open_version(db)
+    good = damaged.file("standardizer.json").read_bytes()
     damaged.file("standardizer.json").write_text("{broken")
     assert holder.check() is False and holder.current().version == served
     assert holder.status.pending_version == damaged.version and holder.status.pending_reason
     with pytest.raises(SimstdError, match="corrupt"):  # a server started now refuses to start on it
         create_app(db, encoder=None)
+    # repaired (say, restored from a backup): tried again after PENDING_RETRY seconds, then served
+    damaged.file("standardizer.json").write_bytes(good)
+    assert holder.check() is False  # not retried at once
+    monkeypatch.setattr("simstd.serve.deps.PENDING_RETRY", 0.0)
+    assert holder.check() is True and holder.current().version == damaged.version
 
 
 def test_small_load_with_a_reload_loses_no_request(tmp_path):

@@ -41,6 +41,9 @@ logger = logging.getLogger(__name__)
 
 #: ``encoder=`` value meaning: the encoder the index records, if it records one.
 AUTO = "auto"
+#: Seconds before a version that could not be served is tried again (a committed
+#: version never changes, but a missing encoder file or a full disk may be fixed).
+PENDING_RETRY = 30.0
 
 
 # ----------------------------------------------------------------- versions
@@ -105,6 +108,7 @@ class ReloadStatus:
     checked_at: float | None = None
     pending_version: str | None = None
     pending_reason: str | None = None
+    pending_since: float = 0.0
 
 
 class IndexHolder:
@@ -146,8 +150,9 @@ class IndexHolder:
                 if version == self._snapshot.version:
                     self.status.pending_version = self.status.pending_reason = None
                 return False
-            if version == self.status.pending_version and self.status.pending_reason:
-                return False  # known not servable; wait for the next commit
+            if (version == self.status.pending_version and self.status.pending_reason
+                    and time.time() - self.status.pending_since < PENDING_RETRY):
+                return False  # known not servable; wait for the next commit (or retry later)
             try:
                 new = self._load()
             except Exception as exc:  # noqa: BLE001
@@ -186,6 +191,7 @@ class IndexHolder:
         if (version, reason) != (self.status.pending_version, self.status.pending_reason):
             logger.warning("index version %s not served: %s", version or "?", reason)
         self.status.pending_version, self.status.pending_reason = version, reason
+        self.status.pending_since = time.time()
 
     def _worse(self, new: Snapshot) -> str | None:
         """Why ``new`` would serve less than the current snapshot, or None."""
