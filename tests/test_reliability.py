@@ -403,3 +403,30 @@ def test_damaged_vectors_in_a_large_shards_file_are_refused_on_load(tmp_path, mo
     monkeypatch.setattr(layout, "VERIFY_LIMIT", 1000)  # as if the file were large
     with pytest.raises(CorruptFileError, match=r"shards.faiss is corrupt: stored 'text' vectors have norms"):
         MixedIndex.load(db)
+
+
+def test_images_with_non_utf8_names_are_skipped_and_reported(tmp_path):
+    pytest.importorskip("PIL")
+    from PIL import Image
+
+    from simstd.ingest import ingest
+
+    class StubEncoder:  # any encoder: the file names are the point
+        name, dim = "stub", DIM
+
+        def encode_images(self, images):
+            return unit_rows(np.random.default_rng(len(images)), len(images), DIM)
+
+        def encode_texts(self, texts):
+            return unit_rows(np.random.default_rng(len(texts)), len(texts), DIM)
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for name in (b"ok.png", b"caf\xe9.png"):  # the second is Latin-1, not UTF-8
+        Image.new("RGB", (8, 8), (200, 10, 10)).save(os.fsdecode(os.fsencode(str(folder)) + b"/" + name))
+    index, report = ingest(StubEncoder(), images=folder)
+    assert index.counts == {"image": 1}
+    assert len(report.skipped) == 1 and "not valid UTF-8" in report.skipped[0][1]
+    assert "caf\\xe9.png" in report.skipped[0][0]
+    index.save(tmp_path / "db.faiss")  # the payloads are valid UTF-8
+    assert MixedIndex.load(tmp_path / "db.faiss").store.get([0])[0]["path"].endswith("ok.png")
