@@ -167,3 +167,26 @@ def test_a_damaged_manifest_is_named(tmp_path):
     path.write_text(json.dumps({"format": "simstd.index", "format_version": 9}))
     with pytest.raises(CorruptFileError, match="format version 9"):
         MixedIndex.load(path)
+
+
+def test_a_reader_whose_version_is_removed_under_it_reads_the_new_one(tmp_path, monkeypatch):
+    """Two commits between reading the manifest and opening the files remove the
+    reader's version (only the previous one is kept): the reader starts again."""
+    path = tmp_path / "db.faiss"
+    writer = small_index()
+    writer.save(path)
+    original = layout._load_version_files
+    calls = []
+
+    def racing(cls, version, *args):
+        calls.append(version.version)
+        if len(calls) == 1:  # a writer commits twice right after this reader read the manifest
+            for seed in (1, 2):
+                writer.add(unit_rows(np.random.default_rng(seed), 2, 8), "text")
+                writer.save(path)
+            assert not version.folder.exists()
+        return original(cls, version, *args)
+
+    monkeypatch.setattr(layout, "_load_version_files", racing)
+    index = MixedIndex.load(path)
+    assert len(calls) == 2 and index.version == writer.version and index.counts["text"] == 34
