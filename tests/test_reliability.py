@@ -430,3 +430,21 @@ def test_images_with_non_utf8_names_are_skipped_and_reported(tmp_path):
     assert "caf\\xe9.png" in report.skipped[0][0]
     index.save(tmp_path / "db.faiss")  # the payloads are valid UTF-8
     assert MixedIndex.load(tmp_path / "db.faiss").store.get([0])[0]["path"].endswith("ok.png")
+
+
+def test_a_damaged_manifest_is_repaired_by_rollback_or_replaced_by_build(data):
+    db = build_fitted(data)
+    assert simstd("add", "--index", db, "-e", f"image={data / 'more.npy'}").returncode == 0
+    after = state(db)
+    db.write_bytes(b'{"format": "simstd.index", "vers')  # e.g. a disk error in the handle itself
+    r = simstd("query", "--like", "0", "--index", db)
+    assert r.returncode == 1 and "db.faiss is corrupt" in r.stderr
+    r = simstd("rollback", "--index", db)  # the newest intact version is the one it named
+    assert r.returncode == 0, r.stderr
+    assert state(db) == after
+    db.write_bytes(b"garbage")
+    r = simstd("info", "--index", db)
+    assert r.returncode == 1 and "db.faiss is corrupt" in r.stderr and "simstd rollback" in r.stderr
+    r = simstd("build", "-e", f"text={data / 't.npy'}", "--out", db)  # a rebuild replaces it
+    assert r.returncode == 0, r.stderr
+    assert MixedIndex.load(db).counts == {"text": 300}

@@ -32,7 +32,7 @@ import numpy as np
 from ..errors import CorruptFileError, SimstdError
 from ..standardizer import Standardizer
 from ..store import MetadataStore
-from .lock import DEFAULT_TIMEOUT
+from .lock import DEFAULT_TIMEOUT, store_dir
 from .manifest import is_manifest
 from .versions import ANY, Version, VersionWriter, commit, current_version, read_version
 
@@ -198,6 +198,10 @@ def load_index(cls: type, path: str | Path, *, load_standardizer: bool = True,
     for _ in range(3):
         if is_manifest(path):
             return read_version(path, lambda v: _load_version(cls, v, load_standardizer, verify))
+        if store_dir(path).is_dir() and not legacy_paths(path)["sqlite"].exists():
+            raise CorruptFileError(f"index manifest {path} is corrupt (not JSON, and no old single-file index "
+                                   f"beside it); `simstd rollback --index {path}` restores the newest intact "
+                                   "version, or rebuild with `simstd build`")
         try:
             return _load_legacy(cls, path, load_standardizer)
         except (CorruptFileError, FileNotFoundError):
@@ -373,7 +377,6 @@ def check_index(path: str | Path, cls: type) -> CheckReport:
     passes ``PRAGMA integrity_check`` and holds one row per item, fitted models
     parse with finite statistics). ``cls`` is the index class that loads it
     (:class:`~simstd.MixedIndex`). Never modifies anything."""
-    from .lock import store_dir
     from .versions import verify
 
     path = Path(path)

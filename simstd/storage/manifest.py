@@ -116,7 +116,7 @@ def read_manifest(path: str | Path) -> Manifest:
         raise
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise CorruptFileError(
-            f"index manifest {path} is corrupt ({exc}); restore it from a backup, or rebuild the index "
-            "with `simstd build`"
+            f"index manifest {path} is corrupt ({exc}); `simstd rollback --index {path}` restores the newest "
+            "intact version, or rebuild the index with `simstd build`"
         ) from None
     return Manifest.from_dict(data, str(path))

@@ -261,7 +261,10 @@ def clean_leftovers(path: str | Path) -> list[Path]:
             removed.append(tmp)
     if not folder.is_dir():
         return removed
-    current = _current(path)
+    try:
+        current = _current(path)
+    except CorruptFileError:  # a damaged manifest: remove nothing, `simstd rollback` may need the versions
+        return removed
     keep = set()
     if isinstance(current, Version):
         keep.add(current.version)
@@ -297,7 +300,12 @@ def commit(
     """
     path = Path(path)
     with writer_lock(path, lock_timeout):
-        base = _current(path)
+        try:
+            base = _current(path)
+        except CorruptFileError:
+            if expect is not ANY:
+                raise
+            base = None  # a new index replaces a damaged one (`simstd build` over it)
         base_id = base.version if isinstance(base, Version) else (None if base is None else current_version(path))
         if expect is not ANY and expect != base_id:
             raise ConcurrentWriteError(
@@ -370,10 +378,16 @@ def commit(
 
 def rollback(path: str | Path, *, lock_timeout: float | None = DEFAULT_TIMEOUT) -> Manifest:
     """Make the previous version current again (undo the last write), after
-    checking every file of it against its manifest. Returns its manifest."""
+    checking every file of it against its manifest. Returns its manifest.
+
+    If the manifest ``path`` itself is damaged, make the newest intact version
+    current instead (usually the one it named: a repair, not an undo)."""
     path = Path(path)
     with writer_lock(path, lock_timeout):
-        current = open_version(path)
+        try:
+            current = open_version(path)
+        except CorruptFileError:  # the manifest itself is damaged: go back to the newest intact version
+            return _restore_newest(path)
         parent = current.manifest.parent
         folder = store_dir(path) / str(parent)
         if not parent or not (folder / MANIFEST_NAME).is_file():
@@ -385,14 +399,38 @@ def rollback(path: str | Path, *, lock_timeout: float | None = DEFAULT_TIMEOUT) 
                 previous.check_file(name)
             except FileNotFoundError:
                 raise CorruptFileError(f"the previous version {parent} lost {folder / name}; cannot go back") from None
-        pointer = path.parent / f".{path.name}.{parent}.tmp"
-        mode = path.stat().st_mode & 0o777
-        pointer.write_text(previous.manifest.dumps(), encoding="utf-8")
-        os.chmod(pointer, mode)
-        fsync_file(pointer)
-        os.replace(pointer, path)
-        fsync_dir(path.parent)
+        _point_to(path, previous.manifest)
         return previous.manifest
+
+
+def _point_to(path: Path, manifest: Manifest) -> None:
+    """Make ``manifest``'s version current: one atomic rename, as in a commit."""
+    pointer = path.parent / f".{path.name}.{manifest.version}.tmp"
+    mode = path.stat().st_mode & 0o777
+    pointer.write_text(manifest.dumps(), encoding="utf-8")
+    os.chmod(pointer, mode)
+    fsync_file(pointer)
+    os.replace(pointer, path)
+    fsync_dir(path.parent)
+
+
+def _restore_newest(path: Path) -> Manifest:
+    folder = store_dir(path)
+    candidates = sorted((p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")),
+                        key=lambda p: p.name, reverse=True) if folder.is_dir() else []
+    for candidate in candidates:
+        try:
+            version = Version(path, read_manifest(candidate / MANIFEST_NAME))
+            if version.version != candidate.name:
+                continue
+            for name in version.manifest.files:
+                version.check_file(name)
+        except (OSError, CorruptFileError):
+            continue
+        _point_to(path, version.manifest)
+        return version.manifest
+    raise SimstdError(f"the manifest {path} is damaged and {folder} holds no intact version; rebuild the index "
+                      "with `simstd build`")
 
 
 def verify(path: str | Path) -> tuple[Version | None, list[str]]:
