@@ -22,6 +22,7 @@ class ClipCase:
     index: MixedIndex
     standardizer: Standardizer
     queries: dict[str, np.ndarray]
+    hubness: Standardizer  # method="hubness": per-item terms the engines do not store
 
 
 def clip_case(pairs: np.ndarray, n_queries: int = 30) -> ClipCase:
@@ -34,7 +35,8 @@ def clip_case(pairs: np.ndarray, n_queries: int = 30) -> ClipCase:
     labels = ["image"] * len(split.corpus["image"]) + ["text"] * len(split.corpus["text"])
     std = Standardizer(sample=150).fit(index)
     queries = {m: q[:n_queries] for m, q in split.queries.items()}
-    return ClipCase(vectors, labels, index, std, queries)
+    hubness = Standardizer(method="hubness", sample=150).fit(index)
+    return ClipCase(vectors, labels, index, std, queries, hubness)
 
 
 def assert_same_topk(got, ref, tol: float = TOL) -> None:

@@ -56,6 +56,19 @@ def test_top20_equals_mixed_index(searcher, case, query_modality):
     assert hit["metadata"] == {"modality": hit["modality"], "row": hit["id"]}
 
 
+def test_hubness_method_is_exact_by_certified_over_fetch(searcher, case):
+    # The engine ranks by raw cosine only; the adapter over-fetches until no unseen
+    # item can enter the top by u = s - rho/2, so the result equals MixedIndex's
+    # (whose FAISS shards carry the terms as extra dimensions).
+    for qm in ("text", "image"):
+        q = case.queries[qm]
+        got = searcher.search(q, qm, 20, standardizer=case.hubness)
+        assert_same_topk(got, case.index.search(q, qm, 20, standardizer=case.hubness))
+    fitted = Standardizer(method="hubness", sample=150).fit(searcher)  # terms and statistics through LanceDB
+    np.testing.assert_allclose(fitted.terms_, case.hubness.terms_, atol=1e-6)
+    assert_same_fit(fitted, case.hubness)
+
+
 def test_raw_targets_and_query_shift_equal_mixed_index(searcher, case):
     q = case.queries["image"]
     assert_same_topk(searcher.search(q, "image", 20, raw=True), case.index.search(q, "image", 20, raw=True))

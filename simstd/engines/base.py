@@ -200,6 +200,19 @@ class SearchPlan:
     targets: list[str]
     depth: int
     standardizer: Transform | None
+    #: Raw candidates fetched per query and target (set by :func:`gather`; for reports).
+    fetched: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def hubness(self) -> bool:
+        """A ``method="hubness"`` fit: per-item terms reorder items within a modality."""
+        return self.standardizer is not None and getattr(self.standardizer, "method", "paper") == "hubness"
+
+    @property
+    def client_side(self) -> bool:
+        """Whether the map needs more than per-pair statistics (a query term or
+        per-item terms), so an engine that applies per-pair maps cannot rank alone."""
+        return self.standardizer is not None and (bool(self.standardizer.query_shift) or self.hubness)
 
     @property
     def maps(self) -> list[tuple[float, float]]:
@@ -245,7 +258,91 @@ def plan_search(
             standardizer.affine(query_modality, m)
         if standardizer.query_shift:  # the query-adaptive shift needs each modality's shift_k best
             depth = max(depth, int(standardizer.shift_k))
+        if getattr(standardizer, "method", "paper") == "hubness":  # the query term needs hubness_k best by u
+            depth = max(depth, int(standardizer.hubness_k))
     return SearchPlan(queries, query_modality, int(k), names, depth, standardizer)
+
+
+#: First over-fetch of a hubness search, as a multiple of the depth needed.
+HUBNESS_WIDTH = 4
+
+
+def gather(searchable: Searchable, plan: SearchPlan) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Each target modality's candidates for :func:`merge_topk`: its raw top
+    ``plan.depth``, or, for a hubness fit, enough raw hits to hold its top
+    ``plan.depth`` by ``u = s - rho_c / 2`` (certified, see :func:`certified_candidates`)."""
+    parts = []
+    for m in plan.targets:
+        if plan.hubness:
+            D, I = certified_candidates(searchable, plan, m)
+        else:
+            D, I = searchable.search_modality(plan.queries, m, plan.depth)
+        plan.fetched[m] = (~missing_mask(I)).sum(axis=1)
+        parts.append((D, I))
+    return parts
+
+
+_FLOORS: dict[tuple, tuple[int, float]] = {}
+
+
+def _term_floor(searchable: Searchable, std: Transform, a: str, modality: str) -> tuple[int, float]:
+    """``(count, smallest rho^a)`` of the items of ``modality``, cached per store,
+    fit and count (the items' own modality bounds it far tighter than all items)."""
+    counts = getattr(searchable, "counts", None)
+    size = int(counts[modality]) if isinstance(counts, dict) else None
+    key = (id(searchable), getattr(std, "terms_digest_", None), a, modality, size)
+    if size is None or key not in _FLOORS:
+        ids = np.asarray(searchable.ids(modality))
+        if ids.dtype == object:
+            raise SimstdError('method="hubness" looks its per-item terms up by integer id 0..n-1; this store has '
+                              "string ids: use method='paper', or a collection with integer ids")
+        size = len(ids)
+        if len(_FLOORS) > 64:
+            _FLOORS.clear()
+        _FLOORS[key[:4] + (size,)] = (size, float(np.min(std.item_terms(ids, a))) if size else 0.0)
+        key = key[:4] + (size,)
+    return _FLOORS[key]
+
+
+def certified_candidates(searchable: Searchable, plan: SearchPlan, modality: str) -> tuple[np.ndarray, np.ndarray]:
+    """Raw hits of ``modality`` that provably contain each query's top ``plan.depth``
+    by the item-corrected similarity ``u = s - rho_c / 2`` (hubness method).
+
+    An engine that ranks by raw cosine cannot rank by ``u``, but it can over-fetch:
+    an item outside a query's raw top ``W`` has ``s <= s_W``, so ``u <= s_W - rho_min / 2``
+    (``rho_min`` the smallest term of the fit). Once the ``depth``-th best ``u`` among
+    the ``W`` hits reaches that bound, no unseen item can enter the top ``depth``;
+    rows that fall short are searched again at 4x the width, up to the whole
+    modality. So the result is exact, at the cost of a wider raw search.
+    """
+    std = plan.standardizer
+    a, d = plan.query_modality, plan.depth
+    size, rho_min = _term_floor(searchable, std, a, modality)
+    nq = len(plan.queries)
+    found: list[tuple[np.ndarray, np.ndarray] | None] = [None] * nq
+    pending = np.arange(nq)
+    width = min(size, HUBNESS_WIDTH * d)
+    while len(pending):
+        D, I = searchable.search_modality(plan.queries[pending], modality, width)
+        valid = ~missing_mask(I)
+        D = np.where(valid, D, -np.inf).astype(np.float64)
+        Iint = np.where(valid, I, 0).astype(np.int64)
+        u = np.where(valid, D - 0.5 * std.item_terms(Iint, a), -np.inf)
+        kth = -np.partition(-u, d - 1, axis=1)[:, d - 1] if u.shape[1] >= d else np.full(len(u), -np.inf)
+        last = D[:, -1] if D.shape[1] else np.full(len(D), -np.inf)
+        done = (width >= size) | ~valid[:, -1] | (kth >= last - 0.5 * rho_min)
+        for r in np.flatnonzero(done):
+            found[pending[r]] = (D[r], I[r])
+        pending = pending[~done]
+        width = min(size, width * HUBNESS_WIDTH)
+    wide = max(len(x[0]) for x in found)
+    as_object = any(x[1].dtype == object for x in found)
+    Dout = np.full((nq, wide), np.nan, np.float32)
+    Iout = np.full((nq, wide), None if as_object else -1, dtype=object if as_object else np.int64)
+    for r, (Dr, Ir) in enumerate(found):
+        Dout[r, : len(Dr)] = Dr
+        Iout[r, : len(Ir)] = Ir
+    return Dout, Iout
 
 
 def merge_topk(
@@ -282,8 +379,12 @@ def merge_topk(
     else:
         real = codes < len(plan.targets)
         Z = np.full(S.shape, np.nan, np.float32)
+        extra = {}
+        if plan.hubness:  # per-item terms, looked up by id
+            extra["ids"] = np.where(missing[:, real], 0, I[:, real]).astype(np.int64)
         Z[:, real] = plan.standardizer.transform(
-            np.where(missing[:, real], -np.inf, S[:, real]), plan.query_modality, column_labels[real][None, :]
+            np.where(missing[:, real], -np.inf, S[:, real]), plan.query_modality, column_labels[real][None, :],
+            **extra,
         ).astype(np.float32)
     key = np.where(missing | np.isnan(Z), -np.inf, Z)
     order = np.argsort(-key, axis=1, kind="stable")[:, : plan.k]

@@ -18,7 +18,7 @@ import numpy as np
 
 from ..errors import SimstdError
 from ..validation import as_embeddings, check_label
-from .base import Payloads, SearchResult, Transform, merge_topk, plan_search
+from .base import Payloads, SearchResult, Transform, gather, merge_topk, missing_mask, plan_search
 
 ROWID = "_rowid"
 #: Ids per reconstruct filter (an ``IN (...)`` list).
@@ -149,23 +149,31 @@ class LanceDBSearcher:
         query = query.with_row_id(True).select([]) if self.id_column is None else query.select([self.id_column])
         return _as_ids(query.to_arrow().column(self._id).to_pylist())
 
+    def _rows(self, ids: list, columns: list[str]) -> dict[Any, dict]:
+        """``{id: {column: value}}`` of the rows with these ids (``IN`` lists of :data:`PAGE`)."""
+        found: dict[Any, dict] = {}
+        for start in range(0, len(ids), PAGE):
+            chunk = list(dict.fromkeys(ids[start : start + PAGE]))
+            values = ", ".join(_quote(i) if isinstance(i, str) else str(int(i)) for i in chunk)
+            query = self.table.search().where(f"{_column(self._id) if self.id_column else ROWID} IN ({values})")
+            keep = list(dict.fromkeys(columns + ([self.id_column] if self.id_column else [])))
+            query = query.limit(None).select(keep)
+            if self.id_column is None:
+                query = query.with_row_id(True)
+            for row in query.to_arrow().to_pylist():
+                key = row[self._id] if self.id_column else row.pop(ROWID)
+                found[key] = row
+        return found
+
+    def _payloads(self, I: np.ndarray) -> Payloads:
+        ids = [_key(i) for i in I[~missing_mask(I)].tolist()]
+        return Payloads(self._rows(ids, self._payload_columns) if ids else {})
+
     def reconstruct(self, ids: np.ndarray) -> np.ndarray:
         wanted = np.asarray(ids, dtype=object).ravel().tolist()
         if not wanted:
             return np.empty((0, self.dim), np.float32)
-        found: dict[Any, Any] = {}
-        for start in range(0, len(wanted), PAGE):
-            chunk = list(dict.fromkeys(wanted[start : start + PAGE]))
-            values = ", ".join(_quote(i) if isinstance(i, str) else str(int(i)) for i in chunk)
-            query = self.table.search().where(f"{_column(self._id) if self.id_column else ROWID} IN ({values})")
-            query = query.limit(None).select([self.vector_column])
-            if self.id_column is None:
-                query = query.with_row_id(True)
-            else:
-                query = query.select([self.vector_column, self.id_column])
-            table = query.to_arrow()
-            for i, v in zip(table.column(self._id).to_pylist(), table.column(self.vector_column).to_pylist()):
-                found[i] = v
+        found = {i: row[self.vector_column] for i, row in self._rows(wanted, [self.vector_column]).items()}
         missing = [i for i in wanted if _key(i) not in found]
         if missing:
             raise SimstdError(f"the LanceDB table has no row with {self._id} {missing[0]!r}")
@@ -229,6 +237,9 @@ class LanceDBSearcher:
         ``MixedIndex.search``, with the table's ids and its other columns as payload.
         """
         plan = plan_search(self, queries, query_modality, k, standardizer=standardizer, raw=raw, targets=targets)
+        if plan.hubness:  # per-item terms: certified over-fetch (gather), payloads of the final hits only
+            Z, S, I, labels = merge_topk(gather(self, plan), plan)
+            return SearchResult(Z, I, S, labels, query_modality, True, self._payloads(I))
         parts, payloads = [], {}
         for m in plan.targets:
             D, I, table = self._search_modality(plan.queries, m, plan.depth, self._payload_columns)

@@ -24,7 +24,7 @@ import numpy as np
 
 from ..errors import SimstdError
 from ..validation import as_embeddings, check_label
-from .base import Payloads, SearchResult, Transform, merge_topk, missing_mask, plan_search
+from .base import Payloads, SearchResult, Transform, gather, merge_topk, missing_mask, plan_search
 
 #: Queries per SQL statement (LATERAL over an array of vectors) and ids per reconstruct.
 BATCH = 256
@@ -231,14 +231,14 @@ class PgvectorSearcher:
 
         The same :class:`~simstd.SearchResult` as ``MixedIndex.search``, with
         the table's ids and each row's other columns (``to_jsonb(row)``) as
-        payload. ``raw=True`` ranks by raw cosine. With ``query_shift`` the map
-        depends on each query's own top scores, so the merge happens here instead.
+        payload. ``raw=True`` ranks by raw cosine. With ``query_shift`` or
+        ``method="hubness"`` the map depends on each query's own top scores (and
+        per-item terms), so the merge happens here instead, still exact.
         """
         plan = plan_search(self, queries, query_modality, k, standardizer=standardizer, raw=raw, targets=targets)
         nq, k = len(plan.queries), plan.k
-        if plan.standardizer is not None and plan.standardizer.query_shift:
-            parts = [self.search_modality(plan.queries, m, plan.depth) for m in plan.targets]
-            Z, S, I, labels = merge_topk(parts, plan)
+        if plan.client_side:
+            Z, S, I, labels = merge_topk(gather(self, plan), plan)
             return SearchResult(Z, I, S, labels, query_modality, True, self._payloads(I))
         Z = np.full((nq, k), -np.inf, np.float32)
         S = np.full((nq, k), np.nan, np.float32)

@@ -24,7 +24,7 @@ import numpy as np
 
 from ..errors import SimstdError
 from ..validation import as_embeddings, check_label
-from .base import Payloads, SearchResult, Transform, merge_topk, missing_mask, plan_search
+from .base import Payloads, SearchResult, Transform, gather, merge_topk, missing_mask, plan_search
 
 #: HNSW beam while mining (the same reason as MixedIndex's MINING_EF_SEARCH:
 #: pseudo queries of the other modality lie far from a modality's graph).
@@ -280,13 +280,13 @@ class QdrantSearcher:
 
         The same :class:`~simstd.SearchResult` as ``MixedIndex.search``, with
         Qdrant's point ids and payloads. ``raw=True`` ranks by raw cosine
-        (one filtered query). With ``query_shift`` the map depends on each
-        query's own top scores, so the merge happens here instead (still exact).
+        (one filtered query). With ``query_shift`` or ``method="hubness"`` the
+        map depends on each query's own top scores (and on per-item terms), so
+        the merge happens here instead, still exact (:func:`~simstd.engines.base.gather`).
         """
         plan = plan_search(self, queries, query_modality, k, standardizer=standardizer, raw=raw, targets=targets)
-        if plan.standardizer is not None and plan.standardizer.query_shift:
-            parts = [self.search_modality(plan.queries, m, plan.depth) for m in plan.targets]
-            Z, S, I, labels = merge_topk(parts, plan)
+        if plan.client_side:
+            Z, S, I, labels = merge_topk(gather(self, plan), plan)
             return SearchResult(Z, I, S, labels, query_modality, True, self._payloads(I))
         models = self._models
         requests = []
