@@ -190,3 +190,15 @@ def test_a_reader_whose_version_is_removed_under_it_reads_the_new_one(tmp_path, 
     monkeypatch.setattr(layout, "_load_version_files", racing)
     index = MixedIndex.load(path)
     assert len(calls) == 2 and index.version == writer.version and index.counts["text"] == 34
+
+
+def test_writing_to_a_missing_index_creates_nothing(tmp_path):
+    from click.testing import CliRunner
+
+    from simstd.cli import main
+
+    np.save(tmp_path / "t.npy", unit_rows(np.random.default_rng(0), 5, 8))
+    for args in (["add", "-e", f"text={tmp_path / 't.npy'}"], ["fit"]):
+        r = CliRunner().invoke(main, [*args, "--index", str(tmp_path / "nothere.faiss")])
+        assert r.exit_code == 1 and "does not exist" in r.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t.npy"]

@@ -113,7 +113,7 @@ def add(index_path: str, embeddings: tuple[str, ...], meta: tuple[str, ...], loc
     A fit made before keeps serving, marked stale, until `simstd fit` refreshes it.
     """
     arrays, metadata = _load_embeddings(embeddings, meta)
-    with writer_lock(index_path, lock_timeout):
+    with writer_lock(index_path, lock_timeout, create=False):
         index = MixedIndex.load(index_path)
         for m, arr in arrays.items():
             index.add(arr, m, metadata.get(m))
@@ -154,7 +154,7 @@ def fit(index_path: str, queries: str | None, query_modality: str | None, sample
         n_pseudo: int, method: str, hubness_k: int, hubness_bank: int, with_uncertainty: bool, fmt: str,
         lock_timeout: float) -> None:
     """Fit the standardizer on pseudo-positive pairs and commit it with the index."""
-    with writer_lock(index_path, lock_timeout):
+    with writer_lock(index_path, lock_timeout, create=False):
         _fit(index_path, queries, query_modality, sample, seed, n_pseudo, method, hubness_k, hubness_bank,
              with_uncertainty, fmt)
 

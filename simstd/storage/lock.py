@@ -52,11 +52,13 @@ def _holder(lock_file: Path) -> str:
 
 
 @contextlib.contextmanager
-def writer_lock(path: str | Path, timeout: float | None = DEFAULT_TIMEOUT) -> Iterator[None]:
+def writer_lock(path: str | Path, timeout: float | None = DEFAULT_TIMEOUT, *, create: bool = True) -> Iterator[None]:
     """Hold the writer lock of the index at ``path``.
 
     Waits up to ``timeout`` seconds (``None``: forever, ``0``: not at all),
-    then raises :class:`~simstd.errors.LockTimeoutError`.
+    then raises :class:`~simstd.errors.LockTimeoutError`. With
+    ``create=False`` an index that does not exist yet is an error (nothing is
+    created beside it).
     """
     try:
         import fcntl
@@ -75,6 +77,8 @@ def writer_lock(path: str | Path, timeout: float | None = DEFAULT_TIMEOUT) -> It
             finally:
                 _HELD[key][1] -= 1
             return
+    if not create and not folder.is_dir() and not Path(path).exists():
+        raise SimstdError(f"index {path} does not exist; build it with `simstd build`")
     mode = default_mode()
     folder.mkdir(mode=dir_mode(mode), parents=True, exist_ok=True)
     fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, mode)
