@@ -71,9 +71,11 @@ def test_fit_through_pgvector_equals_fit_on_the_index(searcher, case):
 
 
 @pytest.mark.parametrize("query_modality", ["text", "image"])
-def test_sql_top20_equals_mixed_index(searcher, case, query_modality):
+def test_sql_top20_equals_mixed_index(searcher, case, query_modality, monkeypatch):
     q = case.queries[query_modality]
-    got = searcher.search(q, query_modality, 20, standardizer=case.standardizer)
+    with monkeypatch.context() as patch:  # ranked by the engine: no per-modality search from Python
+        patch.setattr(searcher, "search_modality", None)
+        got = searcher.search(q, query_modality, 20, standardizer=case.standardizer)
     assert_same_topk(got, case.index.search(q, query_modality, 20, standardizer=case.standardizer))
     hit = got.hits(0)[0]
     assert hit["metadata"] == {"id": hit["id"], "modality": hit["modality"], "caption": f"caption {hit['id']}"}

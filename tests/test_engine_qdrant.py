@@ -52,9 +52,11 @@ def test_fit_through_qdrant_equals_fit_on_the_index(searcher, case):
 
 
 @pytest.mark.parametrize("query_modality", ["text", "image"])
-def test_server_side_top20_equals_mixed_index(searcher, case, query_modality):
+def test_server_side_top20_equals_mixed_index(searcher, case, query_modality, monkeypatch):
     q = case.queries[query_modality]
-    got = searcher.search(q, query_modality, 20, standardizer=case.standardizer)
+    with monkeypatch.context() as patch:  # ranked by the engine: no per-modality search from Python
+        patch.setattr(searcher, "search_modality", None)
+        got = searcher.search(q, query_modality, 20, standardizer=case.standardizer)
     ref = case.index.search(q, query_modality, 20, standardizer=case.standardizer)
     assert_same_topk(got, ref)
     assert got.modalities[:, :20].tolist() != [[query_modality] * 20] * len(q)  # both modalities come back

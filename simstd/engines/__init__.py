@@ -1,8 +1,11 @@
 """Vector stores simstd fits on and searches through.
 
-``base`` holds the :class:`Searchable` contract, ``numpy`` the exact
-brute-force reference. Adapters for vector databases live in their own
-modules and import their client library lazily (optional extras).
+``base`` holds the :class:`Searchable` contract, the shared search helpers
+(``plan_search``, ``gather``, ``merge_topk``) and :class:`SearchResult`;
+``numpy`` the exact brute-force reference. Adapters for vector databases live
+in their own modules (``qdrant``, ``lancedb``, ``pgvector``) and import their
+client library lazily (optional extras); ``export`` writes OpenSearch and
+Vespa configuration (docs/engines.md).
 """
 from __future__ import annotations
 
