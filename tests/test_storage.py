@@ -202,3 +202,14 @@ def test_writing_to_a_missing_index_creates_nothing(tmp_path):
         r = CliRunner().invoke(main, [*args, "--index", str(tmp_path / "nothere.faiss")])
         assert r.exit_code == 1 and "does not exist" in r.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["t.npy"]
+
+
+def test_rollback_of_an_old_single_file_index_says_it_has_no_versions(tmp_path):
+    from simstd.errors import SimstdError
+    from simstd.storage import rollback
+
+    path = tmp_path / "db.faiss"
+    write_legacy(small_index(), path)
+    with pytest.raises(SimstdError, match="old single-file layout"):
+        rollback(path)
+    assert not store_dir(path).exists()

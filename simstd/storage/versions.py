@@ -383,7 +383,9 @@ def rollback(path: str | Path, *, lock_timeout: float | None = DEFAULT_TIMEOUT) 
     If the manifest ``path`` itself is damaged, make the newest intact version
     current instead (usually the one it named: a repair, not an undo)."""
     path = Path(path)
-    with writer_lock(path, lock_timeout):
+    if path.exists() and not is_manifest(path) and not store_dir(path).is_dir():
+        raise SimstdError(f"{path} is in the old single-file layout, which keeps no versions to go back to")
+    with writer_lock(path, lock_timeout, create=False):
         try:
             current = open_version(path)
         except CorruptFileError:  # the manifest itself is damaged: go back to the newest intact version
