@@ -33,7 +33,7 @@ def clip_case(pairs: np.ndarray, n_queries: int = 30) -> ClipCase:
     index = MixedIndex.from_arrays(split.corpus)
     vectors = np.vstack([split.corpus["image"], split.corpus["text"]])
     labels = ["image"] * len(split.corpus["image"]) + ["text"] * len(split.corpus["text"])
-    std = Standardizer(sample=150).fit(index)
+    std = Standardizer(method="paper", sample=150).fit(index)
     queries = {m: q[:n_queries] for m, q in split.queries.items()}
     hubness = Standardizer(method="hubness", sample=150).fit(index)
     return ClipCase(vectors, labels, index, std, queries, hubness)

@@ -44,7 +44,7 @@ def test_sees_the_table(searcher, case):
 
 
 def test_fit_through_lancedb_equals_fit_on_the_index(searcher, case):
-    assert_same_fit(Standardizer(sample=60, seed=4).fit(searcher), Standardizer(sample=60, seed=4).fit(case.index))
+    assert_same_fit(Standardizer(method="paper", sample=60, seed=4).fit(searcher), Standardizer(method="paper", sample=60, seed=4).fit(case.index))
 
 
 @pytest.mark.parametrize("query_modality", ["text", "image"])
@@ -75,7 +75,7 @@ def test_raw_targets_and_query_shift_equal_mixed_index(searcher, case):
     std = case.standardizer
     assert_same_topk(searcher.search(q, "image", 5, standardizer=std, targets=["text"]),
                      case.index.search(q, "image", 5, standardizer=std, targets=["text"]))
-    shifted = Standardizer(sample=150, query_shift=0.5).fit(case.index)
+    shifted = Standardizer(method="paper", sample=150, query_shift=0.5).fit(case.index)
     assert_same_topk(searcher.search(q, "image", 20, standardizer=shifted),
                      case.index.search(q, "image", 20, standardizer=shifted))
 
@@ -85,8 +85,8 @@ def test_string_id_column(db):
     vectors, labels = np.vstack([pairs[0], pairs[1]]), ["image"] * 30 + ["text"] * 30
     table = db.create_table("named", data=rows(vectors, labels, key=lambda i: f"item-{i}"))
     searcher = LanceDBSearcher(table, id_column="key")
-    assert_same_fit(Standardizer().fit(searcher), Standardizer().fit(vectors, labels))
-    res = searcher.search(pairs[1][:2], "text", 62, standardizer=Standardizer().fit(searcher))
+    assert_same_fit(Standardizer(method="paper").fit(searcher), Standardizer(method="paper").fit(vectors, labels))
+    res = searcher.search(pairs[1][:2], "text", 62, standardizer=Standardizer(method="paper").fit(searcher))
     assert res.ids.dtype == object and res.ids[0, 60:].tolist() == [None, None]
     assert {h["id"] for h in res.hits(0)} == {f"item-{i}" for i in range(60)}
 
@@ -107,7 +107,7 @@ def test_bad_input_is_named(db):
     with pytest.raises(SimstdError, match="empty"):
         LanceDBSearcher(empty)
     searcher = LanceDBSearcher(table)
-    std = Standardizer().fit(searcher)
+    std = Standardizer(method="paper").fit(searcher)
     with pytest.raises(SimstdError, match="dimension 5 but the index has dimension 8"):
         searcher.search(np.ones((2, 5)), "text", 3, standardizer=std)
     with pytest.raises(SimstdError, match="unknown target modality 'audio'"):

@@ -67,7 +67,7 @@ def test_sees_the_table(searcher, case):
 
 
 def test_fit_through_pgvector_equals_fit_on_the_index(searcher, case):
-    assert_same_fit(Standardizer(sample=60, seed=4).fit(searcher), Standardizer(sample=60, seed=4).fit(case.index))
+    assert_same_fit(Standardizer(method="paper", sample=60, seed=4).fit(searcher), Standardizer(method="paper", sample=60, seed=4).fit(case.index))
 
 
 @pytest.mark.parametrize("query_modality", ["text", "image"])
@@ -97,7 +97,7 @@ def test_raw_targets_and_query_shift_equal_mixed_index(searcher, case):
     std = case.standardizer
     assert_same_topk(searcher.search(q, "text", 9, standardizer=std, targets=["image"]),
                      case.index.search(q, "text", 9, standardizer=std, targets=["image"]))
-    shifted = Standardizer(sample=150, query_shift=0.5).fit(case.index)
+    shifted = Standardizer(method="paper", sample=150, query_shift=0.5).fit(case.index)
     assert_same_topk(searcher.search(q, "text", 20, standardizer=shifted),
                      case.index.search(q, "text", 20, standardizer=shifted))
 
@@ -108,8 +108,8 @@ def test_uuid_ids_and_k_beyond_the_table(conn):
     ids = [f"00000000-0000-0000-0000-{i:012d}" for i in range(50)]
     make_table(conn, "uuids", vectors, labels, ids=ids, id_type="uuid")
     searcher = PgvectorSearcher(conn, "uuids")
-    std = Standardizer().fit(searcher)
-    assert_same_fit(std, Standardizer().fit(vectors, labels))
+    std = Standardizer(method="paper").fit(searcher)
+    assert_same_fit(std, Standardizer(method="paper").fit(vectors, labels))
     res = searcher.search(pairs[0][:2], "image", 53, standardizer=std)
     assert res.ids.dtype == object and res.ids[0, 50:].tolist() == [None] * 3
     assert {h["id"] for h in res.hits(1)} == set(ids)
@@ -132,7 +132,7 @@ def test_bad_input_is_named(conn):
     with pytest.raises(SimstdError, match="no rows"):
         PgvectorSearcher(conn, "empty")
     searcher = PgvectorSearcher(conn, "ok")
-    std = Standardizer().fit(searcher)
+    std = Standardizer(method="paper").fit(searcher)
     with pytest.raises(SimstdError, match="dimension 5 but the index has dimension 8"):
         searcher.search(np.ones((2, 5)), "text", 3, standardizer=std)
     with pytest.raises(SimstdError, match="unknown target modality 'audio'"):

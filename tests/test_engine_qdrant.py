@@ -48,7 +48,7 @@ def test_sees_the_collection(searcher, case):
 
 
 def test_fit_through_qdrant_equals_fit_on_the_index(searcher, case):
-    assert_same_fit(Standardizer(sample=60, seed=4).fit(searcher), Standardizer(sample=60, seed=4).fit(case.index))
+    assert_same_fit(Standardizer(method="paper", sample=60, seed=4).fit(searcher), Standardizer(method="paper", sample=60, seed=4).fit(case.index))
 
 
 @pytest.mark.parametrize("query_modality", ["text", "image"])
@@ -80,7 +80,7 @@ def test_raw_targets_and_query_shift_equal_mixed_index(searcher, case):
     std = case.standardizer
     assert_same_topk(searcher.search(q, "text", 7, standardizer=std, targets=["image"]),
                      case.index.search(q, "text", 7, standardizer=std, targets=["image"]))
-    shifted = Standardizer(sample=150, query_shift=0.5).fit(case.index)
+    shifted = Standardizer(method="paper", sample=150, query_shift=0.5).fit(case.index)
     assert_same_topk(searcher.search(q, "text", 20, standardizer=shifted),
                      case.index.search(q, "text", 20, standardizer=shifted))
 
@@ -93,8 +93,8 @@ def test_uuid_ids_and_k_beyond_the_collection():
     client = QdrantClient(":memory:")
     make_collection(client, "u", vectors, [{"modality": m} for m in labels], ids=ids)
     searcher = QdrantSearcher(client, "u")
-    std = Standardizer().fit(searcher)
-    ref = Standardizer().fit(vectors, labels)
+    std = Standardizer(method="paper").fit(searcher)
+    ref = Standardizer(method="paper").fit(vectors, labels)
     assert_same_fit(std, ref)
     res = searcher.search(pairs[1][:3], "text", 85, standardizer=std)
     assert res.ids.dtype == object and set(res.ids[0, :80]) == set(ids)
@@ -124,7 +124,7 @@ def test_bad_input_is_named():
     searcher = QdrantSearcher(client, "ok")
     with pytest.raises(SimstdError, match="one unnamed vector"):
         QdrantSearcher(client, "ok", vector_name="clip")
-    std = Standardizer().fit(searcher)
+    std = Standardizer(method="paper").fit(searcher)
     with pytest.raises(SimstdError, match="dimension 5 but the index has dimension 8"):
         searcher.search(np.ones((2, 5)), "text", 3, standardizer=std)
     with pytest.raises(SimstdError, match="unknown target modality 'audio'"):
@@ -134,7 +134,7 @@ def test_bad_input_is_named():
     with pytest.raises(NotFittedError, match="pass a fitted standardizer"):
         searcher.search(vectors[:2], "text", 3)
     with pytest.raises(SimstdError, match="fitted on dimension 512"):
-        searcher.search(vectors[:2], "text", 3, standardizer=Standardizer().fit(
+        searcher.search(vectors[:2], "text", 3, standardizer=Standardizer(method="paper").fit(
             np.eye(512, dtype=np.float32)[:20], ["a"] * 10 + ["b"] * 10))
     with pytest.raises(SimstdError, match="no point with id 99"):
         searcher.reconstruct([1, 99])

@@ -18,7 +18,7 @@ from simstd.engines import export
 REPO = Path(__file__).resolve().parents[1]
 SPLIT = mixed_split(synthetic_pairs(300, 64, seed=7), ("image", "text"))
 INDEX = MixedIndex.from_arrays(SPLIT.corpus)
-STD = Standardizer().fit(INDEX)
+STD = Standardizer(method="paper").fit(INDEX)
 K = 15
 
 
