@@ -11,17 +11,26 @@ a page that contradicts its own tables).
 from __future__ import annotations
 
 import argparse
+import json
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from simstd.datasets import load_pairs
-from simstd.evaluation import affine_changes, markdown_table, run_pairs
-from simstd.methods import PseudoStandardization, QueryShift, make_method
-from simstd.plotting import plot_modality_share, plot_recall_curves, plot_score_histograms
-
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # the simstd of this checkout, not whichever one is installed
+
+from simstd.datasets import load_pairs, topical_pairs  # noqa: E402
+from simstd.evaluation import (  # noqa: E402
+    affine_changes, caption_relevance, label_relevance, markdown_table, run_pairs,
+)
+from simstd.evaluation.relevance import MIN_CAPTIONS  # noqa: E402
+from simstd.methods import PseudoStandardization, QueryShift, make_method  # noqa: E402
+from simstd.plotting import (  # noqa: E402
+    plot_frontier, plot_modality_share, plot_recall_curves, plot_score_histograms,
+)
+
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "modality-gap-features"
 COMMAND = "python docs/make_benchmarks.py"
 
@@ -34,19 +43,34 @@ MODELS = [
     ("clip_random", "CLIP random (control)", ("image", "text"), False),
 ]
 EVAL_SEEDS = list(range(100, 120))  # the reported splits; never used while choosing the method
-SELECTION_SEEDS = list(range(0, 5))  # the splits the candidate was chosen on
+SELECTION_SEEDS = list(range(0, 5))  # the splits the candidates were chosen on
+REPORT_SEEDS = list(range(5, 10))  # issue 9: hubness chosen on 0..4, reported on 5..9 ...
+CONFIRM_SEEDS = list(range(200, 220))  # ... and confirmed on 200..219
 PLAIN_SEEDS = list(range(100, 102))  # one-modality protocols: seeds only change the query folds
-PAPER, CANDIDATE = "simstd-index", "simstd-qshift"
+SYNTH_SEEDS = list(range(100, 103))  # universal protocol on generated data (1000 pairs: slower per seed)
+PAPER, CANDIDATE, HUBNESS = "simstd-index", "simstd-qshift", "hubness"
+#: Hubness settings compared on the selection splits: neighbourhood size K and the per-pair scale beta.
+HUB_GRID = [f"hubness[k={k}{b}]" for k in (3, 5, 10, 20, 30) for b in ("", ",q=0.99", ",beta=pseudo")]
+HUB_GRID = [n.replace("[k=10]", "").replace("[k=10,", "[") for n in HUB_GRID]
+#: Criteria fixed in advance (issue 9) for making a setting the default.
+CRIT_MEAN, CRIT_EXCESS, CRIT_UNIVERSAL = 0.88, 0.08, 0.02
 METHODS = [
     "raw", "gr-clip", "zscore-all", "per-query",
     "simstd-index", "simstd-index-top10", "simstd-log", "simstd-log-top10", "simstd-labeled",
     "nnn", "nnn+simstd-index", "nnn+simstd-index[index]",
     "qb-norm", "qb-norm+simstd-index", "qb-norm+simstd-index[index]",
     "csls", "csls[index]", "csls+simstd-index", "csls+simstd-index[index]",
-    "per-query", "simstd-qshift",
+    "per-query", "simstd-qshift", "hubness",
 ]
 METHODS = list(dict.fromkeys(METHODS))
 PLOT_METHODS = ["raw", "gr-clip", "zscore-all", "per-query", "simstd-index", "simstd-qshift"]
+FRONTIER_METHODS = ["raw", "gr-clip", "zscore-all", "per-query", "simstd-index", "simstd-labeled", "simstd-qshift",
+                    "csls[index]", "csls+simstd-index[index]", "qb-norm", "hubness"]
+UNIVERSAL_METHODS = ["raw", "gr-clip", "zscore-all", "per-query", "simstd-index", "simstd-index-top10",
+                     "simstd-labeled", "nnn+simstd-index[index]", "csls[index]", "csls+simstd-index[index]",
+                     "simstd-qshift", "hubness"]
+#: Files with caption metadata (the random-weight control has the same COCO rows as CLIP).
+CAPTIONS = {"clip": "features_clip_coco_val2017_meta.json", "clip_random": "features_clip_coco_val2017_meta.json"}
 
 
 def needs(name: str) -> str:
@@ -83,18 +107,46 @@ def main() -> None:
                                protocols=["plain"])
     frac = {(k, m): mixed[k].values("mixed", m, "R@20", of_ceiling=True) for k in mixed for m in METHODS}
     cross = {(k, m): mixed[k].values("mixed", m, "cross@10") for k in mixed for m in METHODS}
+    exc = {(k, m): mixed[k].values("mixed", m, "excess") for k in mixed for m in METHODS}
+    mods_of = {key: mods for key, _, mods, _ in MODELS}
 
-    # Sensitivity of the candidate (and full CSLS) on the selection seeds.
+    # Universal protocol: relevance from the COCO reference captions (CLIP rows) and from generated subtopics.
+    print("universal protocol ...", flush=True)
+    relevance = {key: caption_relevance([r["all_captions"] for r in
+                                         json.loads((args.data / name).read_text(encoding="utf-8"))])
+                 for key, name in CAPTIONS.items()}
+    universal = {key: run_pairs(pairs[key], data=label[key], modalities=mods_of[key], methods=UNIVERSAL_METHODS,
+                                seeds=EVAL_SEEDS, protocols=["universal"], relevance=relevance[key])
+                 for key in CAPTIONS}
+    synth = topical_pairs(1000, 512, n_topics=20, n_subtopics=5, seed=0)
+    universal["synthetic"] = run_pairs(synth.pairs, data="generated (1000 pairs, 20 topics x 5 subtopics)",
+                                       methods=UNIVERSAL_METHODS, seeds=SYNTH_SEEDS, protocols=["universal"],
+                                       relevance=label_relevance(synth.subtopic))
+
+    # Selection splits: sensitivity of the query shift (and full CSLS) and the hubness grid, one run.
+    print("selection splits ...", flush=True)
     grid = [(k, w) for k in (1, 3, 10, 30) for w in (0.25, 0.5, 0.75, 1.0)]
-    sel_methods = [PAPER, "csls+simstd-index[index]"] + [
+    sel_methods = [PAPER, "csls+simstd-index[index]"] + HUB_GRID + [
         QueryShift(PseudoStandardization("index"), k=k, weight=w) for k, w in grid]
-    selection = {key: run_pairs(pairs[key], data=label[key], modalities=dict((m[0], m[2]) for m in MODELS)[key],
+    selection = {key: run_pairs(pairs[key], data=label[key], modalities=mods_of[key],
                                 methods=sel_methods, seeds=SELECTION_SEEDS, protocols=["mixed"])
                  for key in trained}
     sel_names = selection[trained[0]].methods
+    sel_universal = run_pairs(pairs["clip"], data="CLIP", methods=[PAPER] + HUB_GRID, seeds=SELECTION_SEEDS,
+                              protocols=["universal"], relevance=relevance["clip"])
 
     def sel_frac(key: str, name: str) -> np.ndarray:
         return selection[key].values("mixed", name, "R@20", of_ceiling=True)
+
+    # Held-out splits for the default's criteria: reported on 5..9, confirmed on 200..219.
+    print("held-out splits ...", flush=True)
+    finalists = [PAPER, CANDIDATE, HUBNESS]
+    held = {}
+    for name, seeds in (("report", REPORT_SEEDS), ("confirm", CONFIRM_SEEDS)):
+        held[name] = {key: run_pairs(pairs[key], data=label[key], modalities=mods_of[key], methods=finalists,
+                                     seeds=seeds, protocols=["mixed"]) for key in trained}
+        held[name]["universal"] = run_pairs(pairs["clip"], data="CLIP", methods=finalists, seeds=seeds,
+                                            protocols=["universal"], relevance=relevance["clip"])
 
     # ------------------------------------------------------------- figures
     print("plotting ...", flush=True)
@@ -107,6 +159,8 @@ def main() -> None:
                                                    modalities=mods, seed=EVAL_SEEDS[0])
     figs["recall"] = plot_recall_curves([mixed[k] for k, *_ in MODELS], img / "recall_mixed.png",
                                         methods=PLOT_METHODS)
+    figs["frontier"] = plot_frontier([mixed[k] for k, *_ in MODELS], img / "frontier.png",
+                                     methods=FRONTIER_METHODS)
 
     # ------------------------------------------------------ derived numbers
     diff = {k: frac[k, CANDIDATE] - frac[k, PAPER] for k in mixed}
@@ -130,11 +184,49 @@ def main() -> None:
 
     meets = [m for m in label_free if m != PAPER and avg[m] > avg[PAPER]
              and min((frac[k, m] - frac[k, PAPER]).mean() for k in trained) >= -0.01]
-    assert meets == [CANDIDATE], meets
+    assert CANDIDATE in meets, meets
+    others_meet = [m for m in meets if m != CANDIDATE]
     raw_zero = [k for k in trained if mixed[k].values("mixed", "raw", "R@20").mean() == 0]
     assert len(raw_zero) == 3, raw_zero
-    best_free = {k: max(label_free, key=lambda m: frac[k, m].mean()) for k in trained}
-    assert [k for k in trained if best_free[k] == "csls[index]"] == ["clip", "videoclip", "clasp"], best_free
+    exc_avg = {m: np.mean([exc[k, m].mean() for k in trained]) for m in METHODS}
+
+    # Hubness: the selection rule, fixed before the held-out splits were run (see the page).
+    paper_uni_sel = sel_universal.values("universal", PAPER, "NDCG@10").mean()
+    hub_sel = {}
+    for name in HUB_GRID:
+        hub_sel[name] = {
+            "mean": float(np.mean([sel_frac(k, name).mean() for k in trained])),
+            "excess": float(np.mean([selection[k].values("mixed", name, "excess").mean() for k in trained])),
+            "worst": float(min((sel_frac(k, name) - sel_frac(k, PAPER)).mean() for k in trained)),
+            "universal": float(sel_universal.values("universal", name, "NDCG@10").mean() - paper_uni_sel),
+        }
+        c = hub_sel[name]
+        c["ok"] = (c["mean"] >= CRIT_MEAN and c["excess"] >= CRIT_EXCESS and c["worst"] >= 0
+                   and c["universal"] >= CRIT_UNIVERSAL)
+    eligible = [n for n in HUB_GRID if hub_sel[n]["ok"]]
+    chosen = max(eligible, key=lambda n: hub_sel[n]["excess"]) if eligible else None
+    assert chosen == HUBNESS, (chosen, hub_sel)  # the registry default is the chosen setting
+
+    def criteria(report: dict, m: str) -> dict:
+        fr = {k: report[k].values("mixed", m, "R@20", of_ceiling=True).mean() for k in trained}
+        paper = {k: report[k].values("mixed", PAPER, "R@20", of_ceiling=True).mean() for k in trained}
+        u = report["universal"]
+        return {"mean": float(np.mean(list(fr.values()))),
+                "excess": float(np.mean([report[k].values("mixed", m, "excess").mean() for k in trained])),
+                "worst": float(min(fr[k] - paper[k] for k in trained)),
+                "worst_model": min(trained, key=lambda k: fr[k] - paper[k]),
+                "universal": float(u.values("universal", m, "NDCG@10").mean()
+                                   - u.values("universal", PAPER, "NDCG@10").mean()),
+                "ndcg": float(u.values("universal", m, "NDCG@10").mean())}
+
+    held["main"] = {**{k: mixed[k] for k in trained}, "universal": universal["clip"]}  # the tables' splits
+    crit = {(split, m): criteria(held[split], m) for split in held for m in finalists}
+    for key in crit:
+        c = crit[key]
+        c["pass"] = [c["mean"] >= CRIT_MEAN, c["excess"] >= CRIT_EXCESS, c["worst"] >= 0,
+                     c["universal"] >= CRIT_UNIVERSAL]
+    hub_passes = {split: all(crit[split, HUBNESS]["pass"]) for split in held}
+    paper_fails = not any(all(crit[split, PAPER]["pass"]) for split in held)
     better_on_plain = [m for m in METHODS if all(
         plain[k].values(p, m, "R@20").mean() > plain[k].values(p, "raw", "R@20").mean() + 1e-9
         for k in trained for p in plain[k].results)]
@@ -177,17 +269,37 @@ def main() -> None:
       "fold is scored by a method fitted on the other fold's query vectors (and, for the oracle only, their gold "
       "pairs). `[index]` variants use the indexed items as the bank and need no log.")
     w(f"* Seeds: the tables use the {len(EVAL_SEEDS)} A/B splits {EVAL_SEEDS[0]}..{EVAL_SEEDS[-1]}, "
-      f"reported as mean ± std over seeds. The new method was chosen on splits {SELECTION_SEEDS[0]}.."
-      f"{SELECTION_SEEDS[-1]} (section below); splits {EVAL_SEEDS[0]}..{EVAL_SEEDS[-1]} were first run after "
-      "the choice. Seeds re-split the same items, so they measure split variance, not new data.")
+      f"reported as mean ± std over seeds. The hyperparameters of `{CANDIDATE}` and `{HUBNESS}` were chosen on "
+      f"splits {SELECTION_SEEDS[0]}..{SELECTION_SEEDS[-1]} only (sections below); `{HUBNESS}` was then reported "
+      f"on splits {REPORT_SEEDS[0]}..{REPORT_SEEDS[-1]} and confirmed on {CONFIRM_SEEDS[0]}..{CONFIRM_SEEDS[-1]}, "
+      f"and splits {EVAL_SEEDS[0]}..{EVAL_SEEDS[-1]} were run after the choices. Seeds re-split the same items, "
+      "so they measure split variance, not new data.")
     w("* Caveat: every gold is in the other modality, so a method that simply prefers the other modality "
-      "scores well here. Read `R@20/ceiling` together with `cross@10`.\n")
+      "scores well here. Read `R@20/ceiling` together with `cross@10` and the excess below.")
+    w("* **Modality-bias frontier and excess.** Add a constant bonus δ to the paper's score z (`simstd-index`) for "
+      "every item of the other modality and sweep δ: from own modality first (cross@10 = 0, nothing found) to "
+      "other modality first (cross@10 = 1, the ceiling). The curve of (cross@10, R@20/ceiling) is what modality "
+      "bias alone reaches. A method's **excess** is its R@20/ceiling minus the frontier's at the method's own "
+      "cross@10 (per split, then averaged): 0 means it only moved the modality mix, > 0 that it ranks better "
+      "within the modalities it shows. The sweep is exact (every δ where a query's top 20 or top 10 changes; "
+      "`simstd/evaluation/frontier.py`); the paper's method sits on the curve by construction.")
+    w("* **Universal** (`--protocol universal`): relevant items exist in both modalities, so preferring one costs "
+      "something. Half the pairs (by seed) are indexed with *both* their modalities; the other half are queries "
+      "in either modality (a query's own pair is never indexed). An indexed item is relevant when its pair is "
+      "topically related to the query's: the same subtopic for generated data; for the CLIP COCO rows, a shared "
+      f"*content word* of the human reference captions (a word used by at least {MIN_CAPTIONS} of an image's 5 "
+      "captions, not a function word, number, colour, size, people word or -ing/-ed form; "
+      "`simstd/evaluation/relevance.py`). Relevance never looks at the embeddings being evaluated. Metrics: "
+      "NDCG@10 (binary relevance), and recall of the same-modality and of the cross-modal relevant items in the "
+      "top 10 (found / relevant of that kind). ConVIRT, VideoCLIP and CLASP ship no captions or labels, so they "
+      "have no universal table: deriving relevance from their own embeddings would grade a method by itself.\n")
 
     w("## R@20 as a fraction of the ceiling (mixed protocol)\n")
-    header = ["method", "uses"] + [label[k] for k, *_ in MODELS] + ["mean of 4 trained"]
+    header = ["method", "uses"] + [label[k] for k, *_ in MODELS] + ["mean of 4 trained", "excess, mean of 4"]
     rows = []
     for m in METHODS:
-        rows.append([f"`{m}`", needs(m)] + [pm(frac[k, m]) for k, *_ in MODELS] + [f"{avg[m]:.3f}"])
+        rows.append([f"`{m}`", needs(m)] + [pm(frac[k, m]) for k, *_ in MODELS]
+                    + [f"{avg[m]:.3f}", f"{exc_avg[m]:+.3f}"])
     w(markdown_table(header, rows, align="ll" + "r" * (len(header) - 2)))
     w(f"\nMean ± std over the {len(EVAL_SEEDS)} splits. Method descriptions: `simstd eval --list-methods`; "
       "papers in `simstd/methods.py`.\n")
@@ -196,7 +308,130 @@ def main() -> None:
     w(markdown_table(["method"] + [label[k] for k, *_ in MODELS], rows))
     w("")
 
-    w(f"## A better default: `{CANDIDATE}`\n")
+    w("## Above the modality-bias frontier?\n")
+    w("Excess of R@20/ceiling over the frontier at the method's own cross@10 (mean ± std over the "
+      f"{len(EVAL_SEEDS)} splits; 0 = pure modality bias):\n")
+    rows = [[f"`{m}`"] + [pm(exc[k, m]).replace(" ±", " ±") for k, *_ in MODELS] + [f"{exc_avg[m]:+.3f}"]
+            for m in METHODS]
+    w(markdown_table(["method"] + [label[k] for k, *_ in MODELS] + ["mean of 4 trained"], rows))
+    assert abs(exc_avg[PAPER]) < 0.005, exc_avg[PAPER]
+    w("\n![Modality-bias frontier](img/frontier.png)\n")
+    top_exc = sorted(label_free, key=lambda m: -exc_avg[m])[:4]
+    affine = [m for m in METHODS if make_method(m).modality_affine and m != PAPER]
+    best_affine = max(affine, key=lambda m: exc_avg[m])
+    assert all(not make_method(m).modality_affine for m in top_exc), top_exc
+    w(f"The paper's method sits on the frontier ({exc_avg[PAPER]:+.3f}). The labeled oracle (`simstd-labeled`, "
+      f"{exc_avg['simstd-labeled']:+.3f}) and every modality-affine method (at most "
+      f"`{best_affine}`, {exc_avg[best_affine]:+.3f}) stay close to it or below: better per-pair statistics "
+      "mostly move the modality mix. The largest label-free excesses: "
+      + ", ".join(f"`{m}` ({exc_avg[m]:+.3f})" for m in top_exc)
+      + ", all of which reorder items *inside* a modality (mean centring, per-item neighbourhood terms). Excess "
+      "is measured at a method's own cross@10: GR-CLIP's sits at cross@10 near 0.1, where the frontier is low, "
+      f"so it does more than bias yet still finds little (R@20/ceiling {avg['gr-clip']:.3f}). The random-weight "
+      "control has no structure to find; its excesses are noise.\n")
+
+    w("## Universal protocol: relevant items in both modalities\n")
+    for key, rep_u in universal.items():
+        r0 = rep_u.results["universal"][0].task
+        n_rel = np.mean([len(r.per_query["raw"]["NDCG@10"]) for r in rep_u.results["universal"]])
+        w(f"### {rep_u.data}\n")
+        w(f"Index: {', '.join(f'{n} {m}' for m, n in r0['corpus'].items())}; {int(n_rel)} queries per split "
+          f"({r0.get('queries_without_relevant_items', 0)} without any relevant indexed item left out); "
+          f"{len(rep_u.seeds)} splits {rep_u.seeds[0]}..{rep_u.seeds[-1]}.\n")
+        header, rows = rep_u.table_rows("universal")
+        w(markdown_table(["`method`" if h == "method" else h for h in header],
+                         [[f"`{r[0]}`"] + r[1:] for r in rows]))
+        w("")
+    cu = universal["clip"]
+    nd = {m: cu.values("universal", m, "NDCG@10").mean() for m in UNIVERSAL_METHODS}
+    same = {m: cu.values("universal", m, "same-recall@10").mean() for m in UNIVERSAL_METHODS}
+    crs = {m: cu.values("universal", m, "cross-recall@10").mean() for m in UNIVERSAL_METHODS}
+    w(f"On CLIP, raw cosine finds only same-modality items (cross-recall {crs['raw']:.3f}); the paper's method "
+      f"lifts NDCG@10 from {nd['raw']:.3f} to {nd[PAPER]:.3f}, and `{HUBNESS}` to {nd[HUBNESS]:.3f} "
+      f"({nd[HUBNESS] - nd[PAPER]:+.3f} over the paper). It finds more cross-modal relevant items "
+      f"({crs[HUBNESS]:.3f} vs {crs[PAPER]:.3f}) and fewer same-modality ones ({same[HUBNESS]:.3f} vs "
+      f"{same[PAPER]:.3f}): it shows more of the other modality (cross@10 "
+      f"{cu.values('universal', HUBNESS, 'cross@10').mean():.2f} vs {cu.values('universal', PAPER, 'cross@10').mean():.2f}"
+      "), and on this protocol that trade is a net gain, not a free one.\n")
+
+    w("## Choosing the default: hubness correction vs the paper (issue 9)\n")
+    w("`hubness` (`simstd/methods.py:HubnessCorrection`) re-scores a query q of modality a against an indexed "
+      "item c of modality b as\n")
+    w("    score(q, c) = (2 s(q, c) - rho_q^b - rho_c^a) / beta_ab\n")
+    w("with `rho_q^b` the mean of q's K best cosines among the items of b, `rho_c^a` the mean of c's K best "
+      "cosines among the other indexed items of a (CSLS, Conneau et al. 2018, with the index as bank; close to "
+      "NNN, Chowdhury et al. 2024) and `beta_ab` a per-pair scale: `tail` = the mean excess of the (a, b) "
+      "cosines over their 99.9% quantile (`q=0.99`: over the 99% quantile), or `pseudo` = the std of the "
+      "paper's pseudo-positive cosines (then it equals `csls+simstd-index[index]` exactly). It needs no "
+      "labels and no query log. Here it is an evaluation method on score matrices; the exact index "
+      "implementation is a `Standardizer` setting (issue 9, item 3).\n")
+    w(f"**Criteria, fixed in advance:** mixed R@20/ceiling, mean of the 4 trained models, >= {CRIT_MEAN}; "
+      f"excess >= +{CRIT_EXCESS} on that mean, and no trained model below the paper; CLIP universal NDCG@10 >= "
+      f"the paper's + {CRIT_UNIVERSAL}. (The other two criteria, confidence tracking failure and `Flat` "
+      "exactness at >= 0.95x raw FAISS throughput, concern the index implementation and are measured there.)\n")
+    w(f"**Selection rule, fixed before any held-out split was run:** on splits {SELECTION_SEEDS[0]}.."
+      f"{SELECTION_SEEDS[-1]}, among the settings that meet all four criteria, take the one with the largest "
+      "mean excess (what a method adds beyond modality bias, rather than R@20 itself, which a stronger bias "
+      "can buy). Grid: K in {3, 5, 10, 20, 30} x beta in {tail 99.9%, tail 99%, pseudo}:\n")
+    rows = []
+    for name in HUB_GRID:
+        c = hub_sel[name]
+        rows.append([f"`{name}`" + (" **chosen**" if name == chosen else ""), f"{c['mean']:.3f}",
+                     f"{c['excess']:+.3f}", f"{c['worst'] * 100:+.1f}", f"{c['universal']:+.3f}",
+                     "yes" if c["ok"] else "no"])
+    w(markdown_table(["setting", "R@20/ceiling, mean of 4", "excess, mean of 4", "worst model vs paper, points",
+                      "CLIP universal NDCG@10 vs paper", "meets all"], rows))
+    runner_up = [n for n in eligible if n != chosen]
+    w(f"\nThe chosen setting, `{chosen}` (K = 10, 99.9% tail scale), is the method's default. Also eligible, with "
+      "less excess: " + (", ".join(f"`{n}` ({hub_sel[n]['excess']:+.3f}; R@20/ceiling {hub_sel[n]['mean']:.3f})"
+                                   for n in runner_up) or "none")
+      + ". Every pseudo-positive scale misses a criterion; so does every K >= 20.\n")
+    assert all(not hub_sel[n]["ok"] for n in HUB_GRID if "pseudo" in n or "k=20" in n or "k=30" in n)
+    w("**Held-out splits** (reported on 5..9 and confirmed on 200..219, as issue 9 asks, and the 20 splits "
+      "100..119 of the tables above; none was looked at during the choice):\n")
+    rows = []
+    mark = lambda ok: "" if ok else " ✗"  # noqa: E731
+    split_sets = (("report", REPORT_SEEDS), ("confirm", CONFIRM_SEEDS), ("main", EVAL_SEEDS))
+    for split, seeds in split_sets:
+        for m in finalists:
+            c = crit[split, m]
+            rows.append([f"{seeds[0]}..{seeds[-1]}", f"`{m}`", f"{c['mean']:.3f}{mark(c['pass'][0])}",
+                         f"{c['excess']:+.3f}{mark(c['pass'][1])}",
+                         "-" if m == PAPER else f"{c['worst'] * 100:+.1f} ({label[c['worst_model']]})"
+                         + mark(c["pass"][2]),
+                         f"{c['ndcg']:.3f} ({c['universal']:+.3f})" + ("" if m == PAPER else mark(c["pass"][3]))])
+    w(markdown_table(["splits", "method", f"R@20/ceiling, mean of 4 (>= {CRIT_MEAN})",
+                      f"excess, mean of 4 (>= +{CRIT_EXCESS})", "worst model vs paper, points (>= 0)",
+                      f"CLIP universal NDCG@10 (vs paper, >= +{CRIT_UNIVERSAL})"], rows))
+    ch, cp = crit["confirm", HUBNESS], crit["confirm", PAPER]
+    names_of = {"report": "5..9", "confirm": "200..219", "main": "100..119"}
+    missed = [split for split in held if not hub_passes[split]]
+    if hub_passes["report"] and hub_passes["confirm"]:
+        w(f"\n**Verdict: `{HUBNESS}` meets all four ranking criteria on the splits issue 9 names** (5..9, "
+          f"confirmed on 200..219; ✗ marks a miss). On splits {CONFIRM_SEEDS[0]}..{CONFIRM_SEEDS[-1]}: "
+          f"R@20/ceiling {ch['mean']:.3f} vs {cp['mean']:.3f} for the paper "
+          f"({(ch['mean'] - cp['mean']) * 100:+.1f} points), {ch['excess']:+.3f} above the frontier, the smallest "
+          f"per-model gain {ch['worst'] * 100:+.1f} points ({label[ch['worst_model']]}), CLIP universal NDCG@10 "
+          f"{ch['universal']:+.3f} over the paper.")
+        if missed:
+            cm = crit["main", HUBNESS]
+            w("On the splits 100..119 of the tables it misses " + ", ".join(
+                name for name, ok in zip(("the R@20/ceiling bar", "the excess bar", "the no-loss bar",
+                                          "the universal bar"), cm["pass"]) if not ok)
+              + f" (R@20/ceiling {cm['mean']:.3f}, excess {cm['excess']:+.3f}, worst model "
+              f"{cm['worst'] * 100:+.1f} points, universal {cm['universal']:+.3f}). The three split sets give "
+              + ", ".join(f"{crit[sp, HUBNESS]['mean']:.3f}" for sp, _ in split_sets)
+              + f": the {CRIT_MEAN} bar sits within their spread (CLASP, 99 pairs, varies by "
+              f"{np.std(frac['clasp', HUBNESS], ddof=1):.2f} from split to split), so that margin is thin; the gain "
+              "over the paper and above the frontier is not.")
+        w("It becomes the default if the index implementation also meets the two index criteria; the paper's "
+          "method stays one setting away.\n")
+    else:
+        w(f"\n**Verdict: `{HUBNESS}` misses a criterion** (✗) on " + ", ".join(names_of[m] for m in missed)
+          + ", so the paper's method stays the default.\n")
+    assert paper_fails
+
+    w(f"## The query shift (`{CANDIDATE}`), an earlier candidate\n")
     w("`Standardizer(query_shift=0.5, shift_k=10)`: after the paper's standardization, subtract half of the mean "
       "of the query's 10 best standardized scores **in each target modality**:\n")
     w("    z'(q, c) = z(q, c) - 1/2 * mean(top-10 z(q, .) among the items of c's modality)\n")
@@ -216,11 +451,11 @@ def main() -> None:
                       "splits better / worse", "cross@10"], rows))
     w(f"\nOn the four trained models R@20/ceiling rises from {avg[PAPER]:.3f} to {avg[CANDIDATE]:.3f} on average "
       f"({gain * 100:+.1f} points); the smallest gain of any trained model is {worst * 100:+.1f} points, so the "
-      "criterion \"better on average, no trained model worse by more than a point\" holds. Of all label-free "
-      "methods in the table it is the only one that meets it. Those with a higher average lose more than a "
-      "point on some model (average; worst model, points vs the paper): "
+      "criterion \"better on average, no trained model worse by more than a point\" holds. Other label-free "
+      "methods that meet it: " + (", ".join(f"`{m}`" for m in others_meet) or "none") + ". Those with a higher "
+      "average that lose more than a point on some model (average; worst model, points vs the paper): "
       + ", ".join(f"`{m}` ({avg[m]:.3f}; {label[worst_of(m)]} {gap_of(m):+.1f})"
-                  for m in label_free if avg[m] > avg[CANDIDATE])
+                  for m in label_free if avg[m] > avg[CANDIDATE] and m not in meets)
       + ". `cross@10` barely moves: the shift does not buy recall by showing more of the other modality overall, "
       "it redistributes per query.\n")
     w("### Sensitivity (selection splits)\n")
@@ -252,8 +487,10 @@ def main() -> None:
       f"selection splits (worst model {csls_worst_sel * 100:+.1f} points) but fails it on the evaluation splits "
       f"(worst model {csls_worst_eval * 100:+.1f} points, ConVIRT). It also reorders items inside a modality, "
       "which per-shard search cannot do exactly without per-item biases in the index.\n")
-    w("### Should it be the default?\n")
-    w("For: it beats the paper's method on every trained model on unseen splits, at no cost (no labels, no log, "
+    w("### Should it have been the default?\n")
+    w("The earlier assessment, kept for the record; the universal protocol above now supplies the "
+      f"same-modality evaluation it asked for (CLIP NDCG@10 {nd[CANDIDATE]:.3f} vs the paper's {nd[PAPER]:.3f}), "
+      f"and `{HUBNESS}` supersedes it on every criterion. For: it beats the paper's method on every trained model on unseen splits, at no cost (no labels, no log, "
       "no refit, same statistics file), and it keeps search exact. Against: (1) the evidence is one protocol in "
       "which every gold is cross-modal, on four small sets (99 to 500 pairs) whose seeds re-split the same items; "
       "(2) by construction the shift lowers the modality in which the query has strong matches, and this protocol "
@@ -328,8 +565,10 @@ def main() -> None:
       + ", ".join(f"{label[k]} {cross[k, 'gr-clip'].mean():.2f}" for k in trained) + "); its R@20/ceiling "
       "ranges from " + f"{min(frac[k, 'gr-clip'].mean() for k in trained):.3f} to "
       f"{max(frac[k, 'gr-clip'].mean() for k in trained):.3f}.")
-    w("* **CSLS on raw cosine** (`csls[index]`) is the strongest label-free method on CLIP, VideoCLIP and CLASP "
-      + "(" + ", ".join(f"{label[k]} {frac[k, 'csls[index]'].mean():.3f}" for k in trained) + ") but loses on "
+    best_free = {k: max(label_free, key=lambda m: frac[k, m].mean()) for k in trained}
+    w("* **CSLS on raw cosine** (`csls[index]`) has the highest R@20/ceiling of the label-free methods on "
+      + ", ".join(label[k] for k in trained if best_free[k] == "csls[index]")
+      + " (" + ", ".join(f"{label[k]} {frac[k, 'csls[index]'].mean():.3f}" for k in trained) + ") but loses on "
       "ConVIRT, and it reorders items inside a modality, so it cannot run on per-modality shard search without "
       "per-item biases stored in the index.")
     w("* The **random-weight CLIP** control has a near-chance ceiling; its fractions are noise and every "

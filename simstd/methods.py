@@ -665,6 +665,7 @@ DEFAULT_METHODS = (
     "csls",
     "csls+simstd-index",
     "simstd-qshift",
+    "hubness",
 )
 #: One line per name, for ``--help`` and the docs.
 DESCRIPTIONS = {
@@ -689,7 +690,8 @@ DESCRIPTIONS = {
 
 def method_names() -> list[str]:
     """Every base name and every ``wrapper`` / ``wrapper+base`` combination."""
-    return list(BASES) + [w for w in WRAPPERS] + [f"{w}+{b}" for w in WRAPPERS for b in BASES if b != "raw"]
+    plain = [b for b in BASES if b not in ("raw", "hubness")]  # hubness is a re-scoring already
+    return list(BASES) + [w for w in WRAPPERS] + [f"{w}+{b}" for w in WRAPPERS for b in plain]
 
 
 def make_method(name: str) -> ScoreMethod:

@@ -206,6 +206,8 @@ def test_affine_methods_keep_each_modality_s_order():
 
 def test_registry_names_and_errors():
     assert set(DEFAULT_METHODS) <= set(method_names())
+    for name in method_names():  # every listed name builds
+        make_method(name)
     assert make_method("nnn").name == "nnn"
     assert make_method("csls+simstd-index").name == "csls+simstd-index"
     assert make_method("csls+simstd-index[index]").bank == "index"
