@@ -255,6 +255,7 @@ class PseudoStandardization(ScoreMethod):
 
     def _fit(self, log, positives):
         std = Standardizer(
+            method="paper",  # the paper's method, whatever the library default becomes
             n_pseudo=self.n_pseudo,
             source="labeled" if self.source == "labeled" else "pseudo",
             sample=None,
@@ -283,9 +284,49 @@ def _labeled_with_pseudo_fallback(corpus, labels, log, positives) -> Standardize
     pq, pt, ps = mine_pseudo_positives(index, sample=None)
     have = set(zip(lq.tolist(), lt.tolist()))
     fallback = np.array([(q, t) not in have for q, t in zip(pq.tolist(), pt.tolist())], dtype=bool)
-    return Standardizer(source="labeled", sample=None).fit_scores(
+    return Standardizer(method="paper", source="labeled", sample=None).fit_scores(
         np.concatenate([lq, pq[fallback]]), np.concatenate([lt, pt[fallback]]), np.concatenate([ls, ps[fallback]])
     )
+
+
+class LibraryHubness(ScoreMethod):
+    """The library's hubness-corrected standardization, as users get it: ``Standardizer(method="hubness")``.
+
+    CSLS with the stored items as the bank (Conneau et al., ICLR 2018; NNN,
+    Chowdhury et al., EMNLP 2024), z-standardized on pseudo positives like the
+    paper (Yamashita, Shirafuji and Saito 2025); see ``docs/default.md``. With
+    ``search=False`` the fitted standardizer transforms the full score matrix
+    (``Standardizer.transform(..., ids=...)``, its reference definition);
+    with ``search=True`` a ``Flat`` :class:`~simstd.MixedIndex` holds the
+    items, the fit's per-item terms are folded into its shards, and every
+    score comes from ``MixedIndex.search`` over all items, the path a user's
+    query takes. Default settings throughout (``hubness_k=10``, bank, sample).
+    """
+
+    def __init__(self, search: bool = False) -> None:
+        self.search = search
+        self.name = "simstd-hubness" + ("[search]" if search else "")
+
+    def _fit(self, log, positives):
+        from .index import MixedIndex
+
+        if self.search:
+            self.index_ = MixedIndex.from_arrays(self.corpus_.astype(np.float32), self.corpus_modalities_,
+                                                 factory="Flat")
+            self.standardizer_ = Standardizer(method="hubness").fit(self.index_)
+            self.index_.standardizer = self.standardizer_
+        else:
+            self.standardizer_ = Standardizer(method="hubness").fit(self.corpus_, self.corpus_modalities_)
+
+    def transform(self, raw, queries, query_modality):
+        n = len(self.corpus_)
+        if not self.search:
+            ids = np.broadcast_to(np.arange(n), raw.shape)
+            return self.standardizer_.transform(raw, query_modality, self.corpus_modalities_[None, :], ids=ids)
+        result = self.index_.search(np.asarray(queries, dtype=np.float32), query_modality, n)
+        out = np.full(raw.shape, -np.inf)
+        np.put_along_axis(out, np.asarray(result.ids), np.asarray(result.scores, dtype=np.float64), axis=1)
+        return out
 
 
 class PerQueryZ(ScoreMethod):
@@ -468,6 +509,13 @@ class HubnessCorrection(CSLS):
       every other item of ``b`` (a seeded sample of rows beyond
       :data:`TAIL_PAIRS` pairs).
 
+    ``query="corrected"`` measures the query term on the item-corrected
+    similarity ``u = s - rho_c^a / 2`` instead (the mean of q's ``k`` best
+    ``u`` among the items of ``b``, which one search by ``u`` returns, so an
+    index can stay exact with a single search) and adds back the pair's mean
+    difference ``c_ab = E[rho_q^b - r_q^b(u)]`` over the indexed items of
+    ``a`` as queries (self left out): ``(2u - r_q^b(u) - c_ab) / beta_ab``.
+
     Reorders items within a modality (not modality-affine). Label-free and
     needs no query log.
     """
@@ -476,21 +524,24 @@ class HubnessCorrection(CSLS):
     #: Most (a, b) cosines the tail scale looks at; beyond, a seeded row sample.
     TAIL_PAIRS = 4_000_000
 
-    def __init__(self, k: int = 10, beta: str = "tail", quantile: float = 0.999) -> None:
+    def __init__(self, k: int = 10, beta: str = "tail", quantile: float = 0.999, query: str = "raw") -> None:
         super().__init__(Raw(), bank="index", k=k)
         if beta not in ("tail", "pseudo"):
             raise SimstdError(f"beta must be 'tail' or 'pseudo', got {beta!r}")
+        if query not in ("raw", "corrected"):
+            raise SimstdError(f"query must be 'raw' or 'corrected', got {query!r}")
         if not (isinstance(k, (int, np.integer)) and not isinstance(k, bool) and k >= 1):
             raise SimstdError(f"k must be an integer >= 1, got {k!r}")
         if not 0.5 <= quantile < 1:
             raise SimstdError(f"quantile must be in [0.5, 1), got {quantile!r}")
-        self.beta, self.quantile = beta, float(quantile)
-        self.name = hubness_name(k, beta, quantile)
+        self.beta, self.quantile, self.query = beta, float(quantile), query
+        self.name = hubness_name(k, beta, quantile, query)
 
     def _fit(self, log, positives):
         super()._fit(log, positives)
         if self.beta == "pseudo":
-            std = Standardizer(n_pseudo=1, source="pseudo", sample=None).fit(self.corpus_, self.corpus_modalities_)
+            std = Standardizer(method="paper", n_pseudo=1, source="pseudo", sample=None).fit(
+                self.corpus_, self.corpus_modalities_)
             self.scale_ = {(a, b): std.affine(a, b)[1] for a in self.modalities_ for b in self.modalities_}
         else:
             rng = np.random.default_rng(0)
@@ -512,20 +563,42 @@ class HubnessCorrection(CSLS):
                     excess = float(tail.mean() - cut) if tail.size else 0.0
                     self.scale_[a, b] = excess if excess > 0 else float(np.std(v)) or 1.0
 
+        if self.query == "corrected":
+            # c_ab: the indexed items of a as queries (self left out), raw minus corrected query term.
+            self.offset_ = {}
+            for a, ca in self.columns_.items():
+                rho = self.item_stats_[a]
+                for b, cb in self.columns_.items():
+                    S = self.corpus_[ca] @ self.corpus_[cb].T
+                    if a == b:
+                        S[ca[:, None] == cb[None, :]] = -np.inf
+                    U = S - rho[cb][None, :] / 2
+                    self.offset_[a, b] = float(np.mean(self._topk_mean(S, self.k, axis=1)
+                                                       - self._topk_mean(U, self.k, axis=1)))
+
     def _rescore(self, Z, query_modality):
-        out = super()._rescore(Z, query_modality)
+        if self.query == "raw":
+            out = super()._rescore(Z, query_modality)
+        else:
+            r_item = self._stat(query_modality)
+            out = 2 * Z - r_item[None, :]
+            for m, c in self.columns_.items():
+                U = Z[:, c] - r_item[c][None, :] / 2
+                out[:, c] -= (self._topk_mean(U, self.k, axis=1) + self.offset_[query_modality, m])[:, None]
         for m, c in self.columns_.items():
             out[:, c] /= self.scale_[query_modality, m]
         return out
 
 
-def hubness_name(k: int = 10, beta: str = "tail", quantile: float = 0.999) -> str:
+def hubness_name(k: int = 10, beta: str = "tail", quantile: float = 0.999, query: str = "raw") -> str:
     """The registry name of a :class:`HubnessCorrection` setting (``hubness`` for the defaults)."""
     parts = [f"k={k}"] if k != 10 else []
     if beta != "tail":
         parts.append(f"beta={beta}")
     elif quantile != 0.999:
         parts.append(f"q={quantile:g}")
+    if query != "raw":
+        parts.append(f"query={query}")
     return "hubness" + (f"[{','.join(parts)}]" if parts else "")
 
 
@@ -544,10 +617,13 @@ def _parse_hubness(name: str) -> ScoreMethod:
                     kwargs["beta"] = value
                 elif key == "q":
                     kwargs["quantile"] = float(value)
+                elif key == "query":
+                    kwargs["query"] = value
                 else:
                     raise ValueError
             except ValueError:
-                raise SimstdError(f"{name!r}: unknown setting {part!r}; use k=INT, beta=tail|pseudo, q=FLOAT") \
+                raise SimstdError(f"{name!r}: unknown setting {part!r}; use k=INT, beta=tail|pseudo, q=FLOAT, "
+                                  "query=raw|corrected") \
                     from None
     return HubnessCorrection(**kwargs)
 
@@ -640,6 +716,8 @@ BASES: dict[str, Callable[[], ScoreMethod]] = {
     "per-query": PerQueryZ,
     "simstd-qshift": lambda: PseudoStandardization("index", 1, query_shift=0.5, shift_k=10),
     "hubness": HubnessCorrection,
+    "simstd-hubness": LibraryHubness,
+    "simstd-hubness[search]": lambda: LibraryHubness(search=True),
 }
 WRAPPERS: dict[str, Callable[..., ScoreMethod]] = {
     "nnn": NNN,
@@ -685,6 +763,8 @@ DESCRIPTIONS = {
     "simstd-qshift": "the paper + CSLS query-side shift: Standardizer(query_shift=0.5, shift_k=10)",
     "hubness": "per-item hubness correction (2s - rho_q - rho_c) / beta_ab, index bank; "
                "hubness[k=..,beta=tail|pseudo,q=..]",
+    "simstd-hubness": 'the library\'s Standardizer(method="hubness") on the score matrix',
+    "simstd-hubness[search]": 'the same through MixedIndex.search on a Flat index (what users get)',
 }
 
 

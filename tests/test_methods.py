@@ -268,3 +268,44 @@ def test_hubness_names_and_bad_settings():
     for bad in ("hubness[k=0]", "hubness[beta=mean]", "hubness[x=1]", "hubness[k=a]", "hubness(k=3)", "hubness[q=1]"):
         with pytest.raises(SimstdError):
             make_method(bad)
+
+
+def test_hubness_with_the_query_term_on_corrected_similarities_by_hand():
+    from simstd.methods import HubnessCorrection
+
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((24, 4))
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    labels = np.array(["image"] * 10 + ["text"] * 14)
+    m = HubnessCorrection(k=2, query="corrected").fit(X, labels)
+    assert m.name == "hubness[k=2,query=corrected]"
+    q = X[:3] + 0.05 * rng.standard_normal((3, 4))
+    q /= np.linalg.norm(q, axis=1, keepdims=True)
+    C = X @ X.T
+    np.fill_diagonal(C, -np.inf)
+    a = "image"
+    ca = labels == a
+    rho = np.sort(C[ca], axis=0)[-2:].mean(axis=0)  # each item's 2 best cosines among the other images
+    S = q @ X.T
+    expect = np.empty_like(S)
+    for b in ("image", "text"):
+        cb = labels == b
+        U = S[:, cb] - rho[cb] / 2
+        Ub = C[np.ix_(ca, cb)] - rho[cb] / 2
+        offset = np.mean(np.sort(C[np.ix_(ca, cb)], axis=1)[:, -2:].mean(axis=1) - np.sort(Ub, axis=1)[:, -2:].mean(axis=1))
+        r_u = np.sort(U, axis=1)[:, -2:].mean(axis=1)
+        expect[:, cb] = (2 * U - r_u[:, None] - offset) / m.scale_[a, b]
+    np.testing.assert_allclose(m.scores(q, a), expect, rtol=1e-5, atol=1e-6)
+
+
+def test_library_hubness_matrix_and_index_search_agree():
+    rng = np.random.default_rng(4)
+    X = rng.standard_normal((60, 8))
+    X[:30, 0] += 2.5  # a modality gap
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    labels = ["image"] * 30 + ["text"] * 30
+    q = X[30:35] + 0.1 * rng.standard_normal((5, 8))
+    matrix = make_method("simstd-hubness").fit(X, labels)
+    search = make_method("simstd-hubness[search]").fit(X, labels)
+    assert matrix.standardizer_.method == "hubness" and search.index_.standardizer is search.standardizer_
+    np.testing.assert_allclose(search.scores(q, "text"), matrix.scores(q, "text"), atol=1e-4)
