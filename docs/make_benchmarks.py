@@ -620,7 +620,7 @@ def _gold_minus_pseudo(pairs: np.ndarray, mods: tuple[str, str]) -> float:
     out = []
     for seed in EVAL_SEEDS:
         t = mixed_task(pairs, mods, seed=seed)
-        std = Standardizer(sample=None).fit(t.corpus, t.corpus_modalities)
+        std = Standardizer(method="paper", sample=None).fit(t.corpus, t.corpus_modalities)
         q, c = t.queries[t.positives[:, 0]].astype(np.float64), t.corpus[t.positives[:, 1]].astype(np.float64)
         gold = np.einsum("ij,ij->i", q, c)
         qm = t.query_modalities[t.positives[:, 0]]

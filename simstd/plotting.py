@@ -86,7 +86,7 @@ def plot_score_histograms(pairs: np.ndarray, path: str | Path, *, modalities: tu
     task = mixed_task(pairs, modalities, seed=seed)
     X = task.corpus.astype(np.float64)
     cm = task.corpus_modalities
-    std = Standardizer(sample=None).fit(X, cm)
+    std = Standardizer(method="paper", sample=None).fit(X, cm)
     S = X @ X.T
     np.fill_diagonal(S, np.nan)
     gold_q, gold_t = task.positives[:, 0], task.positives[:, 1]
