@@ -27,7 +27,7 @@ import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Iterable, Iterator, Mapping, Sequence
 
 import faiss
 import numpy as np
@@ -184,6 +184,50 @@ class MixedIndex:
         out = augment(vectors, width)
         out[:, self.dim :] = term_columns(rho)
         return out
+
+    def adopt(self, modality: str, shard: faiss.Index, metadata: Iterable[dict | None] | None = None) -> np.ndarray:
+        """Take a built FAISS index of one modality as that modality's shard, without re-adding its vectors.
+
+        For indexes built elsewhere, e.g. autofaiss's ``image.index`` /
+        ``text.index`` (:mod:`simstd.laion.build`). ``shard`` holds every
+        vector of ``modality`` (row ``r`` becomes the next free global id plus
+        ``r``); its metric must be inner product, or L2 over unit vectors
+        (``1 - d/2`` is then the cosine). ``metadata`` yields one record per
+        row, streamed into the store. Returns the new global ids.
+        """
+        check_label(modality)
+        if self._term_modalities:
+            raise SimstdError("this index stores hubness terms in its shards; adopt indexes into an index "
+                              "without them (a new MixedIndex), then fit")
+        if modality in self._shards:
+            raise SimstdError(f"the index already holds {modality!r} items; adopt a shard only for a new modality")
+        if isinstance(shard, faiss.IndexIDMap) or shard.d != self.dim:
+            why = "an IndexIDMap (ids of its own)" if isinstance(shard, faiss.IndexIDMap) else f"dimension {shard.d}"
+            raise SimstdError(f"cannot adopt a {modality!r} FAISS index of {why} into an index of dimension "
+                              f"{self.dim} with ids 0..n-1; rebuild it with index.add over the embeddings")
+        if shard.metric_type not in (faiss.METRIC_INNER_PRODUCT, faiss.METRIC_L2):
+            raise SimstdError(f"the {modality!r} FAISS index uses metric {shard.metric_type}; simstd ranks by cosine: "
+                              "use an inner-product index (or L2 over L2-normalised vectors)")
+        ids = np.arange(self.ntotal, self.ntotal + shard.ntotal, dtype=np.int64)
+        # IndexIDMap refuses a non-empty index: wrap an empty stand-in, then point it at the shard.
+        wrapper = faiss.IndexIDMap(faiss.IndexFlat(self.dim, shard.metric_type))
+        wrapper.index = shard
+        wrapper.own_fields = False
+        wrapper.referenced_objects = [shard]  # keeps the shard alive as long as the wrapper
+        wrapper.ntotal = shard.ntotal
+        wrapper.is_trained = shard.is_trained
+        faiss.copy_array_to_vector(ids, wrapper.id_map)
+        self._shards[modality] = wrapper
+        self._ids[modality] = ids
+        records = iter(metadata) if metadata is not None else None
+        for start in range(0, len(ids), 10_000):
+            chunk = ids[start : start + 10_000]
+            batch = None if records is None else [next(records, None) for _ in range(len(chunk))]
+            self.store.add(chunk, modality, batch)
+        h = hashlib.blake2b(self._fingerprint.encode(), digest_size=16)
+        h.update(f"adopt:{modality}:{shard.ntotal}:{type(shard).__name__}".encode())
+        self._fingerprint = h.hexdigest()
+        return ids
     def _add_rows(self, vectors: np.ndarray, labels: np.ndarray, metadata: Sequence[dict] | None) -> None:
         # Ids follow rows even when modalities interleave: add runs of equal labels in order.
         bounds = np.flatnonzero(labels[1:] != labels[:-1]) + 1
@@ -328,7 +372,10 @@ class MixedIndex:
         OpenMP parallel region on every call: for one query that region costs
         more than the search whenever the other cores are busy.
         """
-        D, I = self._shards[modality].index.search(self._pad(queries), k)
+        inner = self._shards[modality].index
+        D, I = inner.search(self._pad(queries), k)
+        if inner.metric_type == faiss.METRIC_L2:  # an adopted L2 index over unit vectors: |q - x|^2 = 2 - 2 cos
+            D = 1.0 - D / 2.0
         ids = self._ids[modality]
         return D, np.where(I >= 0, ids[I], I)
 

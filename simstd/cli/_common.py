@@ -75,13 +75,15 @@ def main() -> None:
     """
 
 
-def index_option(f):  # noqa: ANN001, ANN201
+def index_option(f=None, *, required: bool = True):  # noqa: ANN001, ANN201
+    if f is None:  # @index_option(required=False)
+        return lambda g: index_option(g, required=required)
     return click.option(
         "--index",
         "index_path",
         envvar=INDEX_ENV,
         show_envvar=True,
-        required=True,
+        required=required,
         type=click.Path(dir_okay=False),
         help="Index file written by `simstd build` (e.g. db.faiss).",
     )(f)

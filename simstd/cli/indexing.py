@@ -47,14 +47,36 @@ from ._common import (
                    "or a local checkpoint file (.pt, .bin, .safetensors).")
 @click.option("--device", default="cpu", show_default=True, help="Torch device for embedding (cpu, cuda).")
 @click.option("--batch-size", default=64, show_default=True, type=click.IntRange(min=1))
+@click.option("--from", "from_dir", type=click.Path(file_okay=False), default=None,
+              help="Import a clip-retrieval output folder (img_emb/, text_emb/, metadata/*.parquet): both "
+                   'modalities, parquet rows as payloads (pip install "simstd[parquet]").')
+@click.option("--adopt-indexes", "adopt_dir", type=click.Path(file_okay=False), default=None,
+              help="With --from: use autofaiss's image.index and text.index in this folder as the shards, "
+                   "without adding the vectors again (checked against the files first).")
 @click.option("--resume", is_flag=True,
               help="Add to the existing --out index only what it does not hold yet (no re-embedding).")
 @click.option("--out", "-o", required=True, type=click.Path(dir_okay=False), help="Index file to write (db.faiss).")
 @lock_timeout_option
 def build(embeddings: tuple[str, ...], meta: tuple[str, ...], images: str | None, texts: str | None,
           text_field: str, factory: str, model: str | None, pretrained: str | None, device: str,
-          batch_size: int, resume: bool, out: str, lock_timeout: float) -> None:
-    """Build a mixed index from embedding files, or from images and texts."""
+          batch_size: int, from_dir: str | None, adopt_dir: str | None, resume: bool, out: str,
+          lock_timeout: float) -> None:
+    """Build a mixed index from embedding files, a clip-retrieval folder, or images and texts."""
+    if from_dir is not None:
+        if embeddings or meta or images or texts or resume:
+            raise SimstdError("--from imports a clip-retrieval folder on its own; drop --embeddings/--meta/"
+                              "--images/--texts/--resume")
+        from ..laion.build import import_folder
+
+        if adopt_dir is not None and factory != "Flat":
+            raise SimstdError("--adopt-indexes uses autofaiss's indexes as they are; --factory does not apply")
+        index = import_folder(from_dir, factory=factory, adopt=adopt_dir, model=model)
+        index.save(out, lock_timeout=lock_timeout)  # a new index: any fit of the one it replaces is gone with it
+        _echo_counts(index, f"built {out}")
+        click.echo(f"next: simstd fit --embeddings {from_dir} --index {out}   (exact, from the files)", err=True)
+        return
+    if adopt_dir is not None:
+        raise SimstdError("--adopt-indexes applies to --from DIR (a clip-retrieval folder)")
     if images or texts:
         if embeddings or meta:
             raise SimstdError("build from --embeddings or from --images/--texts, not both in one run")
@@ -129,7 +151,15 @@ def add(index_path: str, embeddings: tuple[str, ...], meta: tuple[str, ...], loc
 
 
 @main.command()
-@index_option
+@index_option(required=False)
+@click.option("--embeddings", "embeddings_dir", type=click.Path(file_okay=False), default=None,
+              help="Fit from embedding files instead of an index: a clip-retrieval output folder "
+                   "(img_emb/, text_emb/). Streams the files; writes --out and/or commits to --index.")
+@click.option("--out", "-o", "out", type=click.Path(dir_okay=False), default=None,
+              help="With --embeddings: the standardizer file to write (std.json).")
+@click.option("--spark", "spark_master", default=None, metavar="MASTER",
+              help="With --embeddings: run the fit on Spark, e.g. local[2] or spark://host:7077 "
+                   '(pip install "simstd[spark]").')
 @click.option("--queries", type=click.Path(dir_okay=False),
               help="Pseudo queries (a query log), (n, dim) .npy. Default: sample the indexed items.")
 @click.option("--query-modality", default=None, help="Modality of --queries (e.g. text).")
@@ -150,10 +180,28 @@ def add(index_path: str, embeddings: tuple[str, ...], meta: tuple[str, ...], loc
                    "costs about one more pass over the pseudo queries.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 @lock_timeout_option
-def fit(index_path: str, queries: str | None, query_modality: str | None, sample: int, seed: int,
-        n_pseudo: int, method: str, hubness_k: int, hubness_bank: int, with_uncertainty: bool, fmt: str,
-        lock_timeout: float) -> None:
-    """Fit the standardizer on pseudo-positive pairs and commit it with the index."""
+def fit(index_path: str | None, embeddings_dir: str | None, out: str | None, spark_master: str | None,
+        queries: str | None, query_modality: str | None, sample: int, seed: int, n_pseudo: int, method: str,
+        hubness_k: int, hubness_bank: int, with_uncertainty: bool, fmt: str, lock_timeout: float) -> None:
+    """Fit the standardizer on pseudo-positive pairs and commit it with the index.
+
+    With --embeddings DIR, fit from embedding files instead (a clip-retrieval
+    folder; streamed, bounded memory; on Spark with --spark): written to
+    --out std.json, and/or committed with --index.
+    """
+    if embeddings_dir is not None:
+        if method != "paper":
+            raise SimstdError("a fit from files (--embeddings) fits the paper's standardizer; --method hubness "
+                              "needs an index: simstd build --from DIR, then simstd fit --index --method hubness")
+        _fit_from_files(embeddings_dir, index_path, out, spark_master, queries, with_uncertainty, sample, seed,
+                        n_pseudo, fmt, lock_timeout)
+        return
+    if out is not None or spark_master is not None:
+        raise SimstdError("--out and --spark apply to --embeddings DIR (a fit from files); "
+                          "a fit on --index is committed with the index")
+    if index_path is None:
+        raise SimstdError("pass --index db.faiss (or set SIMSTD_INDEX), or fit from files with "
+                          "--embeddings DIR --out std.json")
     with writer_lock(index_path, lock_timeout, create=False):
         _fit(index_path, queries, query_modality, sample, seed, n_pseudo, method, hubness_k, hubness_bank,
              with_uncertainty, fmt)
@@ -192,6 +240,45 @@ def _fit(index_path: str, queries: str | None, query_modality: str | None, sampl
         click.echo(f"wrote {index_path} (version {version})", err=True)
     if note:
         click.echo(note, err=True)
+
+
+def _fit_from_files(folder: str, index_path: str | None, out: str | None, spark_master: str | None,
+                    queries: str | None, with_uncertainty: bool, sample: int, seed: int, n_pseudo: int, fmt: str,
+                    lock_timeout: float) -> None:
+    from ..laion import fit_embeddings
+
+    if out is None and index_path is None:
+        raise SimstdError("--embeddings needs --out std.json (a standardizer file) and/or --index db.faiss "
+                          "(commit the fit with an index built from these files)")
+    if queries is not None or with_uncertainty:
+        raise SimstdError("a fit from files samples its pseudo queries from the files; --queries and "
+                          "--uncertainty need an index (simstd build --from DIR, then simstd fit --index)")
+    reports = []
+    std = fit_embeddings(folder, sample=sample or None, seed=seed, n_pseudo=n_pseudo, spark=spark_master,
+                         report=reports.append)
+    wrote = []
+    if out is not None:
+        std.save(out)
+        wrote.append(str(out))
+    if index_path is not None:
+        with writer_lock(index_path, lock_timeout, create=False):
+            index = MixedIndex.load(index_path, load_standardizer=False)
+            std.check_index(index, index_path)
+            if index.counts != reports[0].counts:
+                raise SimstdError(f"{index_path} holds {index.counts} items but {folder} holds "
+                                  f"{reports[0].counts}: build the index from this folder (simstd build --from)")
+            index.standardizer = std
+            index.uncertainty = None  # fitted with the previous standardizer, if any
+            version = index.save(index_path)
+        wrote.append(f"{index_path} (version {version})")
+    if fmt == "json":
+        click.echo(json.dumps(std.to_dict(), indent=2))
+    else:
+        click.echo(_stats_table(std))
+        r = reports[0]
+        counts = ", ".join(f"{n} {m}" for m, n in r.counts.items())
+        click.echo(f"fitted on {counts} ({r.engine}, {r.pieces} pieces, {r.seconds:.1f} s); wrote "
+                   + " and ".join(wrote), err=True)
 
 
 @main.command()

@@ -1,0 +1,236 @@
+"""Fit a :class:`~simstd.Standardizer` straight from embedding files, no index.
+
+The method is the paper's (Yamashita, Shirafuji and Saito, 2025): pseudo
+queries are a seeded sample of the stored items of each modality; each one's
+top-``n_pseudo`` cosine neighbours among the items of every target modality,
+itself excluded, are its pseudo positives; the standardizer is the per-pair
+mean and std of their scores.
+
+Computed as a map-reduce over *pieces* (row ranges of the ``.npy`` files), in
+the shape of clip-retrieval's distributors: the same worker,
+:func:`partial_topk`, runs over the pieces one after the other here, or per
+Spark partition (:mod:`simstd.spark.fit`):
+
+1. draw the pseudo queries (a seeded sample of row numbers, read row by row,
+   never the whole collection) and hand them to every task;
+2. map: each piece gives every pseudo query its top-k among the piece's items;
+3. reduce per query block: the top-k of the partial top-ks (exact: a top-k of
+   a union is the top-k of the parts' top-ks);
+4. per query block, count/mean/M2 of the final scores per modality pair; pool
+   the blocks with Chan et al.'s exact update (:func:`simstd.stats.merge_moments`).
+
+Memory is one piece plus one query block's score matrix plus the pseudo
+queries. With the same seed the sample equals the one
+``Standardizer(sample=..., seed=...).fit(index)`` draws on an index whose ids
+follow the files' order, so the two fits agree to float32 rounding.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, Mapping, Sequence
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from ..errors import SimstdError
+from ..standardizer import Standardizer
+from ..stats import merge_moments, pair_moments
+from .reader import PIECE_ROWS, ClipRetrievalFolder, EmbeddingFiles, Piece
+
+logger = logging.getLogger(__name__)
+
+#: Pseudo queries per block: a block's partial top-k is the unit of the reduce.
+QUERY_BLOCK = 2048
+#: Items per matrix product inside a piece: QUERY_BLOCK x ITEM_BLOCK float32
+#: scores (32 MiB) stay in cache-friendly reach and bound memory.
+ITEM_BLOCK = 4096
+
+Key = tuple[str, int]  # (query modality, query block)
+
+
+@dataclass
+class PseudoQueries:
+    """The seeded sample every task receives: per modality, sorted global rows and their vectors."""
+
+    rows: dict[str, np.ndarray]
+    vectors: dict[str, np.ndarray]
+    block: int = QUERY_BLOCK
+
+    @classmethod
+    def draw(cls, files: EmbeddingFiles, sample: int | None, seed: int, block: int = QUERY_BLOCK) -> "PseudoQueries":
+        """Per modality (in the files' order), ``sample`` rows without replacement, the same
+        draws as :func:`simstd.mining.mine_pseudo_positives` makes over ids in that order."""
+        rng = np.random.default_rng(seed)
+        rows, vectors = {}, {}
+        for m in files.modalities:
+            n = files.count(m)
+            r = np.arange(n, dtype=np.int64)
+            if sample is not None and sample < n:
+                r = np.sort(rng.choice(n, size=sample, replace=False)).astype(np.int64)
+            rows[m] = r
+            vectors[m] = files.take(m, r)
+        return cls(rows, vectors, block)
+
+    def keys(self) -> list[Key]:
+        return [(m, b) for m, r in self.rows.items() for b in range(-(-len(r) // self.block))]
+
+    def block_of(self, key: Key) -> tuple[np.ndarray, np.ndarray]:
+        m, b = key
+        sl = slice(b * self.block, (b + 1) * self.block)
+        return self.rows[m][sl], self.vectors[m][sl]
+
+    @property
+    def nbytes(self) -> int:
+        return sum(v.nbytes + self.rows[m].nbytes for m, v in self.vectors.items())
+
+
+def partial_topk(
+    piece: Piece, items: np.ndarray, queries: PseudoQueries, k: int
+) -> Iterator[tuple[tuple[str, int, str], np.ndarray]]:
+    """The map step: for every query block, each query's ``k`` best cosines among ``items``.
+
+    ``items`` are the rows of ``piece`` (float32 unit rows). Yields
+    ``((query modality, block, target modality), scores (Qb, k))``, rows
+    sorted descending and padded with ``-inf``; a pseudo query's own row is
+    never its own neighbour (it is masked, so exact duplicates of it count).
+    """
+    tm = piece.modality
+    n = len(items)
+    kk = min(k, n)
+    for key in queries.keys():
+        rows, vectors = queries.block_of(key)
+        best = np.full((len(rows), k), -np.inf, dtype=np.float32)
+        own = key[0] == tm
+        for lo in range(0, n, ITEM_BLOCK):
+            hi = min(lo + ITEM_BLOCK, n)
+            S = vectors @ items[lo:hi].T
+            if own:  # mask each query's own row if it lies in this block
+                local = rows - (piece.offset + lo)
+                hit = (local >= 0) & (local < hi - lo)
+                S[np.flatnonzero(hit), local[hit]] = -np.inf
+            best = merge_topk(best, _topk(S, min(kk, hi - lo)), k)
+        yield (key[0], key[1], tm), best
+
+
+def merge_topk(a: np.ndarray, b: np.ndarray, k: int) -> np.ndarray:
+    """Top-``k`` per row of two partial top-k arrays (descending, ``-inf`` padded): the reduce step."""
+    both = np.concatenate([a, b], axis=1)
+    if both.shape[1] > k:
+        both = -np.partition(-both, k - 1, axis=1)[:, :k]
+    out = -np.sort(-both, axis=1)
+    if out.shape[1] < k:
+        out = np.concatenate([out, np.full((len(out), k - out.shape[1]), -np.inf, np.float32)], axis=1)
+    return out
+
+
+def _topk(S: np.ndarray, k: int) -> np.ndarray:
+    if k == 1:
+        return S.max(axis=1, keepdims=True)
+    return -np.sort(-np.partition(S, S.shape[1] - k, axis=1)[:, -k:], axis=1)
+
+
+def block_moments(scores: np.ndarray) -> tuple[int, float, float]:
+    """Count, mean and M2 of one query block's finite top-k scores (one modality pair)."""
+    s = scores[np.isfinite(scores)].astype(np.float64)
+    n, mean, m2 = pair_moments(np.zeros(s.size, np.int64), s, 1)
+    return int(n[0]), float(mean[0]), float(m2[0])
+
+
+def pool(modalities: Sequence[str], parts: Iterable[tuple[str, str, tuple[int, float, float]]]):  # noqa: ANN201
+    """Pool ``(query modality, target modality, (n, mean, m2))`` parts exactly into (M, M) arrays."""
+    m = len(modalities)
+    code = {x: i for i, x in enumerate(modalities)}
+    total = (np.zeros((m, m), np.int64), np.full((m, m), np.nan), np.zeros((m, m)))
+    for qm, tm, (n, mean, m2) in parts:
+        one = (np.zeros((m, m), np.int64), np.full((m, m), np.nan), np.zeros((m, m)))
+        i, j = code[qm], code[tm]
+        one[0][i, j], one[1][i, j], one[2][i, j] = n, mean, m2
+        total = merge_moments(total, one)
+    return total
+
+
+# ------------------------------------------------------------------ drivers
+@dataclass
+class FitReport:
+    """What a fit from files did: sizes, timings and (on Spark) the job's shape."""
+
+    counts: dict[str, int]
+    sample: dict[str, int]
+    pieces: int
+    seconds: float
+    query_bytes: int
+    engine: str = "local"
+    extra: dict = field(default_factory=dict)
+
+
+def run_local(files: EmbeddingFiles, pieces: list[Piece], queries: PseudoQueries, k: int,
+              threads: int | None = None) -> dict[tuple[str, int, str], np.ndarray]:
+    """Map every piece, reduce per (query block, target modality), one process."""
+    acc: dict[tuple[str, int, str], np.ndarray] = {}
+    with threadpool_limits(threads):
+        for piece in pieces:
+            items = files.read(piece)
+            for key, part in partial_topk(piece, items, queries, k):
+                acc[key] = part if key not in acc else merge_topk(acc[key], part, k)
+    return acc
+
+
+def fit_embeddings(
+    source: str | Path | EmbeddingFiles | Mapping[str, Sequence[str | Path]],
+    *,
+    sample: int | None = 10_000,
+    seed: int = 0,
+    n_pseudo: int = 1,
+    spark: object | None = None,
+    piece_rows: int = PIECE_ROWS,
+    report: Callable[[FitReport], None] | None = None,
+) -> Standardizer:
+    """Fit the paper's standardizer on embedding files, streaming, without an index.
+
+    ``source`` is a clip-retrieval output folder (``img_emb/``, ``text_emb/``),
+    an :class:`~simstd.laion.reader.EmbeddingFiles` or ``{modality: [.npy
+    paths]}``. ``sample`` pseudo queries per modality (``None``: every item),
+    drawn with ``seed``. ``spark`` runs the same map-reduce on Spark: a master
+    URL such as ``"local[2]"`` or a ``SparkSession`` (``pip install
+    "simstd[spark]"``). The result has no index fingerprint, so it applies to
+    any index of the same dimension built from these files
+    (``Standardizer.load`` / ``MixedIndex.standardizer``).
+    """
+    probe = Standardizer(n_pseudo=n_pseudo, sample=sample, seed=seed)
+    probe._check_params()
+    if isinstance(piece_rows, bool) or not isinstance(piece_rows, (int, np.integer)) or piece_rows < 1:
+        raise SimstdError(f"piece_rows must be a positive integer, got {piece_rows!r}")
+    files = open_files(source)
+    started = time.perf_counter()
+    queries = PseudoQueries.draw(files, sample, seed)
+    pieces = files.pieces(int(piece_rows))
+    k = int(n_pseudo)
+    logger.info("fit from files: %s items, %s pseudo queries, %d pieces", files.counts,
+                {m: len(r) for m, r in queries.rows.items()}, len(pieces))
+    extra: dict = {}
+    if spark is None:
+        tops = run_local(files, pieces, queries, k)
+        parts = [(qm, tm, block_moments(s)) for (qm, _b, tm), s in sorted(tops.items())]
+    else:
+        from ..spark.fit import run_spark
+
+        parts, extra = run_spark(spark, files, pieces, queries, k)
+    labels = sorted(files.modalities)
+    n, mean, m2 = pool(labels, parts)
+    std = probe.fit_moments(labels, n, mean, m2, dim=files.dim)
+    if report is not None:
+        report(FitReport(files.counts, {m: len(r) for m, r in queries.rows.items()}, len(pieces),
+                         time.perf_counter() - started, queries.nbytes, "local" if spark is None else "spark", extra))
+    return std
+
+
+def open_files(source: str | Path | EmbeddingFiles | Mapping[str, Sequence[str | Path]]) -> EmbeddingFiles:
+    """A clip-retrieval folder, an :class:`EmbeddingFiles` or ``{modality: [paths]}`` as EmbeddingFiles."""
+    if isinstance(source, EmbeddingFiles):
+        return source
+    if isinstance(source, Mapping):
+        return EmbeddingFiles(source)
+    return ClipRetrievalFolder(source)

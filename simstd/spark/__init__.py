@@ -1,0 +1,1 @@
+"""Spark distributors: simstd's workers run per partition (pyspark imported lazily)."""

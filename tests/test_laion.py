@@ -1,0 +1,187 @@
+"""clip-retrieval folders: reading the layout, the fit from files, import and adoption of autofaiss indexes."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import faiss
+import numpy as np
+import pytest
+
+from clipfolder import write_clip_folder
+from simstd import MixedIndex, SimstdError, Standardizer
+from simstd.engines import ArraySearcher
+from simstd.laion import ClipRetrievalFolder, fit_embeddings
+from simstd.laion.build import import_folder
+
+pytest.importorskip("pyarrow")
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def pairs(features):
+    return features("clip")  # (2, 500, 512): COCO images and their captions, real CLIP ViT-B/16
+
+
+@pytest.fixture(scope="module")
+def folder(pairs, tmp_path_factory):
+    return write_clip_folder(tmp_path_factory.mktemp("clip"), pairs, indexes="Flat")
+
+
+def _stored(pairs):
+    """What the files hold: float16 rows, as float32 (images first, then captions: the files' order)."""
+    return np.concatenate([pairs[0], pairs[1]]).astype(np.float16).astype(np.float32)
+
+
+def test_reader_follows_the_layout(folder):
+    f = ClipRetrievalFolder(folder)
+    assert f.modalities == ["image", "text"] and f.counts == {"image": 500, "text": 500} and f.dim == 512
+    assert [s.shard for s in f.files["text"]] == ["00", "01", "02"]
+    assert [s.offset for s in f.files["image"]] == [0, 200, 380]
+    assert f.files["image"][0].dtype == "float16"
+    records = [r for batch in f.metadata(f.files["image"][1]) for r in batch]
+    assert records[0]["image_path"] == "000000200.jpg" and records[0]["caption"] == "caption number 200"
+    assert records[3]["width"] is None  # parquet NaN becomes JSON null
+
+
+@pytest.mark.parametrize("sample,k,piece_rows", [(None, 1, 65_536), (150, 3, 64)])
+def test_fit_from_files_equals_the_fit_on_the_same_vectors(folder, pairs, sample, k, piece_rows):
+    """Same seed, same pseudo queries, same exact top-k: the same statistics, whatever the pieces."""
+    got = fit_embeddings(folder, sample=sample, seed=3, n_pseudo=k, piece_rows=piece_rows)
+    ref = Standardizer(sample=sample, seed=3, n_pseudo=k).fit(ArraySearcher(_stored(pairs), ["image"] * 500 + ["text"] * 500))
+    assert got.modalities_ == ref.modalities_ == ["image", "text"]
+    np.testing.assert_array_equal(got.n_, ref.n_)
+    np.testing.assert_allclose(got.mean_, ref.mean_, rtol=0, atol=1e-7)
+    np.testing.assert_allclose(got.std_, ref.std_, rtol=0, atol=1e-7)
+    assert got.dim_ == 512 and got.index_fingerprint_ is None
+
+
+def test_self_is_never_its_own_pseudo_positive(tmp_path):
+    """Two items per modality: each one's only same-modality neighbour is the other one."""
+    x = np.eye(4, 8, dtype=np.float32)
+    x[1] = np.array([0.6, 0.8, 0, 0, 0, 0, 0, 0], np.float32)
+    (tmp_path / "img_emb").mkdir()
+    (tmp_path / "text_emb").mkdir()
+    np.save(tmp_path / "img_emb" / "img_emb_0.npy", x[:2])
+    np.save(tmp_path / "text_emb" / "text_emb_0.npy", x[2:])
+    std = fit_embeddings(tmp_path, sample=None)
+    i = std.modalities_.index("image")
+    assert std.n_[i, i] == 2 and std.mean_[i, i] == pytest.approx(0.6, abs=1e-6)
+
+
+def test_import_and_fit_make_a_searchable_fitted_index(folder, pairs):
+    index = import_folder(folder)
+    assert index.counts == {"image": 500, "text": 500}
+    assert index.store.get([0])[0]["caption"] == "caption number 0"
+    assert index.store.get([500])[500]["image_path"] == "000000000.jpg"  # text id 500 is row 0's caption
+    from_files = fit_embeddings(folder, sample=200, seed=1)
+    on_index = Standardizer(sample=200, seed=1).fit(index)
+    np.testing.assert_allclose(from_files.mean_, on_index.mean_, atol=1e-6)
+    np.testing.assert_allclose(from_files.std_, on_index.std_, atol=1e-6)
+    index.standardizer = from_files  # no fingerprint: applies to any index of its dimension
+    res = index.search_like(np.arange(500, 540), k=10)  # captions as queries
+    assert 0.2 < (res.modalities == "image").mean() < 0.8  # both modalities in one ranking
+    raw = index.search_like(np.arange(500, 540), k=10, raw=True)
+    assert (raw.modalities == "image").mean() < 0.05  # raw cosine: captions only (the modality gap)
+
+
+@pytest.mark.parametrize("key,metric", [("Flat", faiss.METRIC_INNER_PRODUCT), ("Flat", faiss.METRIC_L2),
+                                        ("HNSW16", faiss.METRIC_INNER_PRODUCT)])
+def test_adopted_autofaiss_indexes_search_like_an_imported_one(tmp_path, pairs, key, metric):
+    folder = write_clip_folder(tmp_path, pairs, indexes=key, metric=metric)
+    adopted = import_folder(folder, adopt=folder)
+    assert adopted.factory == key and adopted.counts == {"image": 500, "text": 500}
+    adopted.save(tmp_path / "db.faiss")
+    loaded = MixedIndex.load(tmp_path / "db.faiss")
+    ref = import_folder(folder)
+    q = pairs[1, :20]
+    for index in (adopted, loaded):
+        got, want = index.search(q, "text", 10, raw=True), ref.search(q, "text", 10, raw=True)
+        if metric == faiss.METRIC_L2:
+            # 1 - d/2 is the cosine up to the float16 rows' norm error (~1e-4), which reorders near-ties
+            np.testing.assert_allclose(got.raw_scores, want.raw_scores, atol=1e-3)
+            assert (got.ids == want.ids).mean() > 0.9
+        else:
+            assert (got.ids == want.ids).mean() > (0.99 if key == "Flat" else 0.9)
+            same = got.ids == want.ids
+            np.testing.assert_allclose(got.raw_scores[same], want.raw_scores[same], atol=1e-6)
+    assert loaded.store.get([742])[742]["caption"] == "caption number 242"
+
+
+def _expect(match, **kwargs):
+    with pytest.raises(SimstdError, match=match):
+        import_folder(**kwargs)
+
+
+def test_adoption_refuses_indexes_that_do_not_match(tmp_path, pairs):
+    folder = write_clip_folder(tmp_path / "a", pairs)
+    x = pairs.astype(np.float32)
+    faiss.write_index(_flat(x[1], faiss.METRIC_INNER_PRODUCT), str(folder / "text.index"))
+    _expect("image.index", source=folder, adopt=folder)  # one missing
+    faiss.write_index(_flat(x[0, :400], faiss.METRIC_INNER_PRODUCT), str(folder / "image.index"))
+    _expect("holds 400 vectors", source=folder, adopt=folder)
+    faiss.write_index(_flat(x[0, ::-1], faiss.METRIC_INNER_PRODUCT), str(folder / "image.index"))
+    _expect("in their order", source=folder, adopt=folder)
+    faiss.write_index(_flat(x[0, :, :256], faiss.METRIC_INNER_PRODUCT), str(folder / "image.index"))
+    _expect("dimension 256", source=folder, adopt=folder)
+    # L2 over unnormalised vectors does not rank by cosine
+    raw = tmp_path / "b"
+    write_clip_folder(raw, pairs * 3.0)
+    for m, part in (("image", 0), ("text", 1)):
+        faiss.write_index(_flat((pairs[part] * 3.0).astype(np.float16).astype(np.float32), faiss.METRIC_L2),
+                          str(raw / f"{m}.index"))
+    _expect("not L2-normalised", source=raw, adopt=raw)
+
+
+def _flat(x, metric):
+    index = faiss.IndexFlat(x.shape[1], metric)
+    index.add(np.ascontiguousarray(x, dtype=np.float32))
+    return index
+
+
+def test_bad_folders_are_refused_with_the_reason(tmp_path, pairs):
+    with pytest.raises(SimstdError, match="not a folder"):
+        ClipRetrievalFolder(tmp_path / "missing")
+    with pytest.raises(SimstdError, match="no clip-retrieval embeddings"):
+        ClipRetrievalFolder(tmp_path)
+    folder = write_clip_folder(tmp_path / "f", pairs)
+    np.save(folder / "text_emb" / "text_emb_01.npy", pairs[1, :10].astype(np.float16))
+    with pytest.raises(SimstdError, match="not row-aligned"):
+        ClipRetrievalFolder(folder)
+    bad = pairs[:, :200].copy()
+    bad[0, 7] = np.nan
+    folder = write_clip_folder(tmp_path / "g", bad, sizes=(200,))
+    with pytest.raises(SimstdError, match=r"img_emb_00\.npy: row 7 is NaN"):
+        fit_embeddings(folder, sample=None)
+
+
+def _cli(*args, env=None):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+    env.pop("SIMSTD_INDEX", None)
+    return subprocess.run([sys.executable, "-m", "simstd", *map(str, args)], capture_output=True, text=True,
+                          env=env, cwd=ROOT)
+
+
+def test_cli_two_commands_make_a_fitted_index(folder, tmp_path):
+    db = tmp_path / "db.faiss"
+    built = _cli("build", "--from", folder, "--adopt-indexes", folder, "--out", db)
+    assert built.returncode == 0, built.stderr
+    assert "500 image, 500 text" in built.stderr and "simstd fit --embeddings" in built.stderr
+    fitted = _cli("fit", "--embeddings", folder, "--index", db, "--out", tmp_path / "std.json", "--sample", "100")
+    assert fitted.returncode == 0, fitted.stderr
+    assert "fitted on 500 image, 500 text" in fitted.stderr
+    std = Standardizer.load(tmp_path / "std.json")
+    assert std.n_.tolist() == [[100, 100], [100, 100]]
+    index = MixedIndex.load(db)
+    np.testing.assert_array_equal(index.standardizer.mean_, std.mean_)  # committed with the index
+    hits = _cli("query", "--like", "3", "--index", db, "-k", "5", "--format", "jsonl")
+    assert hits.returncode == 0, hits.stderr
+    assert '"caption": "caption number' in hits.stdout
+    wrong = _cli("fit", "--embeddings", folder)
+    assert wrong.returncode == 1 and "--out" in wrong.stderr and "Traceback" not in wrong.stderr
+    other = write_clip_folder(tmp_path / "other", np.asarray(index.reconstruct(np.arange(200)))[None].repeat(2, 0),
+                              sizes=(200,))
+    mismatch = _cli("fit", "--embeddings", other, "--index", db, "--sample", "50")
+    assert mismatch.returncode == 1 and "build the index from this folder" in mismatch.stderr

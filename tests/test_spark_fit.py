@@ -1,0 +1,50 @@
+"""The fit from files on Spark (local[2]) equals the single-machine fit: one Spark session for the module."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from clipfolder import write_clip_folder
+from simstd import SimstdError
+from simstd.laion import fit_embeddings
+
+try:
+    import pyspark  # noqa: F401
+except ImportError:
+    if os.environ.get("CI"):
+        raise  # CI installs simstd[spark] and a JDK: the test must run there
+    pytest.skip('pyspark not installed (pip install "simstd[spark]")', allow_module_level=True)
+
+
+@pytest.fixture(scope="module")
+def spark():
+    from simstd.spark.fit import session
+
+    spark, _ = session("local[2]")
+    yield spark
+    spark.stop()
+
+
+def test_spark_fit_equals_the_local_fit(spark, features, tmp_path):
+    folder = write_clip_folder(tmp_path, features("clip"))
+    reports = []
+    # top-2: the reduce merges partial top-ks, not just maxima; pieces of 128 rows split the files
+    local = fit_embeddings(folder, sample=150, seed=5, n_pseudo=2, piece_rows=128)
+    distributed = fit_embeddings(folder, sample=150, seed=5, n_pseudo=2, piece_rows=128, spark=spark,
+                                 report=reports.append)
+    assert distributed.modalities_ == local.modalities_
+    np.testing.assert_array_equal(distributed.n_, local.n_)
+    assert distributed.n_.tolist() == [[300, 300], [300, 300]]
+    np.testing.assert_allclose(distributed.mean_, local.mean_, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(distributed.std_, local.std_, rtol=0, atol=1e-6)
+    assert reports[0].engine == "spark" and reports[0].extra["tasks"] == reports[0].pieces == 10
+    assert spark.sparkContext._jsc is not None  # a session handed in is left running for its owner
+
+
+def test_bad_master_is_a_clear_error(tmp_path):
+    from simstd.spark.fit import session
+
+    with pytest.raises(SimstdError, match="master URL"):
+        session(42)
