@@ -58,6 +58,25 @@ def test_fit_from_files_equals_the_fit_on_the_same_vectors(folder, pairs, sample
     assert got.dim_ == 512 and got.index_fingerprint_ is None
 
 
+@pytest.mark.parametrize("candidates", [16, 1])
+def test_bfloat16_candidates_give_the_float32_fit(folder, monkeypatch, candidates):
+    """Certified: the bfloat16 pass keeps what its error bound proves; the rest is scored again in float32.
+    With one candidate per block most queries cannot be certified, so the float32 re-run carries the fit."""
+    pytest.importorskip("torch")
+    import simstd.laion.fit as fit_module
+
+    monkeypatch.setattr(fit_module, "BF16_CANDIDATES", candidates)
+    reports = []
+    got = fit_embeddings(folder, sample=200, seed=2, n_pseudo=2, precision="bfloat16", piece_rows=128,
+                         report=reports.append)
+    ref = fit_embeddings(folder, sample=200, seed=2, n_pseudo=2, piece_rows=128)
+    np.testing.assert_array_equal(got.n_, ref.n_)
+    np.testing.assert_allclose(got.mean_, ref.mean_, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(got.std_, ref.std_, rtol=0, atol=1e-6)
+    recomputed = reports[0].extra["recomputed"]
+    assert (recomputed > 200) if candidates == 1 else (recomputed < 200)
+
+
 def test_self_is_never_its_own_pseudo_positive(tmp_path):
     """Two items per modality: each one's only same-modality neighbour is the other one."""
     x = np.eye(4, 8, dtype=np.float32)

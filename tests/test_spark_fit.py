@@ -39,7 +39,7 @@ def test_spark_fit_equals_the_local_fit(spark, features, tmp_path):
     assert distributed.n_.tolist() == [[300, 300], [300, 300]]
     np.testing.assert_allclose(distributed.mean_, local.mean_, rtol=0, atol=1e-6)
     np.testing.assert_allclose(distributed.std_, local.std_, rtol=0, atol=1e-6)
-    assert reports[0].engine == "spark" and reports[0].extra["tasks"] == reports[0].pieces == 10
+    assert reports[0].engine == "spark" and reports[0].extra["jobs"] == 1 and reports[0].pieces == 10
     assert spark.sparkContext._jsc is not None  # a session handed in is left running for its owner
 
 

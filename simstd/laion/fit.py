@@ -88,31 +88,105 @@ class PseudoQueries:
 
 
 def partial_topk(
-    piece: Piece, items: np.ndarray, queries: PseudoQueries, k: int
-) -> Iterator[tuple[tuple[str, int, str], np.ndarray]]:
+    piece: Piece, items: np.ndarray, queries: PseudoQueries, k: int, precision: str = "float32"
+) -> Iterator[tuple[tuple[str, int, str], Partial]]:
     """The map step: for every query block, each query's ``k`` best cosines among ``items``.
 
     ``items`` are the rows of ``piece`` (float32 unit rows). Yields
-    ``((query modality, block, target modality), scores (Qb, k))``, rows
-    sorted descending and padded with ``-inf``; a pseudo query's own row is
-    never its own neighbour (it is masked, so exact duplicates of it count).
+    ``((query modality, block, target modality), (scores (Qb, k), bound (Qb,)))``:
+    score rows sorted descending and padded with ``-inf``; a pseudo query's own
+    row is never its own neighbour (it is masked, so exact duplicates of it
+    count). ``bound`` is an upper bound on the cosine of every item the scores
+    leave out that could beat them unseen: ``-inf`` in float32 (every item is
+    scored exactly); with ``precision="bfloat16"`` see :func:`_bf16_block`.
     """
     tm = piece.modality
     n = len(items)
     kk = min(k, n)
+    fast = precision == "bfloat16"
+    if fast:
+        torch = _torch()
+        all_items = torch.from_numpy(items).to(torch.bfloat16)
     for key in queries.keys():
         rows, vectors = queries.block_of(key)
         best = np.full((len(rows), k), -np.inf, dtype=np.float32)
+        bound = np.full(len(rows), -np.inf, dtype=np.float32)
         own = key[0] == tm
+        if fast:
+            qt = torch.from_numpy(vectors).to(torch.bfloat16)
         for lo in range(0, n, ITEM_BLOCK):
             hi = min(lo + ITEM_BLOCK, n)
-            S = vectors @ items[lo:hi].T
-            if own:  # mask each query's own row if it lies in this block
+            mask = None
+            if own:  # each query's own row, if it lies in this block
                 local = rows - (piece.offset + lo)
                 hit = (local >= 0) & (local < hi - lo)
-                S[np.flatnonzero(hit), local[hit]] = -np.inf
-            best = merge_topk(best, _topk(S, min(kk, hi - lo)), k)
-        yield (key[0], key[1], tm), best
+                mask = (np.flatnonzero(hit), local[hit])
+            if fast:
+                top, edge = _bf16_block(qt, all_items[lo:hi], vectors, items[lo:hi], mask, k)
+                bound = np.maximum(bound, edge)
+            else:
+                S = vectors @ items[lo:hi].T
+                if mask is not None:
+                    S[mask] = -np.inf
+                top = _topk(S, min(kk, hi - lo))
+            best = merge_topk(best, top, k)
+        yield (key[0], key[1], tm), (best, bound)
+
+
+Partial = tuple[np.ndarray, np.ndarray]  # (top-k scores (Qb, k), bound (Qb,))
+
+#: Rows kept per query from a bfloat16 block and re-scored exactly in float32.
+BF16_CANDIDATES = 16
+#: Upper bound on |bfloat16 score - float32 cosine| for unit vectors: both
+#: inputs rounded to bfloat16 (unit roundoff u = 2^-8) give at most
+#: (2u + u^2) * sum|q_i x_i| <= (2u + u^2), since sum|q_i x_i| <= |q||x| = 1
+#: (Cauchy-Schwarz); the float32 accumulation adds < 1e-4 at 1024 dims and the
+#: bfloat16 output another u/2 * |s| <= 2^-9. Rounded up.
+BF16_ERROR = 2 * 2.0**-8 + 2.0**-16 + 1e-4 + 2.0**-9 + 1e-4
+
+
+def _bf16_block(qt, xt, vectors: np.ndarray, items: np.ndarray, mask, k: int) -> tuple[np.ndarray, np.ndarray]:  # noqa: ANN001
+    """Candidates by a bfloat16 matrix product, re-scored exactly; returns the
+    block's exact top-k of those candidates and a per-query bound.
+
+    Every item outside a query's ``c`` bfloat16 candidates scored at most the
+    ``c``-th candidate's bfloat16 score ``t``, so its exact cosine is at most
+    ``t + BF16_ERROR``: that is the bound (``-inf`` when all items were
+    candidates). If a query's final k-th exact score reaches its bound, its
+    top-k is certified exact (ties included); otherwise the fit scores it again
+    in float32 (:func:`fit_embeddings`).
+    """
+    torch = _torch()
+    S = qt @ xt.T
+    if mask is not None:
+        S[torch.from_numpy(mask[0]), torch.from_numpy(mask[1])] = -float("inf")
+    c = min(max(BF16_CANDIDATES, k), S.shape[1])
+    vals, idx = torch.topk(S, c, dim=1)
+    idx = idx.numpy()
+    exact = np.einsum("qd,qcd->qc", vectors, items[idx])
+    exact[~np.isfinite(vals.float().numpy())] = -np.inf  # masked self rows that filled the candidates
+    edge = vals[:, -1].float().numpy() + np.float32(BF16_ERROR) if c < S.shape[1] else np.full(len(S), -np.inf)
+    return _topk(exact, min(k, c)), edge.astype(np.float32)
+
+
+def _torch():  # noqa: ANN202
+    try:
+        import torch
+    except ImportError:
+        raise SimstdError('precision="bfloat16" needs torch (pip install "simstd[clip]"); '
+                          'or fit with precision="float32"') from None
+    return torch
+
+
+def merge_partial(a: Partial, b: Partial, k: int) -> Partial:
+    """The reduce step: top-k of both, the larger bound."""
+    return merge_topk(a[0], b[0], k), np.maximum(a[1], b[1])
+
+
+def uncertified(part: Partial) -> np.ndarray:
+    """Rows whose top-k a bound leaves open (always none in float32)."""
+    scores, bound = part
+    return np.flatnonzero(~(scores[:, -1] >= bound) & np.isfinite(bound))
 
 
 def merge_topk(a: np.ndarray, b: np.ndarray, k: int) -> np.ndarray:
@@ -166,16 +240,53 @@ class FitReport:
     extra: dict = field(default_factory=dict)
 
 
+Tops = dict[tuple[str, int, str], Partial]  # (query modality, block, target modality) -> reduced partial
+
+
 def run_local(files: EmbeddingFiles, pieces: list[Piece], queries: PseudoQueries, k: int,
-              threads: int | None = None) -> dict[tuple[str, int, str], np.ndarray]:
-    """Map every piece, reduce per (query block, target modality), one process."""
-    acc: dict[tuple[str, int, str], np.ndarray] = {}
+              precision: str = "float32", threads: int | None = None) -> Tops:
+    """Map every piece, reduce per (query block, target modality), in this process."""
+    acc: Tops = {}
     with threadpool_limits(threads):
         for piece in pieces:
             items = files.read(piece)
-            for key, part in partial_topk(piece, items, queries, k):
-                acc[key] = part if key not in acc else merge_topk(acc[key], part, k)
+            for key, part in partial_topk(piece, items, queries, k, precision):
+                acc[key] = part if key not in acc else merge_partial(acc[key], part, k)
     return acc
+
+
+def certify(tops: Tops, run: Callable[[list[Piece], PseudoQueries], Tops], pieces: list[Piece],
+            queries: PseudoQueries, k: int) -> int:
+    """Score the queries whose bfloat16 top-k is not certified again, exactly, over
+    their target modality's pieces (in place); returns how many there were."""
+    redo = 0
+    for (qm, b, tm), part in tops.items():
+        bad = uncertified(part)
+        if not len(bad):
+            continue
+        rows, vectors = queries.block_of((qm, b))
+        sub = PseudoQueries({qm: rows[bad]}, {qm: vectors[bad]}, block=len(bad))
+        fixed = run([p for p in pieces if p.modality == tm], sub)[(qm, 0, tm)]
+        part[0][bad] = fixed[0]
+        part[1][bad] = -np.inf
+        redo += len(bad)
+    return redo
+
+
+PRECISIONS = ("float32", "bfloat16", "auto")
+
+
+def resolve_precision(precision: str) -> str:
+    """``"auto"``: bfloat16 candidates (re-scored, certified) where torch is installed, else float32."""
+    if precision not in PRECISIONS:
+        raise SimstdError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if precision == "auto":
+        try:
+            import torch  # noqa: F401
+        except ImportError:
+            return "float32"
+        return "bfloat16"
+    return precision
 
 
 def fit_embeddings(
@@ -184,6 +295,7 @@ def fit_embeddings(
     sample: int | None = 10_000,
     seed: int = 0,
     n_pseudo: int = 1,
+    precision: str = "float32",
     spark: object | None = None,
     piece_rows: int = PIECE_ROWS,
     report: Callable[[FitReport], None] | None = None,
@@ -198,26 +310,41 @@ def fit_embeddings(
     "simstd[spark]"``). The result has no index fingerprint, so it applies to
     any index of the same dimension built from these files
     (``Standardizer.load`` / ``MixedIndex.standardizer``).
+
+    ``precision="bfloat16"`` (needs torch; ``"auto"`` uses it when installed)
+    finds candidates with a bfloat16 matrix product, re-scores them in
+    float32 and certifies each pseudo query's top-k with a rounding-error
+    bound; the few it cannot certify are scored again in float32. The fit is
+    then the float32 fit (to float32 rounding), at bfloat16 speed.
     """
     probe = Standardizer(n_pseudo=n_pseudo, sample=sample, seed=seed)
     probe._check_params()
     if isinstance(piece_rows, bool) or not isinstance(piece_rows, (int, np.integer)) or piece_rows < 1:
         raise SimstdError(f"piece_rows must be a positive integer, got {piece_rows!r}")
+    precision = resolve_precision(precision)
     files = open_files(source)
     started = time.perf_counter()
     queries = PseudoQueries.draw(files, sample, seed)
     pieces = files.pieces(int(piece_rows))
     k = int(n_pseudo)
-    logger.info("fit from files: %s items, %s pseudo queries, %d pieces", files.counts,
-                {m: len(r) for m, r in queries.rows.items()}, len(pieces))
-    extra: dict = {}
+    logger.info("fit from files: %s items, %s pseudo queries, %d pieces, %s", files.counts,
+                {m: len(r) for m, r in queries.rows.items()}, len(pieces), precision)
+    extra: dict = {"precision": precision}
     if spark is None:
-        tops = run_local(files, pieces, queries, k)
-        parts = [(qm, tm, block_moments(s)) for (qm, _b, tm), s in sorted(tops.items())]
+        def run(ps: list[Piece], q: PseudoQueries, prec: str = "float32") -> Tops:
+            return run_local(files, ps, q, k, prec)
     else:
-        from ..spark.fit import run_spark
+        from ..spark.fit import SparkRunner
 
-        parts, extra = run_spark(spark, files, pieces, queries, k)
+        runner = SparkRunner(spark, files, k)
+        run = runner.run
+    try:
+        tops = run(pieces, queries, precision)
+        extra["recomputed"] = certify(tops, run, pieces, queries, k) if precision == "bfloat16" else 0
+    finally:
+        if spark is not None:
+            extra.update(runner.close())
+    parts = [(qm, tm, block_moments(s)) for (qm, _b, tm), (s, _bound) in sorted(tops.items())]
     labels = sorted(files.modalities)
     n, mean, m2 = pool(labels, parts)
     std = probe.fit_moments(labels, n, mean, m2, dim=files.dim)

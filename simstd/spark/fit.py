@@ -8,8 +8,8 @@ call and each partition runs the very worker the local fit runs
 - one task per piece (row range of an ``.npy`` file) computes every pseudo
   query's partial top-k over its own items;
 - ``reduceByKey`` merges the partial top-ks per (query block, target modality);
-- each reduced block becomes count/mean/M2, pooled exactly on the driver
-  (:func:`simstd.stats.merge_moments`).
+- the driver collects the reduced top-ks (a few bytes per pseudo query) and
+  pools their count/mean/M2 exactly (:func:`simstd.stats.merge_moments`).
 
 Executors read the ``.npy`` files by path, so on a cluster the folder must be
 on storage every executor sees, and simstd (with numpy) installed there.
@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 
 from ..errors import SimstdError
-from ..laion.fit import PseudoQueries, block_moments, merge_topk, partial_topk
+from ..laion.fit import PseudoQueries, Tops, merge_partial, partial_topk
 from ..laion.reader import EmbeddingFiles, Piece
 
 #: Where this simstd lives: put on the Python path of locally started workers,
@@ -30,7 +30,7 @@ _PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
 
 
 def session(master: object):  # noqa: ANN201
-    """``master`` itself if it is a SparkSession, else ``(session, created)`` for a master URL."""
+    """``(session, created)``: ``master`` itself if it is a SparkSession, else a session for a master URL."""
     try:
         from pyspark.sql import SparkSession
     except ImportError:
@@ -56,13 +56,19 @@ def session(master: object):  # noqa: ANN201
     return spark, active is None
 
 
-def run_spark(master: object, files: EmbeddingFiles, pieces: list[Piece], queries: PseudoQueries, k: int):  # noqa: ANN201
-    """Run the fit's map-reduce on Spark; returns the pooled parts and facts about the job."""
-    spark, created = session(master)
-    try:
-        sc = spark.sparkContext
+class SparkRunner:
+    """Runs the fit's map-reduce as Spark jobs (one per call) on one session."""
+
+    def __init__(self, master: object, files: EmbeddingFiles, k: int) -> None:
+        self.spark, self.created = session(master)
+        self.files, self.k = files, k
+        self.jobs = 0
+
+    def run(self, pieces: list[Piece], queries: PseudoQueries, precision: str = "float32") -> Tops:
+        sc = self.spark.sparkContext
         shared = sc.broadcast(queries)
         threads = int(sc.getConf().get("spark.task.cpus", "1"))
+        files, k = self.files, self.k
 
         def work(part):  # noqa: ANN001, ANN202 (runs on the executors)
             from threadpoolctl import threadpool_limits
@@ -70,16 +76,19 @@ def run_spark(master: object, files: EmbeddingFiles, pieces: list[Piece], querie
             q = shared.value
             with threadpool_limits(threads):  # one BLAS thread per task slot: no oversubscription
                 for piece in part:
-                    yield from partial_topk(piece, files.read(piece), q, k)
+                    yield from partial_topk(piece, files.read(piece), q, k, precision)
 
-        job = (sc.parallelize(pieces, len(pieces))
-               .mapPartitions(work)
-               .reduceByKey(lambda a, b: merge_topk(a, b, k))
-               .map(lambda kv: (kv[0][0], kv[0][2], block_moments(kv[1]))))
-        parts = job.collect()
+        sc.setJobGroup(f"simstd-fit-{self.jobs}", "simstd fit from files")
+        tops = dict(sc.parallelize(pieces, len(pieces)).mapPartitions(work)
+                    .reduceByKey(lambda a, b: merge_partial(a, b, k)).collect())
         shared.unpersist()
-        return parts, {"tasks": len(pieces), "app_id": sc.applicationId, "master": sc.master,
-                       "default_parallelism": sc.defaultParallelism}
-    finally:
-        if created:
-            spark.stop()
+        self.jobs += 1
+        return tops
+
+    def close(self) -> dict:
+        sc = self.spark.sparkContext
+        facts = {"jobs": self.jobs, "app_id": sc.applicationId, "master": sc.master,
+                 "default_parallelism": sc.defaultParallelism}
+        if self.created:
+            self.spark.stop()
+        return facts
