@@ -67,7 +67,7 @@ def test_bfloat16_candidates_give_the_float32_fit(folder, monkeypatch, candidate
 
     monkeypatch.setattr(fit_module, "BF16_CANDIDATES", candidates)
     reports = []
-    got = fit_embeddings(folder, sample=200, seed=2, n_pseudo=2, precision="bfloat16", piece_rows=128,
+    got = fit_embeddings(folder, sample=200, seed=2, n_pseudo=2, search="bfloat16", piece_rows=128,
                          report=reports.append)
     ref = fit_embeddings(folder, sample=200, seed=2, n_pseudo=2, piece_rows=128)
     np.testing.assert_array_equal(got.n_, ref.n_)
@@ -75,6 +75,22 @@ def test_bfloat16_candidates_give_the_float32_fit(folder, monkeypatch, candidate
     np.testing.assert_allclose(got.std_, ref.std_, rtol=0, atol=1e-6)
     recomputed = reports[0].extra["recomputed"]
     assert (recomputed > 200) if candidates == 1 else (recomputed < 200)
+
+
+def test_ivf_candidates_report_what_they_miss(folder):
+    """Probing every list is the exact fit; probing few is measured on the check queries and warned about."""
+    ref = fit_embeddings(folder, sample=200, seed=1, n_pseudo=2, piece_rows=128)
+    reports = []
+    full = fit_embeddings(folder, sample=200, seed=1, n_pseudo=2, search="ivf", nlist=8, nprobe=8, piece_rows=128,
+                          report=reports.append)
+    np.testing.assert_allclose(full.mean_, ref.mean_, atol=1e-7)
+    np.testing.assert_allclose(full.std_, ref.std_, atol=1e-7)
+    assert reports[0].extra["ivf_recall"] == 1.0 and reports[0].extra["nlist"] == {"image": 8, "text": 8}
+    with pytest.warns(UserWarning, match="raise nprobe"):
+        fit_embeddings(folder, sample=200, seed=1, search="ivf", nlist=8, nprobe=1, check=50, report=reports.append)
+    assert reports[1].extra["ivf_recall"] < 0.99
+    assert reports[1].extra["ivf_check_queries"] == {"image": 50, "text": 50}
+    assert max(reports[1].extra["ivf_mean_shift_over_std"].values()) > 0
 
 
 def test_self_is_never_its_own_pseudo_positive(tmp_path):

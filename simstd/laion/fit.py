@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Mapping, Sequence
@@ -38,6 +39,7 @@ from threadpoolctl import threadpool_limits
 from ..errors import SimstdError
 from ..standardizer import Standardizer
 from ..stats import merge_moments, pair_moments
+from .ivf import MIN_RECALL, Probes, partial_topk_ivf, train
 from .reader import PIECE_ROWS, ClipRetrievalFolder, EmbeddingFiles, Piece
 
 logger = logging.getLogger(__name__)
@@ -58,6 +60,7 @@ class PseudoQueries:
     rows: dict[str, np.ndarray]
     vectors: dict[str, np.ndarray]
     block: int = QUERY_BLOCK
+    probes: Probes | None = None  # search="ivf": centroids and each query's probed lists
 
     @classmethod
     def draw(cls, files: EmbeddingFiles, sample: int | None, seed: int, block: int = QUERY_BLOCK) -> "PseudoQueries":
@@ -84,11 +87,17 @@ class PseudoQueries:
 
     @property
     def nbytes(self) -> int:
-        return sum(v.nbytes + self.rows[m].nbytes for m, v in self.vectors.items())
+        probes = 0 if self.probes is None else self.probes.nbytes
+        return sum(v.nbytes + self.rows[m].nbytes for m, v in self.vectors.items()) + probes
+
+    def subset(self, take: dict[str, np.ndarray]) -> "PseudoQueries":
+        """The queries at positions ``take[m]`` of each modality (one block each), without probes."""
+        return PseudoQueries({m: self.rows[m][i] for m, i in take.items()},
+                             {m: self.vectors[m][i] for m, i in take.items()}, block=max(len(i) for i in take.values()))
 
 
 def partial_topk(
-    piece: Piece, items: np.ndarray, queries: PseudoQueries, k: int, precision: str = "float32"
+    piece: Piece, items: np.ndarray, queries: PseudoQueries, k: int, search: str = "exact"
 ) -> Iterator[tuple[tuple[str, int, str], Partial]]:
     """The map step: for every query block, each query's ``k`` best cosines among ``items``.
 
@@ -98,12 +107,21 @@ def partial_topk(
     row is never its own neighbour (it is masked, so exact duplicates of it
     count). ``bound`` is an upper bound on the cosine of every item the scores
     leave out that could beat them unseen: ``-inf`` in float32 (every item is
-    scored exactly); with ``precision="bfloat16"`` see :func:`_bf16_block`.
+    scored exactly); with ``search="bfloat16"`` see :func:`_bf16_block`.
+    With ``search="ivf"`` only the lists each query probes are scored
+    (:mod:`simstd.laion.ivf`).
     """
     tm = piece.modality
+    if search == "ivf":
+        tops = partial_topk_ivf(piece, items, queries.rows, queries.vectors, queries.probes, k)
+        for key in queries.keys():
+            sl = slice(key[1] * queries.block, (key[1] + 1) * queries.block)
+            best = tops[key[0]][sl]
+            yield (key[0], key[1], tm), (best, np.full(len(best), -np.inf, dtype=np.float32))
+        return
     n = len(items)
     kk = min(k, n)
-    fast = precision == "bfloat16"
+    fast = search == "bfloat16"
     if fast:
         torch = _torch()
         all_items = torch.from_numpy(items).to(torch.bfloat16)
@@ -173,8 +191,8 @@ def _torch():  # noqa: ANN202
     try:
         import torch
     except ImportError:
-        raise SimstdError('precision="bfloat16" needs torch (pip install "simstd[clip]"); '
-                          'or fit with precision="float32"') from None
+        raise SimstdError('search="bfloat16" needs torch (pip install "simstd[clip]"); '
+                          'or fit with search="exact"') from None
     return torch
 
 
@@ -244,13 +262,13 @@ Tops = dict[tuple[str, int, str], Partial]  # (query modality, block, target mod
 
 
 def run_local(files: EmbeddingFiles, pieces: list[Piece], queries: PseudoQueries, k: int,
-              precision: str = "float32", threads: int | None = None) -> Tops:
+              search: str = "exact", threads: int | None = None) -> Tops:
     """Map every piece, reduce per (query block, target modality), in this process."""
     acc: Tops = {}
     with threadpool_limits(threads):
         for piece in pieces:
             items = files.read(piece)
-            for key, part in partial_topk(piece, items, queries, k, precision):
+            for key, part in partial_topk(piece, items, queries, k, search):
                 acc[key] = part if key not in acc else merge_partial(acc[key], part, k)
     return acc
 
@@ -273,20 +291,35 @@ def certify(tops: Tops, run: Callable[[list[Piece], PseudoQueries], Tops], piece
     return redo
 
 
-PRECISIONS = ("float32", "bfloat16", "auto")
+SEARCHES = ("exact", "bfloat16", "ivf")
 
 
-def resolve_precision(precision: str) -> str:
-    """``"auto"``: bfloat16 candidates (re-scored, certified) where torch is installed, else float32."""
-    if precision not in PRECISIONS:
-        raise SimstdError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-    if precision == "auto":
-        try:
-            import torch  # noqa: F401
-        except ImportError:
-            return "float32"
-        return "bfloat16"
-    return precision
+def check_ivf(tops: Tops, run: Callable[[list[Piece], PseudoQueries], Tops], pieces: list[Piece],
+              queries: PseudoQueries, check: int, seed: int) -> dict:
+    """Score a seeded subset of the pseudo queries by brute force and compare with their IVF top-k:
+    recall (share of top-k scores found) and the shift it causes, per pair, in units of the exact std."""
+    rng = np.random.default_rng([seed, 2])
+    take = {m: np.sort(rng.choice(len(r), size=min(check, len(r)), replace=False)) for m, r in queries.rows.items()}
+    exact = run(pieces, queries.subset(take))
+    found, total, shifts = 0, 0, {}
+    for (qm, _b, tm), (ref, _bound) in exact.items():
+        idx = take[qm]
+        got = np.concatenate([tops[(qm, b, tm)][0] for b in range(-(-len(queries.rows[qm]) // queries.block))])[idx]
+        for b in np.unique(idx // queries.block):  # the checked queries keep their exact top-k
+            mine = idx // queries.block == b
+            tops[(qm, int(b), tm)][0][idx[mine] % queries.block] = ref[mine]
+        ok = np.isfinite(ref)
+        found += int((np.abs(got - ref) <= 1e-6)[ok].sum())
+        total += int(ok.sum())
+        std = float(ref[ok].std()) or 1.0
+        shifts[f"{qm}->{tm}"] = float(abs(got[ok].mean() - ref[ok].mean()) / std)
+    recall = found / max(total, 1)
+    if recall < MIN_RECALL:
+        warnings.warn(f"the IVF candidates found {recall:.1%} of the exact top-k of {sum(map(len, take.values()))} "
+                      f"check queries (mean shift up to {max(shifts.values()):.3f} std): raise nprobe, or fit with "
+                      'search="exact"', UserWarning, stacklevel=3)
+    return {"ivf_recall": recall, "ivf_check_queries": {m: len(i) for m, i in take.items()},
+            "ivf_mean_shift_over_std": shifts}
 
 
 def fit_embeddings(
@@ -295,7 +328,10 @@ def fit_embeddings(
     sample: int | None = 10_000,
     seed: int = 0,
     n_pseudo: int = 1,
-    precision: str = "float32",
+    search: str = "exact",
+    nlist: int | None = None,
+    nprobe: int = 32,
+    check: int = 256,
     spark: object | None = None,
     piece_rows: int = PIECE_ROWS,
     report: Callable[[FitReport], None] | None = None,
@@ -311,36 +347,53 @@ def fit_embeddings(
     any index of the same dimension built from these files
     (``Standardizer.load`` / ``MixedIndex.standardizer``).
 
-    ``precision="bfloat16"`` (needs torch; ``"auto"`` uses it when installed)
-    finds candidates with a bfloat16 matrix product, re-scores them in
-    float32 and certifies each pseudo query's top-k with a rounding-error
-    bound; the few it cannot certify are scored again in float32. The fit is
-    then the float32 fit (to float32 rounding), at bfloat16 speed.
+    ``search`` is how each pseudo query's top-k is found:
+
+    - ``"exact"``: float32 products with every item (the reference);
+    - ``"bfloat16"`` (needs torch): candidates from a bfloat16 product,
+      re-scored in float32 and certified by a rounding-error bound; the few it
+      cannot certify are scored again exactly. Equal to ``"exact"``;
+    - ``"ivf"``: only the ``nprobe`` of ``nlist`` k-means lists nearest each
+      query (:mod:`simstd.laion.ivf`), scores exact; a seeded ``check`` sample
+      of pseudo queries per modality is also searched exactly and the recall
+      and the shift it causes (in units of std) are reported (warned about
+      below 99% recall).
     """
     probe = Standardizer(n_pseudo=n_pseudo, sample=sample, seed=seed)
     probe._check_params()
     if isinstance(piece_rows, bool) or not isinstance(piece_rows, (int, np.integer)) or piece_rows < 1:
         raise SimstdError(f"piece_rows must be a positive integer, got {piece_rows!r}")
-    precision = resolve_precision(precision)
+    if search not in SEARCHES:
+        raise SimstdError(f"search must be one of {SEARCHES}, got {search!r}")
+    for name, value in (("nprobe", nprobe), ("check", check)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise SimstdError(f"{name} must be a positive integer, got {value!r}")
     files = open_files(source)
     started = time.perf_counter()
     queries = PseudoQueries.draw(files, sample, seed)
+    if search == "ivf":
+        queries.probes = train(files, queries.vectors, nlist, nprobe, seed)
     pieces = files.pieces(int(piece_rows))
     k = int(n_pseudo)
-    logger.info("fit from files: %s items, %s pseudo queries, %d pieces, %s", files.counts,
-                {m: len(r) for m, r in queries.rows.items()}, len(pieces), precision)
-    extra: dict = {"precision": precision}
+    logger.info("fit from files: %s items, %s pseudo queries, %d pieces, %s search", files.counts,
+                {m: len(r) for m, r in queries.rows.items()}, len(pieces), search)
+    extra: dict = {"search": search}
     if spark is None:
-        def run(ps: list[Piece], q: PseudoQueries, prec: str = "float32") -> Tops:
-            return run_local(files, ps, q, k, prec)
+        def run(ps: list[Piece], q: PseudoQueries, how: str = "exact") -> Tops:
+            return run_local(files, ps, q, k, how)
     else:
         from ..spark.fit import SparkRunner
 
         runner = SparkRunner(spark, files, k)
         run = runner.run
     try:
-        tops = run(pieces, queries, precision)
-        extra["recomputed"] = certify(tops, run, pieces, queries, k) if precision == "bfloat16" else 0
+        tops = run(pieces, queries, search)
+        if search == "bfloat16":
+            extra["recomputed"] = certify(tops, run, pieces, queries, k)
+        elif search == "ivf":
+            extra.update(check_ivf(tops, run, pieces, queries, int(check), seed))
+            extra["nlist"] = {m: len(c) for m, c in queries.probes.centroids.items()}
+            extra["nprobe"] = int(nprobe)
     finally:
         if spark is not None:
             extra.update(runner.close())

@@ -64,7 +64,7 @@ class SparkRunner:
         self.files, self.k = files, k
         self.jobs = 0
 
-    def run(self, pieces: list[Piece], queries: PseudoQueries, precision: str = "float32") -> Tops:
+    def run(self, pieces: list[Piece], queries: PseudoQueries, search: str = "exact") -> Tops:
         sc = self.spark.sparkContext
         shared = sc.broadcast(queries)
         threads = int(sc.getConf().get("spark.task.cpus", "1"))
@@ -76,7 +76,7 @@ class SparkRunner:
             q = shared.value
             with threadpool_limits(threads):  # one BLAS thread per task slot: no oversubscription
                 for piece in part:
-                    yield from partial_topk(piece, files.read(piece), q, k, precision)
+                    yield from partial_topk(piece, files.read(piece), q, k, search)
 
         sc.setJobGroup(f"simstd-fit-{self.jobs}", "simstd fit from files")
         tops = dict(sc.parallelize(pieces, len(pieces)).mapPartitions(work)
