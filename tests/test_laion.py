@@ -56,6 +56,10 @@ def test_fit_from_files_equals_the_fit_on_the_same_vectors(folder, pairs, sample
     np.testing.assert_allclose(got.mean_, ref.mean_, rtol=0, atol=1e-7)
     np.testing.assert_allclose(got.std_, ref.std_, rtol=0, atol=1e-7)
     assert got.dim_ == 512 and got.index_fingerprint_ is None
+    reports = []
+    fit_embeddings(folder, sample=sample, seed=3, n_pseudo=k, piece_rows=piece_rows, report=reports.append)
+    se = reports[0].extra["standard_error"]["text->image"]
+    assert se["n"] == got.n_[1, 0] and se["mean"] == pytest.approx(got.n_[1, 0] ** -0.5) and 0 < se["std"] < 1
 
 
 @pytest.mark.parametrize("candidates", [16, 1])

@@ -277,8 +277,9 @@ def _fit_from_files(folder: str, index_path: str | None, out: str | None, spark_
         click.echo(_stats_table(std))
         r = reports[0]
         counts = ", ".join(f"{n} {m}" for m, n in r.counts.items())
-        click.echo(f"fitted on {counts} ({r.engine}, {r.pieces} pieces, {r.seconds:.1f} s); wrote "
-                   + " and ".join(wrote), err=True)
+        worst = max(max(e["mean"], e["std"]) for e in r.extra["standard_error"].values())
+        click.echo(f"fitted on {counts} ({r.engine}, {r.pieces} pieces, {r.seconds:.1f} s); sampling error of each "
+                   f"pair's mean and std at most {worst:.3f} std; wrote " + " and ".join(wrote), err=True)
 
 
 @main.command()

@@ -297,6 +297,21 @@ def certify(tops: Tops, run: Callable[[list[Piece], PseudoQueries], Tops], piece
 SEARCHES = ("exact", "bfloat16", "ivf")
 
 
+def standard_errors(tops: Tops) -> dict[str, dict[str, float]]:
+    """Each pair's sampling error, in units of its std: of the mean (1/sqrt(n)) and of the std
+    (sqrt((kurtosis - 1) / 4n), the delta method), so a fit states how precise its sample is."""
+    scores: dict[str, list] = {}
+    for (qm, _b, tm), (s, _bound) in tops.items():
+        scores.setdefault(f"{qm}->{tm}", []).append(s[np.isfinite(s)].astype(np.float64))
+    out = {}
+    for pair, parts in sorted(scores.items()):
+        x = np.concatenate(parts)
+        n, var = len(x), float(x.var()) if len(x) else 0.0
+        kurt = float(((x - x.mean()) ** 4).mean() / var**2) if var > 0 else float("nan")
+        out[pair] = {"n": n, "mean": 1 / np.sqrt(max(n, 1)), "std": float(np.sqrt(max(kurt - 1, 0) / (4 * max(n, 1))))}
+    return out
+
+
 def check_ivf(tops: Tops, run: Callable[[list[Piece], PseudoQueries], Tops], pieces: list[Piece],
               queries: PseudoQueries, check: int, seed: int) -> dict:
     """Score a seeded subset of the pseudo queries by brute force and compare with their IVF top-k:
@@ -401,6 +416,7 @@ def fit_embeddings(
         if spark is not None:
             extra.update(runner.close())
     parts = [(qm, tm, block_moments(s)) for (qm, _b, tm), (s, _bound) in sorted(tops.items())]
+    extra["standard_error"] = standard_errors(tops)
     labels = sorted(files.modalities)
     n, mean, m2 = pool(labels, parts)
     std = probe.fit_moments(labels, n, mean, m2, dim=files.dim)
