@@ -92,10 +92,11 @@ def spark_metrics(spark, app_id: str) -> dict:  # noqa: ANN001
             "shuffle_write_bytes": st.get("shuffleWriteBytes", 0), "shuffle_read_bytes": st.get("shuffleReadBytes", 0),
             "input_bytes": st.get("inputBytes", 0),
             "result_bytes_per_task": [t.get("taskMetrics", {}).get("resultSize", 0) for t in tasks],
-            "task_deserialized_bytes": None,
+            "run_seconds_per_task": [t.get("taskMetrics", {}).get("executorRunTime", 0) / 1000 for t in tasks],
         })
     env = json.load(urllib.request.urlopen(f"{url}/api/v1/applications/{app_id}/environment"))
-    out["spark_version"] = env.get("runtime", {}).get("javaVersion")
+    out["java"] = env.get("runtime", {}).get("javaVersion")
+    out["spark"] = spark.version
     return out
 
 
@@ -108,6 +109,7 @@ def main() -> None:
     p.add_argument("--dir", default="/tmp/simstd-laion-bench", help="where the clip-retrieval folder is written")
     p.add_argument("--methods", default="float32,ivf,bfloat16,index", help="fits to time, in this order per repeat")
     p.add_argument("--nprobe", type=int, default=32)
+    p.add_argument("--piece-rows", type=int, default=65_536, help="rows per task (piece)")
     p.add_argument("--spark", default=None, help="also fit on Spark with this master, e.g. local[2]")
     p.add_argument("--out", default=str(HERE / "results" / "laion_fit.json"))
     args = p.parse_args()
@@ -153,14 +155,28 @@ def main() -> None:
         spark, _ = session(args.spark)
         rep: list = []
         t = time.perf_counter()
-        std = fit_embeddings(root, sample=args.sample, seed=args.seed, spark=spark, report=rep.append)
+        std = fit_embeddings(root, sample=args.sample, seed=args.seed, spark=spark, report=rep.append,
+                             piece_rows=args.piece_rows)
         elapsed = time.perf_counter() - t
         t = time.perf_counter()
-        fit_embeddings(root, sample=args.sample, seed=args.seed, report=[].append)
+        same = fit_embeddings(root, sample=args.sample, seed=args.seed, piece_rows=args.piece_rows)
         local = time.perf_counter() - t
+        from pyspark import cloudpickle
+
+        from simstd.laion.fit import PseudoQueries
+        from simstd.laion.reader import ClipRetrievalFolder
+
+        files = ClipRetrievalFolder(root)
+        queries = PseudoQueries.draw(files, args.sample, args.seed)
+        pieces = files.pieces(args.piece_rows)
         result["spark"] = {
             "master": args.spark, "seconds": elapsed, "local_seconds_same_run": local,
-            "pieces": rep[0].pieces, "broadcast_bytes_raw": rep[0].query_bytes,
+            "pieces": rep[0].pieces, "piece_rows": args.piece_rows, "broadcast_bytes_raw": rep[0].query_bytes,
+            "broadcast_bytes_pickled": len(cloudpickle.dumps(queries)),
+            "task_bytes_pickled": {"files (in every task's closure)": len(cloudpickle.dumps(files)),
+                                   "one piece (the task's partition)": len(cloudpickle.dumps([pieces[0]]))},
+            "max_abs_diff_vs_local_same_pieces": {"mean": float(np.abs(std.mean_ - same.mean_).max()),
+                                                  "std": float(np.abs(std.std_ - same.std_).max())},
             "error_vs_float32": errors(std, ref),
             "max_abs_diff": {"mean": float(np.abs(std.mean_ - ref.mean_).max()),
                              "std": float(np.abs(std.std_ - ref.std_).max())},
