@@ -377,7 +377,7 @@ def fit_embeddings(
       and the shift it causes (in units of std) are reported (warned about
       below 99% recall).
     """
-    probe = Standardizer(n_pseudo=n_pseudo, sample=sample, seed=seed)
+    probe = Standardizer(method="paper", n_pseudo=n_pseudo, sample=sample, seed=seed)  # the paper's per-pair fit, whatever the default
     probe._check_params()
     if isinstance(piece_rows, bool) or not isinstance(piece_rows, (int, np.integer)) or piece_rows < 1:
         raise SimstdError(f"piece_rows must be a positive integer, got {piece_rows!r}")
