@@ -359,29 +359,6 @@ class Standardizer:
                     "of one item or of the indexed items: fit on more, distinct pseudo queries"
                 )
 
-    def fit_moments(
-        self, modalities: Sequence[str], n: np.ndarray, mean: np.ndarray, m2: np.ndarray, *, dim: int | None = None
-    ) -> "Standardizer":
-        """Fit from pooled moments: ``n``, ``mean`` and ``m2`` (sum of squared
-        deviations) are ``(M, M)`` arrays indexed ``[query, target]`` over
-        ``modalities``, as :func:`simstd.stats.merge_moments` pools them from
-        partitions (the distributed fit, :mod:`simstd.laion`)."""
-        if self.method != "paper":
-            raise SimstdError('fit_moments fits the paper\'s method from pooled moments; method="hubness" needs '
-                              "the store (fit(index)) to measure its per-item terms")
-        labels = [check_label(str(x)) for x in modalities]
-        m = len(labels)
-        n, mean, m2 = (np.asarray(a) for a in (n, mean, m2))
-        if any(a.shape != (m, m) for a in (n, mean, m2)):
-            raise SimstdError(f"n, mean and m2 must be ({m}, {m}) arrays over the {m} modalities")
-        if not (n > 0).any():
-            raise SimstdError("no scores to fit: every modality pair has n = 0")
-        self._set_stats(labels, n, mean, m2)
-        self.dim_ = dim
-        self.model_ = None
-        self.index_fingerprint_ = None
-        return self
-
     def _set_stats(self, labels: list[str], n: np.ndarray, mean: np.ndarray, m2: np.ndarray) -> None:
         n = np.asarray(n, dtype=np.int64)
         seen = n > 0

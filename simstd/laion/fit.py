@@ -39,6 +39,7 @@ from threadpoolctl import threadpool_limits
 from ..errors import SimstdError
 from ..standardizer import Standardizer
 from ..stats import merge_moments, pair_moments
+from ..validation import check_label
 from .ivf import MIN_RECALL, Probes, partial_topk_ivf, train
 from .reader import PIECE_ROWS, ClipRetrievalFolder, EmbeddingFiles, Piece
 
@@ -419,10 +420,27 @@ def fit_embeddings(
     extra["standard_error"] = standard_errors(tops)
     labels = sorted(files.modalities)
     n, mean, m2 = pool(labels, parts)
-    std = probe.fit_moments(labels, n, mean, m2, dim=files.dim)
+    std = from_moments(probe, labels, n, mean, m2, dim=files.dim)
     if report is not None:
         report(FitReport(files.counts, {m: len(r) for m, r in queries.rows.items()}, len(pieces),
                          time.perf_counter() - started, queries.nbytes, "local" if spark is None else "spark", extra))
+    return std
+
+
+def from_moments(std: Standardizer, modalities: Sequence[str], n: np.ndarray, mean: np.ndarray, m2: np.ndarray,
+                 *, dim: int | None = None) -> Standardizer:
+    """Fit the paper's ``std`` from pooled ``(M, M)`` count/mean/M2 arrays indexed ``[query, target]``
+    (the statistics :meth:`Standardizer.merge` pools the same way); no index fingerprint."""
+    if std.method != "paper":
+        raise SimstdError('a fit from pooled moments is the paper\'s method; method="hubness" needs the store '
+                          "(Standardizer.fit(index)) to measure its per-item terms")
+    labels = [check_label(str(x)) for x in modalities]
+    m = len(labels)
+    n, mean, m2 = (np.asarray(a) for a in (n, mean, m2))
+    if any(a.shape != (m, m) for a in (n, mean, m2)) or not (n > 0).any():
+        raise SimstdError(f"no scores to fit: n, mean and m2 must be ({m}, {m}) arrays with some n > 0")
+    std._set_stats(labels, n, mean, m2)  # the standardizer's own setter, as merge() uses it
+    std.dim_, std.model_, std.index_fingerprint_ = dim, None, None
     return std
 
 
