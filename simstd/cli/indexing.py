@@ -190,9 +190,13 @@ def fit(index_path: str | None, embeddings_dir: str | None, out: str | None, spa
     --out std.json, and/or committed with --index.
     """
     if embeddings_dir is not None:
-        if method != "paper":
+        explicit = click.get_current_context().get_parameter_source("method") == click.core.ParameterSource.COMMANDLINE
+        if method != "paper" and explicit:
             raise SimstdError("a fit from files (--embeddings) fits the paper's standardizer; --method hubness "
                               "needs an index: simstd build --from DIR, then simstd fit --index --method hubness")
+        if method != "paper":
+            click.echo("note: a fit from files fits the paper's method (--method paper); for the hubness "
+                       "correction fit the built index: simstd fit --index ...", err=True)
         _fit_from_files(embeddings_dir, index_path, out, spark_master, queries, with_uncertainty, sample, seed,
                         n_pseudo, fmt, lock_timeout)
         return
