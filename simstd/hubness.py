@@ -177,10 +177,11 @@ def query_terms(
     self_ids: np.ndarray | None = None,
     width: int = MINING_WIDTH,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(u, ids, r_q)`` of queries ``X`` (modality ``query_modality``) against the
-    items of ``target``: the candidates' item-corrected similarities ``u``
-    (best first, ``-inf`` where missing), their ids, and ``r_q``, the mean
-    cosine of each query's ``k`` best by ``u`` (its own item, ``self_ids``, left out).
+    """``(u, ids, r_q, s_1)`` of queries ``X`` (modality ``query_modality``) against
+    the items of ``target``: the candidates' item-corrected similarities ``u``
+    (best first, ``-inf`` where missing), their ids, ``r_q``, the mean cosine
+    of each query's ``k`` best by ``u``, and ``s_1``, its best cosine (the
+    paper's pseudo positive); its own item (``self_ids``) left out.
 
     ``terms_of(ids, a)`` returns ``rho^a`` of items. A store that ranks by raw
     cosine is asked for each query's top ``width`` and they are re-ranked by
@@ -196,7 +197,7 @@ def query_terms(
     u = np.where(valid, D - 0.5 * terms_of(np.where(valid, I, 0), query_modality), -np.inf)
     order = np.argsort(-u, axis=1, kind="stable")
     u, I, D = (np.take_along_axis(x, order, axis=1) for x in (u, I, D))
-    return u, I, nearest_mean(D, np.isfinite(u), k)
+    return u, I, nearest_mean(D, np.isfinite(u), k), np.where(np.isfinite(u), D, -np.inf).max(axis=1, initial=-np.inf)
 
 
 def pseudo_positive_scores(
@@ -207,52 +208,28 @@ def pseudo_positive_scores(
     seed: int,
     width: int = MINING_WIDTH,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(query modality, target modality, 2u - r_q)`` of each sampled item's best
-    item-corrected neighbour in every modality (itself left out): the
-    pseudo positives of the corrected score (see :func:`query_terms`)."""
+    """``(query modality, target modality, 2u - r_q, cosine)`` of each sampled
+    item's best item-corrected neighbour in every modality (itself left out):
+    the pseudo positives of the corrected score (see :func:`query_terms`), and
+    the cosine of its best raw neighbour (the paper's pseudo positive, which
+    the uncertainty model describes)."""
     rng = np.random.default_rng(seed)
-    out_q, out_t, out_v = [], [], []
+    out_q, out_t, out_v, out_s = [], [], [], []
     with search_session(searchable):
         for a, q_ids, X in sample_queries(searchable, sample, rng):
             for b in searchable.modalities:
-                u, _, r = query_terms(searchable, X, b, terms_of, a, k, q_ids if a == b else None, width)
+                u, _, r, s1 = query_terms(searchable, X, b, terms_of, a, k, q_ids if a == b else None, width)
                 if u.shape[1] == 0:
                     continue
                 v = 2 * u[:, 0] - r
-                v = v[np.isfinite(v)]
-                out_q.append(np.full(v.size, a, dtype=object))
-                out_t.append(np.full(v.size, b, dtype=object))
-                out_v.append(v)
+                found = np.isfinite(v)
+                out_q.append(np.full(found.sum(), a, dtype=object))
+                out_t.append(np.full(found.sum(), b, dtype=object))
+                out_v.append(v[found])
+                out_s.append(s1[found])
     if not out_v:
-        return np.empty(0, object), np.empty(0, object), np.empty(0)
-    return np.concatenate(out_q), np.concatenate(out_t), np.concatenate(out_v)
-
-
-def background_moments(
-    searchable: Searchable,
-    terms_of,
-    k: int,
-    samples: dict[str, tuple[np.ndarray, np.ndarray]],
-    cap: int = 2000,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and std ``(M, M)`` of ``2s - rho_c^a - r_q^b`` over all pairs of sampled
-    queries (modality ``a``) and sampled items (modality ``b``), self pairs left
-    out: the background the uncertainty model contrasts with pseudo positives.
-    ``samples[m]`` is ``(ids, vectors)``; at most ``cap`` of each are used."""
-    labels = list(samples)
-    mean = np.full((len(labels), len(labels)), np.nan)
-    std = np.full_like(mean, np.nan)
-    with search_session(searchable):
-        for i, a in enumerate(labels):
-            q_ids, Q = samples[a][0][:cap], samples[a][1][:cap]
-            for j, b in enumerate(labels):
-                c_ids, C = samples[b][0][:cap], samples[b][1][:cap]
-                _, _, r = query_terms(searchable, Q, b, terms_of, a, k, q_ids if a == b else None)
-                V = 2 * (Q.astype(np.float64) @ C.T.astype(np.float64)) - terms_of(c_ids, a)[None, :] - r[:, None]
-                keep = (q_ids[:, None] != c_ids[None, :]) & np.isfinite(V)
-                if keep.sum() > 1:
-                    mean[i, j], std[i, j] = V[keep].mean(), V[keep].std()
-    return mean, std
+        return np.empty(0, object), np.empty(0, object), np.empty(0), np.empty(0)
+    return np.concatenate(out_q), np.concatenate(out_t), np.concatenate(out_v), np.concatenate(out_s)
 
 
 def tail_scales(searchable: Searchable, columns: list[str], quantile: float, seed: int,

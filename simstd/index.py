@@ -531,7 +531,8 @@ class MixedIndex:
         key = Z
         if uncertainty is not None:
             # The model describes the score the standardizer standardizes: the cosine, or 2u - r_q.
-            U = uncertainty.uncertainty(V if hub else S, I, codes, names, query_modality, sizes)
+            # The model describes raw cosines, for either method (docs/uncertainty.md).
+            U = uncertainty.uncertainty(S, I, codes, names, query_modality, sizes)
             if rerank == "uncertainty":
                 key = np.where(missing, -np.inf, Z - rerank_weight * np.where(missing, 0.0, U))
         rows = np.arange(len(Z))[:, None]

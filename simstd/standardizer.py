@@ -246,13 +246,14 @@ class Standardizer:
             raise SimstdError(f"terms must be a finite ({len(all_ids)}, {len(columns)}) array (row = id, columns = "
                               f"{columns}), got shape {terms.shape}")
         col = {m: j for j, m in enumerate(columns)}
-        qm, tm, v = hubness.pseudo_positive_scores(
+        qm, tm, v, cosines = hubness.pseudo_positive_scores(
             searchable, lambda ids, a: terms[ids, col[a]], int(self.hubness_k), self.sample, int(self.seed)
         )
         self._fit_pairs(qm, tm, v)
         if self.modalities_ != columns:
             raise SimstdError(f"pseudo positives cover {self.modalities_}, the store holds {columns}")
         self._set_terms(terms, banks)
+        self.cosine_moments_ = self._pair_moments(qm, tm, cosines)
         if self.hubness_scale == "tail":
             self.centre_ = np.zeros_like(self.mean_)
             self.scale_ = hubness.tail_scales(searchable, columns, float(self.hubness_quantile), int(self.seed))
@@ -317,6 +318,28 @@ class Standardizer:
             raise SimstdError('fit_scores fits the paper\'s method from raw scores; method="hubness" needs the '
                               "store (fit(index)) to measure its per-item terms")
         return self._fit_pairs(query_modalities, target_modalities, scores)
+
+    def _pair_moments(self, qm: np.ndarray, tm: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, ...]:
+        """``(n, mean, m2)`` ``(M, M)`` of ``scores`` per pair of ``modalities_``."""
+        m = len(self.modalities_)
+        code = {x: i for i, x in enumerate(self.modalities_)}
+        pair = np.array([code[a] * m + code[b] for a, b in zip(qm.tolist(), tm.tolist())], dtype=np.int64)
+        n, mean, m2 = pair_moments(pair, scores, m * m)
+        return n.reshape(m, m), mean.reshape(m, m), m2.reshape(m, m)
+
+    def cosine_moments(self, query_modality: str, target_modality: str) -> tuple[float, float]:
+        """``(mean, std)`` of a pair's pseudo-positive *cosines* (each pseudo query's
+        raw top-1, the paper's statistics): what the uncertainty model describes,
+        for either method."""
+        if self.method == "paper":
+            return self.positive_moments(query_modality, target_modality)
+        self._check_fitted()
+        q, t = self._code(query_modality), self._code(target_modality)
+        n, mean, m2 = (x[q, t] for x in self.cosine_moments_)
+        if n < 2 or not m2 > 0:
+            raise NotFittedError(f"too few pseudo positives of pair ({query_modality!r}, {target_modality!r}) "
+                                 "for their cosine distribution; refit on more items")
+        return float(mean), float(np.sqrt(m2 / n))
 
     def _fit_pairs(self, query_modalities, target_modalities, scores) -> "Standardizer":
         scores = np.asarray(scores, dtype=np.float64).ravel()
@@ -604,6 +627,13 @@ class Standardizer:
             "n_items": int(len(self.terms_)),
             "terms_digest": self.terms_digest_,
             "banks": {m: {"population": b.population, "size": b.size, "k": b.k} for m, b in self.banks_.items()},
+            # The paper's statistics of the same pseudo queries (raw top-1 cosines), for the uncertainty model.
+            "cosine_pairs": [
+                {"query_modality": q, "target_modality": t, "n": int(n[i, j]), "mean": float(mean[i, j]),
+                 "var": float(m2[i, j] / n[i, j])}
+                for n, mean, m2 in [self.cosine_moments_]
+                for i, q in enumerate(self.modalities_) for j, t in enumerate(self.modalities_) if n[i, j] > 0
+            ],
         }
 
     @classmethod
@@ -647,6 +677,12 @@ class Standardizer:
                 std._pending_terms = (int(info["n_items"]), str(info["terms_digest"]))
                 std.banks_ = {m: hubness.Bank(int(b["population"]), int(b["size"]), int(b["k"]))
                               for m, b in info["banks"].items()}
+                cn, cmean, cm2 = np.zeros((m, m), np.int64), np.full((m, m), np.nan), np.zeros((m, m))
+                for row in info["cosine_pairs"]:
+                    i, j = labels.index(row["query_modality"]), labels.index(row["target_modality"])
+                    cn[i, j], cmean[i, j] = int(row["n"]), float(row["mean"])
+                    cm2[i, j] = float(row["var"]) * cn[i, j]
+                std.cosine_moments_ = (cn, cmean, cm2)
         except (KeyError, TypeError, ValueError) as exc:
             raise CorruptFileError(f"{source} is malformed ({exc!r}); {fix}") from None
         return std

@@ -129,20 +129,15 @@ class UncertaintyModel:
         for i, a in enumerate(labels):
             for j, t in enumerate(labels):
                 try:
-                    pos_mean[i, j], pos_std[i, j] = std.positive_moments(a, t)
+                    pos_mean[i, j], pos_std[i, j] = std.cosine_moments(a, t)
                 except NotFittedError:
                     pass
         none = np.empty(0, np.int64)
-        if std.method == "hubness":
-            # The standardized score is 2u - r_q (simstd.hubness): its background is sampled.
-            from .hubness import background_moments as hubness_background
-
-            bg_mean, bg_std = hubness_background(index, std.item_terms, int(std.hubness_k),
-                                                 {x: (ids[x], vecs[x]) for x in labels})
+        bg_mean, bg_std = background_moments([vecs[x].astype(np.float64) for x in labels])
+        if std.method == "hubness":  # wins of the hubness ranking's own merged top-1
             self.hubs_ = {a: _hub_wins(index.search_like(ids[a], 1, standardizer=std).ids[:, 0], len(ids[a]))
                           if self.hubness else (none, none, len(ids[a])) for a in labels}
         else:
-            bg_mean, bg_std = background_moments([vecs[x].astype(np.float64) for x in labels])
             self.hubs_ = {a: _hub_counts(index, std, a, vecs[a], ids[a], labels) if self.hubness
                           else (none, none, len(ids[a])) for a in labels}
         self.modalities_ = labels
@@ -589,7 +584,7 @@ def plot_reliability(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], path: 
 
 # ------------------------------------------------------- mixed-protocol runs
 def mixed_protocol_run(pairs: np.ndarray, seed: int = 0, k: int = 20, weights: Sequence[float] = (1.0,),
-                       modalities: tuple[str, str] = ("image", "text")) -> dict:
+                       modalities: tuple[str, str] = ("image", "text"), method: str | None = None) -> dict:
     """One seed of the mixed protocol (:func:`simstd.datasets.mixed_split`), no labels used for fitting.
 
     Returns per query (both query modalities stacked): ``gold``, the plain
@@ -606,7 +601,7 @@ def mixed_protocol_run(pairs: np.ndarray, seed: int = 0, k: int = 20, weights: S
 
     split = mixed_split(pairs, modalities, seed=seed)
     index = MixedIndex.from_arrays(split.corpus)
-    index.standardizer = Standardizer().fit(index)
+    index.standardizer = (Standardizer() if method is None else Standardizer(method=method)).fit(index)
     model = UncertaintyModel().fit(index)
     out: dict = {"gold": [], "ids": [], "uncertainty": [], "confidence": [], "cross": [], "confidence_all_items": [],
                  "reranked": {w: [] for w in weights}, "reranked_cross": {w: [] for w in weights}}
@@ -636,7 +631,7 @@ TRAINED = ("clip", "convirt", "videoclip", "clasp")
 
 
 def benchmark(features_dir: str | Path, names: Sequence[str] = FEATURE_FILES, seeds: Sequence[int] = range(10),
-              weights: Sequence[float] = (0.5, 1.0, 2.0)) -> dict:
+              weights: Sequence[float] = (0.5, 1.0, 2.0), method: str | None = None) -> dict:
     """Decile analysis, ECE (raw and Platt-calibrated with 2-fold CV) and rerank vs plain, per feature file."""
     from .datasets import load_pairs
 
@@ -647,7 +642,7 @@ def benchmark(features_dir: str | Path, names: Sequence[str] = FEATURE_FILES, se
                 "ece": [], "ece_platt": [], "mean_conf": [], "acc": [],
                 "plain": [], "rerank": {w: [] for w in weights}, "conf_all": [], "correct_all": []}
         for seed in seeds:
-            run = mixed_protocol_run(pairs, seed, weights=weights)
+            run = mixed_protocol_run(pairs, seed, weights=weights, method=method)
             correct = run["ids"][:, 0] == run["gold"]
             conf = run["confidence"][:, 0]
             dec = decile_recall(run["uncertainty"][:, 0], correct)
@@ -735,10 +730,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--features-dir", default=str(default_dir), help="folder of features_*.npy")
     parser.add_argument("--files", default=",".join(FEATURE_FILES), help="comma-separated feature file names")
     parser.add_argument("--seeds", type=int, default=10, help="number of A/B splits (seeds 0..n-1)")
+    parser.add_argument("--method", choices=("paper", "hubness"), default=None,
+                        help="the Standardizer method (default: the Standardizer's default)")
     parser.add_argument("--plot", default="docs/img/uncertainty_reliability.png", help="reliability diagram PNG")
     args = parser.parse_args(argv)
     names = [x.strip() for x in args.files.split(",") if x.strip()]
-    report = benchmark(args.features_dir, names, range(args.seeds))
+    report = benchmark(args.features_dir, names, range(args.seeds), method=args.method)
     print(report_markdown(report))
     if args.plot:
         curves = {name: (np.concatenate(rows["conf_all"]), np.concatenate(rows["correct_all"]))
