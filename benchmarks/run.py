@@ -219,7 +219,7 @@ def phase_fit(cfg: dict) -> dict:
     load = time.perf_counter() - t0
     t0 = time.perf_counter()
     if cfg["sample"] is not None:
-        st = Standardizer(sample=cfg["sample"]).fit(index)
+        st = Standardizer(method="paper", sample=cfg["sample"]).fit(index)
         fit = time.perf_counter() - t0
         spread = None
     else:
@@ -230,7 +230,7 @@ def phase_fit(cfg: dict) -> dict:
         from simstd.mining import mine_pseudo_positives
 
         qm, tm, scores = mine_pseudo_positives(index, k=1, sample=None)
-        st = Standardizer(sample=None).fit_scores(qm, tm, scores)
+        st = Standardizer(method="paper", sample=None).fit_scores(qm, tm, scores)
         fit = time.perf_counter() - t0
         spread = _sampling_spread(qm, tm, scores, cfg.get("spread_samples", [1_000, 10_000]), 50)
     if cfg.get("save"):

@@ -15,7 +15,7 @@ rng = np.random.default_rng(0)
 top1_text = rng.normal(0.79, 0.08, 500)    # text -> text scores are high...
 top1_image = rng.normal(0.30, 0.03, 500)   # ...text -> image scores are low and narrow.
 
-std = Standardizer().fit_scores(
+std = Standardizer(method="paper").fit_scores(
     query_modalities="text",
     target_modalities=["text"] * 500 + ["image"] * 500,
     scores=np.concatenate([top1_text, top1_image]),
@@ -30,6 +30,6 @@ z = std.transform(hit_scores, "text", hit_modalities)
 print("merged order:", [f"{m}:{s:.2f}" for s, m in sorted(zip(z, hit_modalities), reverse=True)])
 
 # Shards fitted separately pool exactly:
-half = Standardizer().fit_scores("text", "image", top1_image[:250])
-other = Standardizer().fit_scores("text", "image", top1_image[250:])
+half = Standardizer(method="paper").fit_scores("text", "image", top1_image[:250])
+other = Standardizer(method="paper").fit_scores("text", "image", top1_image[250:])
 print("pooled mean/std:", half.merge(other).affine("text", "image"))

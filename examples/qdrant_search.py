@@ -23,7 +23,7 @@ client.upload_collection("photos", vectors=vectors, payload=payloads, ids=list(r
 
 # simstd: wrap, fit (pseudo positives mined through Qdrant), search (ranked by Qdrant's formula query).
 searcher = QdrantSearcher(client, "photos", modality_key="modality")
-std = Standardizer(sample=60).fit(searcher)        # 60 pseudo queries per modality
+std = Standardizer(method="paper", sample=60).fit(searcher)        # 60 pseudo queries per modality
 queries = split.queries["text"][:100]             # captions whose gold images are ids 0..199
 raw = searcher.search(queries, "text", k=10, raw=True)
 res = searcher.search(queries, "text", k=10, standardizer=std)

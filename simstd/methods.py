@@ -680,7 +680,7 @@ class QueryShift(_Rescore):
     ``weight = 1/2`` is CSLS's. Needs no bank and is modality-affine (a
     per-query shift), so it keeps each modality's ranking and can run on top
     of per-shard top-k search. ``qshift+simstd-index`` equals ``simstd-qshift``,
-    i.e. ``Standardizer(query_shift=0.5, shift_k=10)``.
+    i.e. ``Standardizer(method="paper", query_shift=0.5, shift_k=10)``.
     """
 
     kind = "qshift"
@@ -760,7 +760,7 @@ DESCRIPTIONS = {
     "qb-norm": "QB-Norm, dynamic inverted softmax on raw cosine, query-log bank (Bogolin et al. 2022)",
     "csls": "CSLS on raw cosine, query-log bank (Conneau et al. 2018)",
     "qshift": "CSLS's query-side term alone: s - 1/2 mean top-10 per target modality",
-    "simstd-qshift": "the paper + CSLS query-side shift: Standardizer(query_shift=0.5, shift_k=10)",
+    "simstd-qshift": "the paper + CSLS query-side shift: Standardizer(method='paper', query_shift=0.5)",
     "hubness": "per-item hubness correction (2s - rho_q - rho_c) / beta_ab, index bank; "
                "hubness[k=..,beta=tail|pseudo,q=..]",
     "simstd-hubness": 'the library\'s Standardizer(method="hubness") on the score matrix',

@@ -118,7 +118,7 @@ class Standardizer:
         self,
         method: str = "paper",
         hubness_k: int = 10,
-        hubness_bank: int | None = 8192,
+        hubness_bank: int | None = 4096,
         hubness_scale: str = "tail",
         hubness_quantile: float = 0.999,
         n_pseudo: int = 1,
@@ -157,10 +157,14 @@ class Standardizer:
             isinstance(self.hubness_quantile, (int, float, np.number)) and 0.5 <= self.hubness_quantile < 1
         ):
             raise SimstdError(f"hubness_quantile must be a number in [0.5, 1), got {self.hubness_quantile!r}")
-        if self.method == "hubness" and self.source != "pseudo":
-            raise SimstdError('method="hubness" fits on pseudo positives of the stored items; use source="pseudo"')
-        if self.method == "hubness" and self.query_shift:
-            raise SimstdError('method="hubness" has its own query term; leave query_shift at 0')
+        if self.method == "hubness":
+            paper_only = [name for name, on in (("source='labeled'", self.source != "pseudo"),
+                                                ("query_shift", bool(self.query_shift)),
+                                                ("n_pseudo > 1", self.n_pseudo != 1)) if on]
+            if paper_only:
+                raise SimstdError(f"{', '.join(paper_only)} belong to the paper's method: use "
+                                  f"Standardizer(method='paper', ...) (the default, method='hubness', has its own "
+                                  "query term and fits on the stored items)")
         if not isinstance(self.n_pseudo, (int, np.integer)) or self.n_pseudo < 1:
             raise SimstdError(f"n_pseudo must be a positive integer, got {self.n_pseudo!r}")
         if self.source not in SOURCES:
@@ -208,8 +212,9 @@ class Standardizer:
         searchable = as_searchable(X, modalities)
         if self.method == "hubness":
             if queries is not None or positives is not None:
-                raise SimstdError('method="hubness" measures every stored item against the others: fit it on the '
-                                  'store alone (no queries/positives), or use method="paper" for a query log')
+                raise SimstdError("method='hubness' (the default) measures every stored item against the others: "
+                                  "fit it on the store alone (no queries/positives), or use "
+                                  "Standardizer(method='paper') with a query log or gold pairs")
             return self._fit_hubness(searchable, terms)
         if terms is not None:
             raise SimstdError('terms are per-item hubness terms: use them with Standardizer(method="hubness")')
@@ -315,8 +320,9 @@ class Standardizer:
         ``target_modalities[i]`` (a single label is broadcast).
         """
         if self.method == "hubness":
-            raise SimstdError('fit_scores fits the paper\'s method from raw scores; method="hubness" needs the '
-                              "store (fit(index)) to measure its per-item terms")
+            raise SimstdError("fit_scores fits the paper's method from raw scores: use "
+                              "Standardizer(method='paper').fit_scores(...); the default, method='hubness', needs "
+                              "the store (fit(index)) to measure its per-item terms")
         return self._fit_pairs(query_modalities, target_modalities, scores)
 
     def _pair_moments(self, qm: np.ndarray, tm: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, ...]:

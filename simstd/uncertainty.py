@@ -648,7 +648,8 @@ def benchmark(features_dir: str | Path, names: Sequence[str] = FEATURE_FILES, se
             dec = decile_recall(run["uncertainty"][:, 0], correct)
             rows["r"].append(dec["r"])
             top_cross = run["cross"][:, 0]  # the gold is always cross-modal: same-modality rank-1s are misses
-            rows["r_cross"].append(decile_recall(run["uncertainty"][top_cross, 0], correct[top_cross])["r"])
+            rows["r_cross"].append(decile_recall(run["uncertainty"][top_cross, 0], correct[top_cross])["r"]
+                                   if top_cross.sum() >= 10 else np.nan)  # too few cross-modal rank-1s for deciles
             groups = np.array_split(np.argsort(run["uncertainty"][:, 0], kind="stable"), 10)
             rows["first_cross"].append(top_cross[groups[0]].mean())
             rows["last_cross"].append(top_cross[groups[-1]].mean())

@@ -173,7 +173,7 @@ def add(index_path: str, embeddings: tuple[str, ...], meta: tuple[str, ...], loc
                    "hubness-corrected similarity (CSLS with the stored items as the bank; docs/default.md).")
 @click.option("--hubness-k", default=10, show_default=True, type=click.IntRange(min=1),
               help="--method hubness: neighbours averaged in each item's term.")
-@click.option("--hubness-bank", default=8192, show_default=True, type=click.IntRange(min=0),
+@click.option("--hubness-bank", default=4096, show_default=True, type=click.IntRange(min=0),
               help="--method hubness: items per modality the terms are measured against (0 = all, exact).")
 @click.option("--uncertainty", "with_uncertainty", is_flag=True,
               help="Also fit the label-free uncertainty model (confidences, --rerank uncertainty); "

@@ -3,7 +3,7 @@
 :class:`QdrantSearcher` wraps a ``qdrant_client.QdrantClient`` (local mode,
 ``QdrantClient(":memory:")`` or a path, or a server) and a collection whose
 points carry their modality in a payload key. It satisfies
-:class:`~simstd.engines.base.Searchable`, so ``Standardizer().fit(searcher)``
+:class:`~simstd.engines.base.Searchable`, so ``Standardizer(method="paper").fit(searcher)``
 mines pseudo positives (Yamashita, Shirafuji and Saito, 2025) through
 Qdrant's own search, and its :meth:`QdrantSearcher.search` ranks server-side:
 one ``Prefetch`` per target modality (filtered on the modality key, limit k)
