@@ -251,15 +251,7 @@ def plan_search(
     else:
         if standardizer is None:
             raise NotFittedError(
-                "pass a fitted standardizer (standardizer=Standardizer(method='paper').fit(searcher)), "
-                "or search with raw=True"
-            )
-        if getattr(standardizer, "method", "paper") != "paper":
-            # The hubness method ranks by per-item terms the engine must store (docs/default.md).
-            raise SimstdError(
-                f"the {type(searchable).__name__} adapter ranks with the paper's method only; a "
-                f"method={standardizer.method!r} fit needs its per-item terms stored in the engine (docs/default.md, "
-                "'What the default needs from an engine'): fit Standardizer(method='paper') for this engine"
+                "pass a fitted standardizer (standardizer=Standardizer().fit(searcher)), or search with raw=True"
             )
         standardizer.check_index(searchable)
         for m in names:  # fail before searching if a pair was never fitted
