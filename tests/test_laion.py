@@ -145,7 +145,9 @@ def test_adopted_autofaiss_indexes_search_like_an_imported_one(tmp_path, pairs, 
         else:
             assert (got.ids == want.ids).mean() > (0.99 if key == "Flat" else 0.9)
             same = got.ids == want.ids
-            np.testing.assert_allclose(got.raw_scores[same], want.raw_scores[same], atol=1e-6)
+            # An adopted index keeps the float16 rows as stored (norm error up to ~6e-4); an import
+            # renormalises them (simstd.validation.as_embeddings), so scores agree to that error.
+            np.testing.assert_allclose(got.raw_scores[same], want.raw_scores[same], atol=1e-3)
     assert loaded.store.get([742])[742]["caption"] == "caption number 242"
 
 

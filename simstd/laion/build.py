@@ -2,8 +2,9 @@
 
 Both modalities become shards (``image`` ids first, then ``text``, each in the
 files' order), each item's payload is its row of ``metadata_{N}.parquet``
-(``image_path``, ``caption``, ``url``, ...). float16 embeddings are read as
-they are (their norm is 1 within float16 rounding, which simstd accepts).
+(``image_path``, ``caption``, ``url``, ...). float16 embeddings are
+renormalised as they are read (float16 rounding leaves norms off by up to
+~6e-4), so scores are true cosines; adopted indexes keep the rows as stored.
 
 With ``adopt``, the per-modality indexes autofaiss built (``image.index``,
 ``text.index``, as ``clip-retrieval index`` writes them) become the shards as

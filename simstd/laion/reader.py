@@ -35,7 +35,7 @@ from typing import Iterator, Mapping, Sequence
 import numpy as np
 
 from ..errors import SimstdError
-from ..validation import NORM_TOLERANCE
+from ..validation import NORM_TOLERANCE, RENORM_TOLERANCE
 
 #: Subfolder and file stem of each modality, as clip-retrieval names them.
 LAYOUT = {"image": ("img_emb", "img_emb"), "text": ("text_emb", "text_emb")}
@@ -225,15 +225,15 @@ class ClipRetrievalFolder(EmbeddingFiles):
 def unit_rows(block: np.ndarray, where: str, rows: np.ndarray | None = None) -> tuple[np.ndarray, int]:
     """``block`` as float32 unit rows, and how many rows needed renormalising.
 
-    float16 embeddings carry rounding of about 5e-4 in their norm, within
-    simstd's tolerance (:data:`simstd.validation.NORM_TOLERANCE`): they are used
-    as they are, like ``MixedIndex.add`` does, so a fit from files and an index
-    built from the same files see the same cosines. Rows further from unit norm
-    are renormalised with a warning; NaN, inf and zero rows are refused,
+    The rule of :func:`simstd.validation.as_embeddings`, so a fit from files and
+    an index built from the same files see the same cosines: float16 rounding
+    (about 5e-4 in the norm) is renormalised silently, rows further from unit
+    norm than :data:`~simstd.validation.NORM_TOLERANCE` with a warning (counted
+    in the return value); NaN, inf and zero rows are refused,
     naming the file (``where``) and the row (``rows`` gives the block's row numbers).
     """
-    block = np.ascontiguousarray(block, dtype=np.float32)
-    norms = np.linalg.norm(block, axis=1)
+    given, block = block, np.ascontiguousarray(block, dtype=np.float32)
+    norms = np.sqrt(np.einsum("ij,ij->i", block, block, dtype=np.float64))
     bad = ~np.isfinite(norms) | (norms == 0)
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
@@ -244,7 +244,11 @@ def unit_rows(block: np.ndarray, where: str, rows: np.ndarray | None = None) -> 
     if off.any():
         warnings.warn(f"{where}: {int(off.sum())} of {len(block)} rows were not L2-normalised; "
                       "simstd normalised them (cosine similarity needs unit vectors)", UserWarning, stacklevel=3)
-        block[off] /= norms[off, None]
+    renorm = np.abs(norms - 1.0) > RENORM_TOLERANCE
+    if renorm.any():
+        if block is given:  # never scale a caller's array in place
+            block = block.copy()
+        block[renorm] = (block[renorm] / norms[renorm, None]).astype(np.float32)
     return block, int(off.sum())
 
 
