@@ -29,7 +29,7 @@ import numpy as np
 from .errors import SimstdError
 from .standardizer import Standardizer
 from .stats import topk_mean
-from .validation import as_embeddings, check_label
+from .validation import BOOLEAN, Interval, Options, as_embeddings, check_is_fitted, check_label, validate_params
 
 
 class ScoreMethod:
@@ -43,6 +43,15 @@ class ScoreMethod:
     needs_labels = False
     #: each (query, target modality) gets ``a * s + b`` with ``a > 0``
     modality_affine = False
+    #: ``{parameter: [allowed constraints]}`` (simstd.validation.validate_params);
+    #: subclasses add theirs, merged along the MRO.
+    _parameter_constraints: dict = {}
+
+    def _check_params(self, **params: object) -> None:
+        table: dict = {}
+        for cls in reversed(type(self).__mro__):
+            table.update(cls.__dict__.get("_parameter_constraints", {}))
+        validate_params(self, {name: table[name] for name in params}, params)
 
     # ------------------------------------------------------------- fitting
     def fit(
@@ -110,8 +119,7 @@ class ScoreMethod:
         return as_embeddings(queries, "queries", self.corpus_.shape[1]).astype(np.float64)
 
     def _check_fitted(self) -> None:
-        if not hasattr(self, "corpus_"):
-            raise SimstdError(f"method {self.name!r} is not fitted: call fit(corpus, corpus_modalities) first")
+        check_is_fitted(self, "corpus_", f"call fit(corpus, corpus_modalities) first (method {self.name!r})")
 
     def _need_modality(self, modality: str, where: dict, what: str) -> None:
         if modality not in where:
@@ -238,10 +246,16 @@ class PseudoStandardization(ScoreMethod):
 
     modality_affine = True
 
+    _parameter_constraints = {
+        "source": [Options(("index", "log", "labeled"))],
+        "n_pseudo": [Interval(int, 1)],
+        "query_shift": [Interval(float, 0)],
+        "shift_k": [Interval(int, 1)],
+    }
+
     def __init__(self, source: str = "index", n_pseudo: int = 1, *, query_shift: float = 0.0,
                  shift_k: int = 10) -> None:
-        if source not in ("index", "log", "labeled"):
-            raise SimstdError(f"source must be 'index', 'log' or 'labeled', got {source!r}")
+        self._check_params(source=source, n_pseudo=n_pseudo, query_shift=query_shift, shift_k=shift_k)
         self.source = source
         self.n_pseudo = n_pseudo
         self.query_shift = query_shift
@@ -303,7 +317,10 @@ class LibraryHubness(ScoreMethod):
     query takes. Default settings throughout (``hubness_k=10``, bank, sample).
     """
 
+    _parameter_constraints = {"search": [BOOLEAN]}
+
     def __init__(self, search: bool = False) -> None:
+        self._check_params(search=search)
         self.search = search
         self.name = "simstd-hubness" + ("[search]" if search else "")
 
@@ -403,10 +420,11 @@ class _BankRescore(_Rescore):
     indexed items of the query's modality (each item's score with itself left out).
     """
 
+    _parameter_constraints = {"bank": [Options(("log", "index"))], "k": [Interval(int, 1)]}
+
     def __init__(self, base: ScoreMethod | None = None, bank: str = "log") -> None:
         super().__init__(base)
-        if bank not in ("log", "index"):
-            raise SimstdError(f"bank must be 'log' or 'index', got {bank!r}")
+        self._check_params(bank=bank)
         self.bank = bank
         if bank == "index":
             self.name += "[index]"
@@ -448,8 +466,11 @@ class NNN(_BankRescore):
 
     kind = "nnn"
 
+    _parameter_constraints = {"alpha": [Interval(float)]}
+
     def __init__(self, base=None, bank="log", k: int = 10, alpha: float = 0.75) -> None:
         super().__init__(base, bank)
+        self._check_params(k=k, alpha=alpha)
         self.k, self.alpha = k, alpha
 
     def _item_stat(self, bank_scores):
@@ -473,6 +494,7 @@ class CSLS(_BankRescore):
 
     def __init__(self, base=None, bank="log", k: int = 10) -> None:
         super().__init__(base, bank)
+        self._check_params(k=k)
         self.k = k
 
     def _item_stat(self, bank_scores):
@@ -524,16 +546,15 @@ class HubnessCorrection(CSLS):
     #: Most (a, b) cosines the tail scale looks at; beyond, a seeded row sample.
     TAIL_PAIRS = 4_000_000
 
+    _parameter_constraints = {
+        "beta": [Options(("tail", "pseudo"))],
+        "quantile": [Interval(float, 0.5, 1, closed="left")],
+        "query": [Options(("raw", "corrected"))],
+    }
+
     def __init__(self, k: int = 10, beta: str = "tail", quantile: float = 0.999, query: str = "raw") -> None:
+        self._check_params(k=k, beta=beta, quantile=quantile, query=query)
         super().__init__(Raw(), bank="index", k=k)
-        if beta not in ("tail", "pseudo"):
-            raise SimstdError(f"beta must be 'tail' or 'pseudo', got {beta!r}")
-        if query not in ("raw", "corrected"):
-            raise SimstdError(f"query must be 'raw' or 'corrected', got {query!r}")
-        if not (isinstance(k, (int, np.integer)) and not isinstance(k, bool) and k >= 1):
-            raise SimstdError(f"k must be an integer >= 1, got {k!r}")
-        if not 0.5 <= quantile < 1:
-            raise SimstdError(f"quantile must be in [0.5, 1), got {quantile!r}")
         self.beta, self.quantile, self.query = beta, float(quantile), query
         self.name = hubness_name(k, beta, quantile, query)
 
@@ -647,8 +668,11 @@ class QBNorm(_BankRescore):
 
     kind = "qb-norm"
 
+    _parameter_constraints = {"beta": [Interval(float, 0, closed="neither"), None]}
+
     def __init__(self, base=None, bank="log", beta: float | None = None) -> None:
         super().__init__(base, bank)
+        self._check_params(beta=beta)
         self.beta = beta if beta is not None else (20.0 if isinstance(self.base, Raw) else 1.0)
 
     def _item_stat(self, bank_scores):
@@ -686,8 +710,11 @@ class QueryShift(_Rescore):
     kind = "qshift"
     modality_affine = True
 
+    _parameter_constraints = {"k": [Interval(int, 1)], "weight": [Interval(float)]}
+
     def __init__(self, base=None, k: int = 10, weight: float = 0.5) -> None:
         super().__init__(base)
+        self._check_params(k=k, weight=weight)
         self.k, self.weight = k, weight
         if (k, weight) != (10, 0.5):
             self.name += f"[k={k},w={weight:g}]"

@@ -25,7 +25,7 @@ from .errors import CorruptFileError, FingerprintMismatchError, NotFittedError, 
 from .fileio import atomic_path, check_format, read_json, write_json_atomic
 from .mining import labeled_pair_scores, mine_pseudo_positives
 from .stats import merge_moments, pair_moments, topk_mean
-from .validation import check_label
+from .validation import Interval, Options, check_is_fitted, check_label, validate_params
 
 FORMAT = "simstd.standardizer"
 FORMAT_VERSION = 1
@@ -141,22 +141,24 @@ class Standardizer:
         self.shift_k = shift_k
 
     # ------------------------------------------------------------------ fitting
+    #: Every parameter's allowed values, checked by one validator
+    #: (simstd.validation.validate_params; scikit-learn's ``_parameter_constraints``).
+    _parameter_constraints: dict = {
+        "method": [Options(METHODS)],
+        "hubness_k": [Interval(int, 1)],
+        "hubness_bank": [Interval(int, 1), None],
+        "hubness_scale": [Options(("tail", "pseudo"))],
+        "hubness_quantile": [Interval(float, 0.5, 1, closed="left")],
+        "n_pseudo": [Interval(int, 1)],
+        "source": [Options(SOURCES)],
+        "sample": [Interval(int, 1), None],
+        "seed": [Interval(int, 0)],
+        "query_shift": [Interval(float, 0)],
+        "shift_k": [Interval(int, 1)],
+    }
+
     def _check_params(self) -> None:
-        if self.method not in METHODS:
-            raise SimstdError(f"method must be one of {METHODS} (paper = Yamashita et al. 2025), got {self.method!r}")
-        if isinstance(self.hubness_k, bool) or not isinstance(self.hubness_k, (int, np.integer)) or self.hubness_k < 1:
-            raise SimstdError(f"hubness_k must be a positive integer, got {self.hubness_k!r}")
-        if self.hubness_bank is not None and (
-            isinstance(self.hubness_bank, bool) or not isinstance(self.hubness_bank, (int, np.integer))
-            or self.hubness_bank < 1
-        ):
-            raise SimstdError(f"hubness_bank must be a positive integer or None (all items), got {self.hubness_bank!r}")
-        if self.hubness_scale not in ("tail", "pseudo"):
-            raise SimstdError(f"hubness_scale must be 'tail' or 'pseudo', got {self.hubness_scale!r}")
-        if isinstance(self.hubness_quantile, bool) or not (
-            isinstance(self.hubness_quantile, (int, float, np.number)) and 0.5 <= self.hubness_quantile < 1
-        ):
-            raise SimstdError(f"hubness_quantile must be a number in [0.5, 1), got {self.hubness_quantile!r}")
+        validate_params(self, self._parameter_constraints)
         if self.method == "hubness":
             paper_only = [name for name, on in (("source='labeled'", self.source != "pseudo"),
                                                 ("query_shift", bool(self.query_shift)),
@@ -165,18 +167,6 @@ class Standardizer:
                 raise SimstdError(f"{', '.join(paper_only)} belong to the paper's method: use "
                                   f"Standardizer(method='paper', ...) (the default, method='hubness', has its own "
                                   "query term and fits on the stored items)")
-        if not isinstance(self.n_pseudo, (int, np.integer)) or self.n_pseudo < 1:
-            raise SimstdError(f"n_pseudo must be a positive integer, got {self.n_pseudo!r}")
-        if self.source not in SOURCES:
-            raise SimstdError(f"source must be one of {SOURCES}, got {self.source!r}")
-        if self.sample is not None and (not isinstance(self.sample, (int, np.integer)) or self.sample < 1):
-            raise SimstdError(f"sample must be a positive integer or None, got {self.sample!r}")
-        if isinstance(self.query_shift, bool) or not (
-            isinstance(self.query_shift, (int, float, np.number)) and 0 <= self.query_shift < np.inf
-        ):
-            raise SimstdError(f"query_shift must be a number >= 0 (0 = off, 0.5 = CSLS), got {self.query_shift!r}")
-        if isinstance(self.shift_k, bool) or not isinstance(self.shift_k, (int, np.integer)) or self.shift_k < 1:
-            raise SimstdError(f"shift_k must be a positive integer, got {self.shift_k!r}")
 
     def fit(
         self,
@@ -319,6 +309,7 @@ class Standardizer:
         modality ``query_modalities[i]`` and whose target has modality
         ``target_modalities[i]`` (a single label is broadcast).
         """
+        self._check_params()
         if self.method == "hubness":
             raise SimstdError("fit_scores fits the paper's method from raw scores: use "
                               "Standardizer(method='paper').fit_scores(...); the default, method='hubness', needs "
@@ -399,11 +390,8 @@ class Standardizer:
 
     # ---------------------------------------------------------------- applying
     def _check_fitted(self) -> None:
-        if not hasattr(self, "n_"):
-            raise NotFittedError(
-                "this Standardizer is not fitted yet: call fit(index) or fit_scores(...) "
-                "(CLI: simstd fit --index db.faiss) before transforming scores"
-            )
+        check_is_fitted(self, "n_", "call fit(index) or fit_scores(...) (CLI: simstd fit --index db.faiss) "
+                                    "before transforming scores")
 
     def _code(self, label: str) -> int:
         try:

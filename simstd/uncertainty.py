@@ -54,6 +54,7 @@ from scipy.special import log_ndtr
 from .engines.base import count, drop_self
 from .errors import CorruptFileError, FingerprintMismatchError, NotFittedError, SimstdError, StaleFitWarning
 from .fileio import check_format, read_json, write_json_atomic
+from .validation import BOOLEAN, Interval, check_is_fitted, validate_params
 
 if TYPE_CHECKING:  # pragma: no cover
     from .index import MixedIndex
@@ -92,6 +93,13 @@ class UncertaintyModel:
     index_fingerprint_ : the index the fit belongs to
     """
 
+    _parameter_constraints: dict = {
+        "sample": [Interval(int, 1), None],
+        "seed": [Interval(int, 0)],
+        "hubness": [BOOLEAN],
+        "depth": [Interval(int, 1)],
+    }
+
     def __init__(self, sample: int | None = 10_000, seed: int = 0, hubness: bool = True, depth: int = 20) -> None:
         self.sample = sample
         self.seed = seed
@@ -101,11 +109,7 @@ class UncertaintyModel:
     # ------------------------------------------------------------------ fitting
     def fit(self, index: "MixedIndex", standardizer: "Standardizer | None" = None) -> "UncertaintyModel":
         """Fit on ``index`` with its fitted standardizer (or ``standardizer``)."""
-        if self.sample is not None and (isinstance(self.sample, bool) or not isinstance(self.sample, (int, np.integer))
-                                        or self.sample < 1):
-            raise SimstdError(f"sample must be a positive integer or None, got {self.sample!r}")
-        if isinstance(self.depth, bool) or not isinstance(self.depth, (int, np.integer)) or self.depth < 1:
-            raise SimstdError(f"depth must be a positive integer, got {self.depth!r}")
+        validate_params(self, self._parameter_constraints)
         std = standardizer if standardizer is not None else index.standardizer
         if std is None:
             raise NotFittedError(
@@ -149,11 +153,7 @@ class UncertaintyModel:
 
     # ---------------------------------------------------------------- scoring
     def _check_fitted(self) -> None:
-        if not hasattr(self, "pos_mean_"):
-            raise NotFittedError(
-                "this UncertaintyModel is not fitted yet: call fit(index) "
-                "(CLI: simstd fit --uncertainty --index db.faiss)"
-            )
+        check_is_fitted(self, "pos_mean_", "call fit(index) (CLI: simstd fit --uncertainty --index db.faiss)")
 
     def check_index(self, index: "MixedIndex", *, strict: bool = False) -> None:
         """Note (or with ``strict`` refuse) a fit made before the index changed.

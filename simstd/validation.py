@@ -9,12 +9,15 @@ row's norm error. NaN, inf and zero vectors have no direction and are refused.
 """
 from __future__ import annotations
 
+import numbers
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Mapping, Sequence
 
 import numpy as np
 
-from .errors import SimstdError
+from .errors import NotFittedError, SimstdError
 
 #: Rows whose norm differs from 1 by more than this are renormalised with a
 #: warning (the input was evidently not normalised).
@@ -102,3 +105,120 @@ def check_label(label: object, what: str = "modality") -> str:
         raise SimstdError(f"{what} label {label!r} must be a non-empty string such as 'text' or 'image'")
     return label
 
+
+# ------------------------------------------------------------ estimator checks
+def check_is_fitted(estimator: object, attributes: str | Sequence[str] | None = None, fix: str | None = None) -> None:
+    """Raise :class:`NotFittedError` unless ``estimator`` has been fitted.
+
+    The scikit-learn rule (``sklearn.utils.validation.check_is_fitted``): fitted
+    means every name in ``attributes`` is set, or, when ``attributes`` is
+    ``None``, that some public attribute ending in ``_`` is set. The message
+    names the estimator and ``fix`` (default: call ``fit`` first).
+    """
+    if attributes is None:
+        fitted = any(k.endswith("_") and not k.startswith("_") for k in vars(estimator))
+    else:
+        names = [attributes] if isinstance(attributes, str) else list(attributes)
+        fitted = all(hasattr(estimator, a) for a in names)
+    if not fitted:
+        raise NotFittedError(
+            f"this {type(estimator).__name__} is not fitted yet: {fix or 'call fit(...) before using it'}"
+        )
+
+
+def _is_int(value: object) -> bool:
+    # bool is an int subclass in Python; a flag passed as a count is a mistake.
+    return isinstance(value, (numbers.Integral, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def _is_real(value: object) -> bool:
+    return isinstance(value, (numbers.Real, np.number)) and not isinstance(value, (bool, np.bool_, np.complexfloating))
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A numeric constraint (scikit-learn's ``Interval``): ``kind`` is ``int`` or
+    ``float`` (any real, ints included); ``None`` bounds are open-ended."""
+
+    kind: type
+    left: float | None = None
+    right: float | None = None
+    closed: str = "both"  # which bounds are included: "left", "right", "both" or "neither"
+
+    def __contains__(self, value: object) -> bool:
+        if not (_is_int(value) if self.kind is int else _is_real(value)):
+            return False
+        if not np.isfinite(float(value)):  # type: ignore[arg-type]
+            return False
+        lo_in = self.closed in ("left", "both")
+        hi_in = self.closed in ("right", "both")
+        if self.left is not None and not (value >= self.left if lo_in else value > self.left):  # type: ignore[operator]
+            return False
+        if self.right is not None and not (value <= self.right if hi_in else value < self.right):  # type: ignore[operator]
+            return False
+        return True
+
+    def __str__(self) -> str:
+        what = "an integer" if self.kind is int else "a number"
+        lo_in = self.closed in ("left", "both")
+        hi_in = self.closed in ("right", "both")
+        if self.left is not None and self.right is not None:
+            return f"{what} in {'[' if lo_in else '('}{self.left}, {self.right}{']' if hi_in else ')'}"
+        if self.left is not None:
+            return f"{what} {'>=' if lo_in else '>'} {self.left}"
+        if self.right is not None:
+            return f"{what} {'<=' if hi_in else '<'} {self.right}"
+        return what
+
+
+@dataclass(frozen=True)
+class Options:
+    """One of a fixed set of values (compared with ``==``, type included)."""
+
+    values: tuple
+
+    def __contains__(self, value: object) -> bool:
+        return any(type(value) is type(v) and value == v for v in self.values)
+
+    def __str__(self) -> str:
+        return "one of " + ", ".join(repr(v) for v in self.values)
+
+
+#: A boolean flag (True/False, numpy bools included).
+BOOLEAN = Options((True, False))
+
+
+def _satisfies(value: object, constraint: object) -> bool:
+    if constraint is None:
+        return value is None
+    if constraint is BOOLEAN:
+        return isinstance(value, (bool, np.bool_))
+    return value in constraint  # type: ignore[operator]
+
+
+def _describe(constraint: object) -> str:
+    if constraint is None:
+        return "None"
+    if constraint is BOOLEAN:
+        return "True or False"
+    return str(constraint)
+
+
+def validate_params(estimator: object, constraints: Mapping[str, Sequence[object]],
+                    params: Mapping[str, object] | None = None) -> None:
+    """Check ``estimator``'s parameters against a declarative table.
+
+    ``constraints`` maps each parameter to the constraints it may satisfy
+    (any one suffices): an :class:`Interval`, :class:`Options`, :data:`BOOLEAN`
+    or ``None`` (the value None). This is scikit-learn's
+    ``_parameter_constraints`` + ``validate_parameter_constraints``: declared
+    once per estimator, checked by one function, so ``True`` is refused as a
+    count everywhere. ``params`` defaults to the estimator's attributes of
+    those names. Raises :class:`SimstdError` naming the parameter, the allowed
+    values and the value given.
+    """
+    for name, allowed in constraints.items():
+        value = params[name] if params is not None else getattr(estimator, name)
+        if not any(_satisfies(value, c) for c in allowed):
+            options = " or ".join(_describe(c) for c in allowed)
+            raise SimstdError(f"{type(estimator).__name__}: {name} must be {options}, got {value!r}")
