@@ -178,7 +178,10 @@ def test_standardizer_query_shift_is_saved_and_merged(tmp_path):
     merged = std.merge(back)
     assert (merged.query_shift, merged.shift_k) == (0.5, 3)
     assert Standardizer().fit_scores("a", "a", [0.1, 0.3]).query_shift == 0  # off by default
-    bad = Standardizer(query_shift=-1).fit_scores("a", "a", [0.1, 0.3])
+    with pytest.raises(SimstdError, match="query_shift"):  # refused at fit, as scikit-learn does
+        Standardizer(query_shift=-1).fit_scores("a", "a", [0.1, 0.3])
+    bad = Standardizer().fit_scores("a", "a", [0.1, 0.3])
+    bad.query_shift = -1  # set after the fit: transform checks again
     with pytest.raises(SimstdError, match="query_shift"):
         bad.transform([0.2], "a", "a")
 
