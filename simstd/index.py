@@ -40,7 +40,7 @@ from .storage.layout import Part, register_part
 from .hubness import nearest_mean
 from .stats import topk_mean
 from .store import MetadataStore
-from .validation import as_embeddings, check_label, load_npy
+from .validation import Interval, as_embeddings, check_label, load_npy
 
 if TYPE_CHECKING:  # pragma: no cover
     from .uncertainty import UncertaintyModel
@@ -63,7 +63,7 @@ class MixedIndex:
     """
 
     def __init__(self, dim: int, factory: str = "Flat", model: str | None = None) -> None:
-        if not isinstance(dim, (int, np.integer)) or dim < 1:
+        if dim not in Interval(int, 1):  # True is no dimension
             raise SimstdError(f"dim must be a positive integer, got {dim!r}")
         self.dim = int(dim)
         self.factory = factory

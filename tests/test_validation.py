@@ -116,6 +116,13 @@ BOOL_AS_INT = [
 ]
 
 
+def test_index_dimension_refuses_true():
+    from simstd import MixedIndex
+
+    with pytest.raises(SimstdError, match="dim must be a positive integer, got True"):
+        MixedIndex(True)
+
+
 @pytest.mark.parametrize("make", BOOL_AS_INT, ids=range(len(BOOL_AS_INT)))
 def test_true_is_refused_as_an_integer_everywhere(make):
     with pytest.raises(SimstdError, match=r"must be an integer >= 1|must be an integer >= 0") as err:
