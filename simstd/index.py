@@ -43,7 +43,7 @@ from .store import MetadataStore
 from .validation import Interval, as_embeddings, check_label, load_npy
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .uncertainty import UncertaintyModel
+    from .uncertainty.model import UncertaintyModel
 
 FORMAT_VERSION = 1
 
@@ -461,7 +461,7 @@ class MixedIndex:
             if m not in self._shards:
                 raise SimstdError(f"unknown target modality {m!r}; the index holds {self.modalities}")
         if uncertainty is not None or rerank is not None:
-            from .uncertainty import check_rerank  # lazy: plain searches do not need the module
+            from .uncertainty.model import check_rerank  # lazy: plain searches do not need the module
 
             if check_rerank(rerank, rerank_weight) and (uncertainty is None or raw):
                 raise SimstdError('rerank="uncertainty" needs a fitted uncertainty model (uncertainty=...) and '

@@ -230,7 +230,7 @@ def _fit(index_path: str, queries: str | None, query_modality: str | None, sampl
         index.fold_terms(std)
     note = None
     if with_uncertainty:
-        from ..uncertainty import UncertaintyModel  # lazy, like every optional part: it loads scipy.special
+        from ..uncertainty.model import UncertaintyModel  # lazy, like every optional part: it loads scipy.special
 
         index.uncertainty = UncertaintyModel(sample=sample or None, seed=seed).fit(index, std)
     elif index.uncertainty is not None:  # it was fitted with the previous standardizer

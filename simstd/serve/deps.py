@@ -34,7 +34,7 @@ from ..index import MixedIndex
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..encoders import Encoder
-    from ..uncertainty import UncertaintyModel
+    from ..uncertainty.model import UncertaintyModel
     from .config import Settings
 
 logger = logging.getLogger(__name__)

@@ -263,7 +263,7 @@ def _load_version_files(cls: type, version: Version, load_standardizer: bool, ve
                                    f"has {dim}; refit with `simstd fit --index {version.handle}`")
         index.standardizer = std
     if version.has(UNCERTAINTY):
-        from ..uncertainty import UncertaintyModel  # lazy: it imports scipy
+        from ..uncertainty.model import UncertaintyModel  # lazy: it imports scipy
 
         index.uncertainty = UncertaintyModel.load(version.file(UNCERTAINTY))
     for name, part in _PARTS.items():
@@ -337,7 +337,7 @@ def _load_legacy(cls: type, path: Path, load_standardizer: bool) -> "MixedIndex"
     if load_standardizer and paths["standardizer"].exists():
         index.standardizer = Standardizer.load(paths["standardizer"])
     if paths["uncertainty"].exists():
-        from ..uncertainty import UncertaintyModel
+        from ..uncertainty.model import UncertaintyModel
 
         index.uncertainty = UncertaintyModel.load(paths["uncertainty"])
     version = current_version(path)

@@ -1,0 +1,281 @@
+"""How well the label-free confidence tracks failure: uncertainty deciles with
+Recall@1 and Pearson r, expected calibration error, Platt calibration,
+reliability diagrams, and the mixed-protocol benchmark behind
+``python -m simstd.uncertainty`` (docs/uncertainty.md).
+
+Research code: it builds indexes to measure the model, so it sits above the
+index in the layers; the model itself (:mod:`simstd.uncertainty.model`) does not.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from ..errors import SimstdError
+from .model import UncertaintyModel
+
+def decile_recall(uncertainty: np.ndarray, correct: np.ndarray, bins: int = 10) -> dict:
+    """Queries sorted by uncertainty (ascending, stable) and cut into ``bins``
+    equal-count groups; Recall@1 of each group and the Pearson r between the
+    group number (1 = most certain) and its Recall@1."""
+    u = np.asarray(uncertainty, dtype=np.float64).ravel()
+    c = np.asarray(correct, dtype=np.float64).ravel()
+    if u.shape != c.shape or len(u) < bins:
+        raise SimstdError(f"need one uncertainty per query and at least {bins} queries, got {u.shape} and {c.shape}")
+    groups = np.array_split(np.argsort(u, kind="stable"), bins)
+    recall = np.array([c[g].mean() for g in groups])
+    r = float(np.corrcoef(np.arange(1, bins + 1), recall)[0, 1]) if recall.std() > 0 else float("nan")
+    return {"recall": recall, "r": r, "mean_uncertainty": np.array([u[g].mean() for g in groups])}
+
+
+def reliability(confidence: np.ndarray, correct: np.ndarray, bins: int = 10) -> dict:
+    """Equal-width confidence bins on [0, 1]: count, mean confidence and accuracy per bin."""
+    p = np.asarray(confidence, dtype=np.float64).ravel()
+    c = np.asarray(correct, dtype=np.float64).ravel()
+    which = np.clip(np.floor(p * bins).astype(int), 0, bins - 1)
+    count = np.bincount(which, minlength=bins)
+    with np.errstate(invalid="ignore"):
+        conf = np.bincount(which, weights=p, minlength=bins) / count
+        acc = np.bincount(which, weights=c, minlength=bins) / count
+    return {"edges": np.linspace(0, 1, bins + 1), "count": count, "confidence": conf, "accuracy": acc}
+
+
+def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray, bins: int = 10) -> float:
+    """``ECE = sum_b (n_b / n) |accuracy_b - confidence_b|`` over equal-width bins."""
+    rel = reliability(confidence, correct, bins)
+    seen = rel["count"] > 0
+    gap = np.abs(rel["accuracy"][seen] - rel["confidence"][seen])
+    return float(np.sum(rel["count"][seen] * gap) / rel["count"].sum())
+
+
+def fit_platt(confidence: np.ndarray, correct: np.ndarray, iters: int = 50) -> tuple[float, float]:
+    """Platt scaling with gold labels: ``P = sigmoid(a * logit(conf) + b)`` by Newton's method
+    (a little ridge keeps it finite on separable data). Returns ``(a, b)``."""
+    x = _logit(np.asarray(confidence, dtype=np.float64).ravel())
+    y = np.asarray(correct, dtype=np.float64).ravel()
+    X = np.stack([x, np.ones_like(x)], axis=1)
+    w = np.array([1.0, 0.0])
+    ridge = 1e-6 * len(x)
+    for _ in range(iters):
+        p = 1 / (1 + np.exp(-(X @ w)))
+        grad = X.T @ (p - y) + ridge * np.r_[w[0] - 1, w[1]]
+        hess = (X * (p * (1 - p))[:, None]).T @ X + ridge * np.eye(2)
+        step = np.linalg.solve(hess, grad)
+        w -= step
+        if np.abs(step).max() < 1e-10:
+            break
+    return float(w[0]), float(w[1])
+
+
+def platt(confidence: np.ndarray, a: float, b: float) -> np.ndarray:
+    """Apply :func:`fit_platt`'s map."""
+    return 1 / (1 + np.exp(-(a * _logit(np.asarray(confidence, dtype=np.float64)) + b)))
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p, 1e-12, 1 - 1e-12)
+    return np.log(p) - np.log1p(-p)
+
+
+def plot_reliability(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], path: str | Path, bins: int = 10,
+                     title: str = "Reliability of the top-1 confidence") -> Path:
+    """Reliability diagram of ``{label: (confidence, correct)}`` as a PNG: accuracy against mean
+    confidence in each equal-width bin holding at least 5 queries; the legend gives each curve's ECE."""
+    try:
+        import matplotlib
+    except ImportError:  # pragma: no cover - optional dependency
+        raise SimstdError("plotting needs matplotlib: pip install matplotlib") from None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.2, 5.0), dpi=110)
+    ax.plot([0, 1], [0, 1], color="0.6", linestyle="--", linewidth=1, label="perfect calibration")
+    for label, (conf, corr) in curves.items():
+        rel = reliability(conf, corr, bins)
+        seen = rel["count"] >= 5
+        ece = expected_calibration_error(conf, corr, bins)
+        ax.plot(rel["confidence"][seen], rel["accuracy"][seen], marker="o",
+                label=f"{label} (ECE {ece:.3f}, n={len(conf)})")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("confidence of the top-1 result (bin mean)")
+    ax.set_ylabel("Recall@1 in the bin")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8, loc="upper left")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+# ------------------------------------------------------- mixed-protocol runs
+def mixed_protocol_run(pairs: np.ndarray, seed: int = 0, k: int = 20, weights: Sequence[float] = (1.0,),
+                       modalities: tuple[str, str] = ("image", "text"), method: str | None = None) -> dict:
+    """One seed of the mixed protocol (:func:`simstd.datasets.mixed_split`), no labels used for fitting.
+
+    Returns per query (both query modalities stacked): ``gold``, the plain
+    standardized ``ids`` (top ``k``), their ``uncertainty`` and
+    ``confidence``, ``cross`` (True where a hit's modality is not the
+    query's), ``confidence_all_items`` (the top-1 confidence when every
+    item is a candidate: no tail model), and ``reranked[w]`` /
+    ``reranked_cross[w]``: the ids and ``cross`` with
+    ``rerank="uncertainty", rerank_weight=w``.
+    """
+    from ..datasets import mixed_split
+    from ..index import MixedIndex
+    from ..standardizer import Standardizer
+
+    split = mixed_split(pairs, modalities, seed=seed)
+    index = MixedIndex.from_arrays(split.corpus)
+    index.standardizer = (Standardizer() if method is None else Standardizer(method=method)).fit(index)
+    model = UncertaintyModel().fit(index)
+    out: dict = {"gold": [], "ids": [], "uncertainty": [], "confidence": [], "cross": [], "confidence_all_items": [],
+                 "reranked": {w: [] for w in weights}, "reranked_cross": {w: [] for w in weights}}
+    for qm, q in split.queries.items():
+        res = index.search(q, qm, k, uncertainty=model)
+        out["gold"].append(split.gold[qm])
+        out["ids"].append(res.ids)
+        out["uncertainty"].append(res.uncertainty)
+        out["confidence"].append(res.confidence)
+        out["cross"].append(res.modalities != qm)
+        # the same top-1 confidence with every item a candidate (no tail model)
+        out["confidence_all_items"].append(index.search(q, qm, index.ntotal, uncertainty=model).confidence[:, 0])
+        for w in weights:
+            rr = index.search(q, qm, k, uncertainty=model, rerank="uncertainty", rerank_weight=w)
+            out["reranked"][w].append(rr.ids)
+            out["reranked_cross"][w].append(rr.modalities != qm)
+    return {key: ({w: np.concatenate(v) for w, v in value.items()} if isinstance(value, dict)
+                  else np.concatenate(value)) for key, value in out.items()}
+
+
+def recall_at(ids: np.ndarray, gold: np.ndarray, k: int) -> float:
+    return float((ids[:, :k] == gold[:, None]).any(axis=1).mean())
+
+
+FEATURE_FILES = ("clip", "convirt", "videoclip", "clasp", "clip_random")
+TRAINED = ("clip", "convirt", "videoclip", "clasp")
+
+
+def benchmark(features_dir: str | Path, names: Sequence[str] = FEATURE_FILES, seeds: Sequence[int] = range(10),
+              weights: Sequence[float] = (0.5, 1.0, 2.0), method: str | None = None) -> dict:
+    """Decile analysis, ECE (raw and Platt-calibrated with 2-fold CV) and rerank vs plain, per feature file."""
+    from ..datasets import load_pairs
+
+    report: dict = {"seeds": list(seeds), "weights": list(weights), "files": {}}
+    for name in names:
+        pairs = load_pairs(Path(features_dir) / f"features_{name}.npy")
+        rows = {"r": [], "r_cross": [], "deciles": [], "first_cross": [], "last_cross": [], "depth_gap": [],
+                "ece": [], "ece_platt": [], "mean_conf": [], "acc": [],
+                "plain": [], "rerank": {w: [] for w in weights}, "conf_all": [], "correct_all": []}
+        for seed in seeds:
+            run = mixed_protocol_run(pairs, seed, weights=weights, method=method)
+            correct = run["ids"][:, 0] == run["gold"]
+            conf = run["confidence"][:, 0]
+            dec = decile_recall(run["uncertainty"][:, 0], correct)
+            rows["r"].append(dec["r"])
+            top_cross = run["cross"][:, 0]  # the gold is always cross-modal: same-modality rank-1s are misses
+            rows["r_cross"].append(decile_recall(run["uncertainty"][top_cross, 0], correct[top_cross])["r"]
+                                   if top_cross.sum() >= 10 else np.nan)  # too few cross-modal rank-1s for deciles
+            groups = np.array_split(np.argsort(run["uncertainty"][:, 0], kind="stable"), 10)
+            rows["first_cross"].append(top_cross[groups[0]].mean())
+            rows["last_cross"].append(top_cross[groups[-1]].mean())
+            rows["depth_gap"].append(np.abs(conf - run["confidence_all_items"]).mean())
+            rows["deciles"].append(dec["recall"])
+            rows["ece"].append(expected_calibration_error(conf, correct))
+            rows["mean_conf"].append(conf.mean())
+            rows["acc"].append(correct.mean())
+            rows["ece_platt"].append(_cv_platt_ece(conf, correct, seed))
+            rows["conf_all"].append(conf)
+            rows["correct_all"].append(correct)
+            rows["plain"].append([recall_at(run["ids"], run["gold"], k) for k in (1, 10, 20)]
+                                 + [run["cross"][:, :10].mean()])
+            for w in weights:
+                rows["rerank"][w].append([recall_at(run["reranked"][w], run["gold"], k) for k in (1, 10, 20)]
+                                         + [run["reranked_cross"][w][:, :10].mean()])
+        report["files"][name] = rows
+    return report
+
+
+def _cv_platt_ece(conf: np.ndarray, correct: np.ndarray, seed: int) -> float:
+    """ECE of Platt scaling fitted on one half of the queries and applied to the other (both ways)."""
+    fold = np.random.default_rng(1000 + seed).permutation(len(conf)) % 2 == 0
+    out = np.empty_like(conf)
+    for part in (fold, ~fold):
+        a, b = fit_platt(conf[~part], correct[~part])
+        out[part] = platt(conf[part], a, b)
+    return expected_calibration_error(out, correct)
+
+
+def _fmt(v: Sequence[float], digits: int = 3) -> str:
+    v = np.asarray(v, dtype=np.float64)
+    return f"{np.nanmean(v):.{digits}f} ± {np.nanstd(v):.{digits}f}"
+
+
+def report_markdown(report: dict) -> str:
+    """The tables of docs/uncertainty.md."""
+    seeds = report["seeds"]
+    lines = [f"Mixed protocol, Flat index, seeds {seeds[0]}-{seeds[-1]} ({len(seeds)} A/B splits); "
+             "mean ± std over seeds.", "",
+             "Uncertainty deciles (per-query u of the rank-1 result; decile 1 = most certain):", "",
+             "| file | R@1 | Pearson r (decile, R@1) | seed r min / max | r, rank-1 cross-modal only "
+             "| rank-1 cross-modal, decile 1 / 10 | R@1 per decile (mean over seeds) |",
+             "|---|---|---|---|---|---|---|"]
+    for name, rows in report["files"].items():
+        dec = np.nanmean(np.array(rows["deciles"]), axis=0)
+        lo, hi = (np.nanmin(rows["r"]), np.nanmax(rows["r"])) if np.isfinite(rows["r"]).any() else (np.nan,) * 2
+        shares = f"{np.mean(rows['first_cross']):.2f} / {np.mean(rows['last_cross']):.2f}"
+        lines.append(f"| {name} | {_fmt(rows['acc'])} | {_fmt(rows['r'])} | {lo:+.3f} / {hi:+.3f} | "
+                     f"{_fmt(rows['r_cross'])} | {shares} | " + " ".join(f"{x:.2f}" for x in dec) + " |")
+    gaps = ", ".join(f"{name} {np.mean(rows['depth_gap']):.4f}" for name, rows in report["files"].items())
+    lines += ["", f"Mean |top-1 confidence (depth 20 + tail model) - confidence over all items|: {gaps}."]
+    lines += ["", "Calibration of the top-1 confidence p (10 equal-width bins):", "",
+              "| file | mean p | R@1 | ECE (label-free p) | ECE after Platt (gold labels, 2-fold CV) |",
+              "|---|---|---|---|---|"]
+    for name, rows in report["files"].items():
+        lines.append(f"| {name} | {_fmt(rows['mean_conf'])} | {_fmt(rows['acc'])} | {_fmt(rows['ece'])} | "
+                     f"{_fmt(rows['ece_platt'])} |")
+    lines += ["", "Rerank (`rerank=\"uncertainty\"`, order by z - w u) vs plain standardization:", "",
+              "| file | setting | R@1 | R@10 | R@20 | other-modality share of top 10 |", "|---|---|---|---|---|---|"]
+    for name, rows in report["files"].items():
+        plain = np.array(rows["plain"])
+        lines.append(f"| {name} | plain | " + " | ".join(_fmt(plain[:, i]) for i in range(3))
+                     + f" | {_fmt(plain[:, 3], 2)} |")
+        for w in report["weights"]:
+            rr = np.array(rows["rerank"][w])
+            diff = (rr - plain).mean(axis=0)
+            lines.append(f"| {name} | w = {w:g} | " + " | ".join(
+                f"{_fmt(rr[:, i])} ({diff[i]:+.3f})" for i in range(3)) + f" | {_fmt(rr[:, 3], 2)} |")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m simstd.uncertainty``: reproduce the numbers and the plot of docs/uncertainty.md."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m simstd.uncertainty", description=main.__doc__)
+    default_dir = Path(__file__).resolve().parents[3] / "shared" / "data" / "modality-gap-features"
+    parser.add_argument("--features-dir", default=str(default_dir), help="folder of features_*.npy")
+    parser.add_argument("--files", default=",".join(FEATURE_FILES), help="comma-separated feature file names")
+    parser.add_argument("--seeds", type=int, default=10, help="number of A/B splits (seeds 0..n-1)")
+    parser.add_argument("--method", choices=("paper", "hubness"), default=None,
+                        help="the Standardizer method (default: the Standardizer's default)")
+    parser.add_argument("--plot", default="docs/img/uncertainty_reliability.png", help="reliability diagram PNG")
+    args = parser.parse_args(argv)
+    names = [x.strip() for x in args.files.split(",") if x.strip()]
+    report = benchmark(args.features_dir, names, range(args.seeds), method=args.method)
+    print(report_markdown(report))
+    if args.plot:
+        curves = {name: (np.concatenate(rows["conf_all"]), np.concatenate(rows["correct_all"]))
+                  for name, rows in report["files"].items() if name in TRAINED}
+        title = f"Top-1 confidence, mixed protocol, {args.seeds} seeds pooled"
+        print(f"\nwrote {plot_reliability(curves, args.plot, title=title)}")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())
