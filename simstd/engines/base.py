@@ -48,6 +48,51 @@ class Searchable(Protocol):
         """Raw cosine top-k ``(D, I)`` among the items of one modality."""
 
 
+class CachedCountsStore:
+    """The Searchable bookkeeping the vector-database adapters share: ``dim``,
+    the modalities and their counts read once from the engine (cached until
+    :meth:`refresh`), and the unknown-modality check.
+
+    A subclass sets ``_dim``, implements ``_read_counts()`` (``{modality:
+    count}``, raising on an empty or mislabelled store) and names itself in
+    ``_holder`` for error messages.
+    """
+
+    _dim: int
+    _counts: dict[str, int] | None = None
+
+    @property
+    def _holder(self) -> str:
+        raise NotImplementedError
+
+    def _read_counts(self) -> dict[str, int]:
+        raise NotImplementedError
+
+    @property
+    def dim(self) -> int:
+        return self._dim
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """Items per modality (read once, cached until :meth:`refresh`)."""
+        if self._counts is None:
+            self._counts = self._read_counts()
+        return dict(self._counts)
+
+    @property
+    def modalities(self) -> list[str]:
+        return list(self.counts)
+
+    def refresh(self) -> None:
+        """Forget the cached modalities and counts (after items were added or removed)."""
+        self._counts = None
+
+    def _check(self, modality: str) -> str:
+        if modality not in self.counts:
+            raise SimstdError(f"unknown modality {modality!r}; {self._holder} holds {self.modalities}")
+        return modality
+
+
 def check_searchable(obj: object) -> Searchable:
     """Return ``obj`` if it satisfies :class:`Searchable`, else raise naming what it lacks."""
     missing = [name for name in REQUIRED if not hasattr(obj, name)]

@@ -18,7 +18,7 @@ import numpy as np
 
 from ..errors import SimstdError
 from ..validation import as_embeddings, check_label
-from .base import Payloads, SearchResult, Transform, gather, merge_topk, missing_mask, plan_search
+from .base import CachedCountsStore, Payloads, SearchResult, Transform, gather, merge_topk, missing_mask, plan_search
 
 ROWID = "_rowid"
 #: Ids per reconstruct filter (an ``IN (...)`` list).
@@ -42,7 +42,7 @@ def _column(name: str) -> str:
     return "`" + name.replace("`", "``") + "`"
 
 
-class LanceDBSearcher:
+class LanceDBSearcher(CachedCountsStore):
     """A LanceDB table of mixed-modality rows, searchable by simstd.
 
     Parameters
@@ -94,28 +94,12 @@ class LanceDBSearcher:
                               "must be strings such as 'text' or 'image'")
         self._dim = int(vtype.list_size)
         self._payload_columns = [n for n in names if n != vector_column]
-        self._counts: dict[str, int] | None = None
         self._counts = self._read_counts()  # fail fast: empty table, missing modalities
 
     # ------------------------------------------------------------ Searchable
     @property
-    def dim(self) -> int:
-        return self._dim
-
-    @property
-    def counts(self) -> dict[str, int]:
-        """Rows per modality (read once, cached until :meth:`refresh`)."""
-        if self._counts is None:
-            self._counts = self._read_counts()
-        return dict(self._counts)
-
-    @property
-    def modalities(self) -> list[str]:
-        return list(self.counts)
-
-    def refresh(self) -> None:
-        """Forget the cached modalities and counts (after rows were added or removed)."""
-        self._counts = None
+    def _holder(self) -> str:
+        return "the LanceDB table"
 
     def _read_counts(self) -> dict[str, int]:
         total = self.table.count_rows()
@@ -131,11 +115,6 @@ class LanceDBSearcher:
         for label in counts:
             check_label(label, f"modality (column {col!r})")
         return dict(sorted(counts.items()))
-
-    def _check(self, modality: str) -> str:
-        if modality not in self.counts:
-            raise SimstdError(f"unknown modality {modality!r}; the LanceDB table holds {self.modalities}")
-        return modality
 
     def _where(self, modality: str) -> str:
         return f"{_column(self.modality_column)} = {_quote(modality)}"

@@ -24,7 +24,7 @@ import numpy as np
 
 from ..errors import SimstdError
 from ..validation import as_embeddings, check_label
-from .base import Payloads, SearchResult, Transform, gather, merge_topk, missing_mask, plan_search
+from .base import CachedCountsStore, Payloads, SearchResult, Transform, gather, merge_topk, missing_mask, plan_search
 
 #: Queries per SQL statement (LATERAL over an array of vectors) and ids per reconstruct.
 BATCH = 256
@@ -46,7 +46,7 @@ def _literal(vector: np.ndarray) -> str:
     return "[" + ",".join(map(repr, vector.tolist())) + "]"
 
 
-class PgvectorSearcher:
+class PgvectorSearcher(CachedCountsStore):
     """A Postgres table of mixed-modality rows with a pgvector column, searchable by simstd.
 
     Parameters
@@ -101,7 +101,6 @@ class PgvectorSearcher:
             raise SimstdError(f"column {modality_column!r} has type {types[modality_column]}; modality labels must "
                               "be text such as 'text' or 'image'")
         self._int_ids = types[id_column] in INT_TYPES
-        self._counts: dict[str, int] | None = None
         self._counts = self._read_counts()  # fail fast: empty table, rows without a modality
         dim = re.fullmatch(r"vector\((\d+)\)", vtype)
         self._dim = int(dim.group(1)) if dim else int(self._fetch(
@@ -117,23 +116,8 @@ class PgvectorSearcher:
 
     # ------------------------------------------------------------ Searchable
     @property
-    def dim(self) -> int:
-        return self._dim
-
-    @property
-    def counts(self) -> dict[str, int]:
-        """Rows per modality (read once, cached until :meth:`refresh`)."""
-        if self._counts is None:
-            self._counts = self._read_counts()
-        return dict(self._counts)
-
-    @property
-    def modalities(self) -> list[str]:
-        return list(self.counts)
-
-    def refresh(self) -> None:
-        """Forget the cached modalities and counts (after rows were inserted or deleted)."""
-        self._counts = None
+    def _holder(self) -> str:
+        return f"table {self.table!r}"
 
     def _read_counts(self) -> dict[str, int]:
         rows = self._fetch(f"SELECT {self._m}, count(*) FROM {self._t} WHERE {self._v} IS NOT NULL GROUP BY 1")
@@ -149,11 +133,6 @@ class PgvectorSearcher:
         for label in counts:
             check_label(label, f"modality (column {self.modality_column!r})")
         return dict(sorted(counts.items()))
-
-    def _check(self, modality: str) -> str:
-        if modality not in self.counts:
-            raise SimstdError(f"unknown modality {modality!r}; table {self.table!r} holds {self.modalities}")
-        return modality
 
     def _id_expr(self, alias: str = "t") -> str:
         return f"{alias}.{self._i}" if self._int_ids else f"{alias}.{self._i}::text"

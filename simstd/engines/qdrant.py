@@ -24,7 +24,7 @@ import numpy as np
 
 from ..errors import SimstdError
 from ..validation import as_embeddings, check_label
-from .base import Payloads, SearchResult, Transform, gather, merge_topk, missing_mask, plan_search
+from .base import CachedCountsStore, Payloads, SearchResult, Transform, gather, merge_topk, missing_mask, plan_search
 
 #: HNSW beam while mining (the same reason as MixedIndex's MINING_EF_SEARCH:
 #: pseudo queries of the other modality lie far from a modality's graph).
@@ -42,7 +42,7 @@ def _import_qdrant() -> Any:
     return models
 
 
-class QdrantSearcher:
+class QdrantSearcher(CachedCountsStore):
     """A Qdrant collection of mixed-modality points, searchable by simstd.
 
     Parameters
@@ -96,7 +96,6 @@ class QdrantSearcher:
         self._dim = int(params.size)
         # Local mode searches brute force and warns about search params it ignores.
         self._local = type(getattr(client, "_client", None)).__name__ == "QdrantLocal"
-        self._counts: dict[str, int] | None = None
         self._counts = self._read_counts()  # fail fast: empty collection, wrong or missing modality key
 
     def _pick_vector(self, vectors: Any, name: str | None) -> tuple[str | None, Any]:
@@ -117,23 +116,8 @@ class QdrantSearcher:
 
     # ------------------------------------------------------------ Searchable
     @property
-    def dim(self) -> int:
-        return self._dim
-
-    @property
-    def counts(self) -> dict[str, int]:
-        """Points per modality (read once, cached until :meth:`refresh`)."""
-        if self._counts is None:
-            self._counts = self._read_counts()
-        return dict(self._counts)
-
-    @property
-    def modalities(self) -> list[str]:
-        return list(self.counts)
-
-    def refresh(self) -> None:
-        """Forget the cached modalities and counts (after points were added or removed)."""
-        self._counts = None
+    def _holder(self) -> str:
+        return f"collection {self.collection_name!r}"
 
     def _read_counts(self) -> dict[str, int]:
         models, key, name = self._models, self.modality_key, self.collection_name
@@ -173,12 +157,6 @@ class QdrantSearcher:
         match = (models.MatchValue(value=modalities[0]) if len(modalities) == 1
                  else models.MatchAny(any=list(modalities)))
         return models.Filter(must=[models.FieldCondition(key=self.modality_key, match=match)])
-
-    def _check(self, modality: str) -> str:
-        if modality not in self.counts:
-            raise SimstdError(f"unknown modality {modality!r}; collection {self.collection_name!r} holds "
-                              f"{self.modalities}")
-        return modality
 
     def _scroll(self, modality: str | None, payload: Any = False) -> Iterator[Any]:
         offset = None
