@@ -33,8 +33,9 @@ import faiss
 import numpy as np
 
 from .engines.base import SearchResult
-from .engines.faiss import augment, fold_terms, term_columns
-from .errors import FingerprintMismatchError, NotFittedError, SimstdError
+from .engines.faiss import augment, fold_terms, parse_pair_params, search_parameters, term_columns
+from .errors import CorruptFileError, FingerprintMismatchError, NotFittedError, SimstdError
+from .fileio import check_format, dump_json, read_json
 from .standardizer import Standardizer
 from .storage.layout import Part, register_part
 from .hubness import nearest_mean
@@ -80,6 +81,9 @@ class MixedIndex:
         # Standardizer terms they hold (None: zeros or out of date).
         self._term_modalities: list[str] = []
         self._folded: str | None = None
+        # Search-time parameters of one (query modality, shard) pair, e.g. a
+        # wider HNSW beam for cross-modal queries (set_search_params).
+        self._pair_params: dict[tuple[str, str], dict[str, int]] = {}
         self._fingerprint = _digest(f"simstd:{FORMAT_VERSION}:{self.dim}:{factory}:{uuid.uuid4()}".encode())
         self._check_factory()
 
@@ -272,14 +276,71 @@ class MixedIndex:
         """The FAISS index of each modality (``IndexIDMap`` to global ids)."""
         return dict(self._shards)
 
-    def set_search_params(self, params: str) -> None:
-        """Set FAISS search-time parameters on every shard, e.g. ``"nprobe=16"`` or ``"efSearch=128"``."""
-        space = faiss.ParameterSpace()
-        for shard in self._shards.values():
-            try:
-                space.set_index_parameters(shard.index, params)
-            except RuntimeError as exc:
-                raise SimstdError(f"invalid FAISS search parameters {params!r} for {self.factory!r} ({exc})") from None
+    def set_search_params(self, params: str, *, query_modality: str | None = None,
+                          target: str | None = None) -> None:
+        """Set FAISS search-time parameters, e.g. ``"nprobe=16"`` or ``"efSearch=128"``.
+
+        Without ``query_modality`` and ``target``: on every shard (FAISS's
+        ``ParameterSpace``, stored in the shards), and any per-pair setting of
+        the same parameter is dropped. With either of them: only for the
+        standardized and raw searches of queries of ``query_modality`` in the
+        shard of ``target`` (None: every query modality / every shard), e.g.
+        ``set_search_params("efSearch=256", query_modality="text", target="image")``
+        for a wider HNSW beam where the query is cross-modal. Per-pair
+        settings take ``efSearch`` (HNSW shards) and ``nprobe`` (IVF shards),
+        are applied per call (FAISS ``SearchParameters``, the shards are not
+        changed), and are saved with the index. :func:`simstd.tuning.tune_search_params`
+        chooses them for a work budget.
+        """
+        if not isinstance(params, str):
+            raise SimstdError(f"search parameters must be a string such as 'efSearch=128', got {params!r}")
+        if query_modality is None and target is None:
+            space = faiss.ParameterSpace()
+            for shard in self._shards.values():
+                try:
+                    space.set_index_parameters(shard.index, params)
+                except RuntimeError as exc:
+                    raise SimstdError(
+                        f"invalid FAISS search parameters {params!r} for {self.factory!r} ({exc})") from None
+            names = {item.split("=", 1)[0].strip() for item in params.split(",")}
+            for key in list(self._pair_params):
+                left = {n: v for n, v in self._pair_params[key].items() if n not in names}
+                if left:
+                    self._pair_params[key] = left
+                else:
+                    del self._pair_params[key]
+            return
+        if query_modality is not None:
+            check_label(query_modality, "query modality")
+        if target is not None and target not in self._shards:
+            raise SimstdError(f"unknown target modality {target!r}; the index holds {self.modalities}")
+        parsed = {t: parse_pair_params(params, self._shards[t], t) for t in ([target] if target else self.modalities)}
+        queries = [query_modality] if query_modality is not None else self.modalities
+        for q in queries:
+            for t, values in parsed.items():
+                self._pair_params[(q, t)] = {**self._pair_params.get((q, t), {}), **values}
+
+    @property
+    def search_params(self) -> dict[tuple[str, str], str]:
+        """The per-pair search parameters, ``{(query modality, target): "efSearch=256"}``
+        (:meth:`set_search_params`; the shards' own settings apply elsewhere)."""
+        return {key: ",".join(f"{n}={v}" for n, v in values.items()) for key, values in self._pair_params.items()}
+
+    def clear_search_params(self) -> None:
+        """Drop every per-pair search parameter (the shards' own settings apply again)."""
+        self._pair_params = {}
+
+    def shard_search_params(self, target: str) -> dict[str, int]:
+        """A shard's own search parameters (``efSearch`` for HNSW, ``nprobe`` for IVF)."""
+        if target not in self._shards:
+            raise SimstdError(f"unknown target modality {target!r}; the index holds {self.modalities}")
+        inner = faiss.downcast_index(self._shards[target].index)
+        if isinstance(inner, faiss.IndexHNSW):
+            return {"efSearch": int(inner.hnsw.efSearch)}
+        try:
+            return {"nprobe": int(faiss.extract_index_ivf(inner).nprobe)}
+        except RuntimeError:
+            return {}
 
     def ids(self, modality: str) -> np.ndarray:
         """Global ids of the items of one modality, ascending."""
@@ -365,15 +426,20 @@ class MixedIndex:
         queries = as_embeddings(queries, "queries", self.dim)
         return self._shard_search(modality, queries, min(k, self._shards[modality].ntotal))
 
-    def _shard_search(self, modality: str, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    def _shard_search(self, modality: str, queries: np.ndarray, k: int,
+                      params: faiss.SearchParameters | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Search one shard's inner index and map its rows to global ids here.
 
         Same result as ``IndexIDMap.search``, whose id translation opens an
         OpenMP parallel region on every call: for one query that region costs
-        more than the search whenever the other cores are busy.
+        more than the search whenever the other cores are busy. ``params``:
+        FAISS search parameters for this call only.
         """
         inner = self._shards[modality].index
-        D, I = inner.search(self._pad(queries), k)
+        if params is None:
+            D, I = inner.search(self._pad(queries), k)
+        else:
+            D, I = inner.search(self._pad(queries), k, params=params)
         if inner.metric_type == faiss.METRIC_L2:  # an adopted L2 index over unit vectors: |q - x|^2 = 2 - 2 cos
             D = 1.0 - D / 2.0
         ids = self._ids[modality]
@@ -386,10 +452,19 @@ class MixedIndex:
             return queries  # already padded
         return augment(queries, len(self._term_modalities), column)
 
+    def _pair_search_params(self, query_modality: str | None, names: list[str]) -> list:
+        """FAISS ``SearchParameters`` (or None: the shard's own) of each named shard for queries
+        of ``query_modality``."""
+        if query_modality is None or not self._pair_params:
+            return [None] * len(names)
+        return [search_parameters(self._shards[m], self._pair_params.get((query_modality, m))) for m in names]
+
     def _search_shards(
-        self, queries: np.ndarray, names: list[str], widths: list[int]
+        self, queries: np.ndarray, names: list[str], widths: list[int], query_modality: str | None = None,
+        params: list | None = None,
     ) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Raw ``(D, I)`` of every named shard.
+        """Raw ``(D, I)`` of every named shard, with the per-pair search parameters of
+        ``query_modality`` (or the given ``params``, one per shard).
 
         FAISS parallelises one search over its queries (OpenMP), so a batch
         uses every thread and shards are searched one after the other. Fewer
@@ -397,12 +472,14 @@ class MixedIndex:
         leave threads idle: then the shards are searched concurrently, one
         single-threaded FAISS search per shard (FAISS releases the GIL).
         """
+        if params is None:
+            params = self._pair_search_params(query_modality, names)
         threads = faiss.omp_get_max_threads()
         if len(names) > 1 and threads > 1 and len(queries) < threads:
             pool = _shard_pool(threads)
-            futures = [pool.submit(self._shard_search, m, queries, w) for m, w in zip(names, widths)]
+            futures = [pool.submit(self._shard_search, m, queries, w, p) for m, w, p in zip(names, widths, params)]
             return [f.result() for f in futures]
-        return [self._shard_search(m, queries, w) for m, w in zip(names, widths)]
+        return [self._shard_search(m, queries, w, p) for m, w, p in zip(names, widths, params)]
 
     def search(
         self,
@@ -448,9 +525,12 @@ class MixedIndex:
         rerank_weight: float,
         strict: bool = False,
         exclude: np.ndarray | None = None,
+        shard_params: list | None = None,
     ) -> SearchResult:
         """:meth:`search`; ``exclude`` (one id per query) leaves each query's own
-        item out before any query-dependent term is computed (search_like)."""
+        item out before any query-dependent term is computed (search_like);
+        ``shard_params`` (one FAISS ``SearchParameters`` or None per searched
+        shard) replaces the per-pair search parameters (simstd.tuning)."""
         check_label(query_modality, "query modality")
         if self.ntotal == 0:
             raise SimstdError("the index is empty: add vectors before searching")
@@ -501,7 +581,7 @@ class MixedIndex:
         tail = 0 if uncertainty is None else int(uncertainty.depth)
         widths = [min(max(needed + int(exclude is not None and m == query_modality), tail), self._shards[m].ntotal)
                   for m in names]
-        found = self._search_shards(self._pad(queries, column), names, widths)
+        found = self._search_shards(self._pad(queries, column), names, widths, query_modality, shard_params)
         S = np.concatenate([d for d, _ in found], axis=1) if len(found) > 1 else found[0][0]
         I = np.concatenate([i for _, i in found], axis=1) if len(found) > 1 else found[0][1]
         if exclude is not None:
@@ -637,6 +717,7 @@ class MixedIndex:
         index._fingerprint = fingerprint
         index._term_modalities = list(term_modalities)
         index._folded = folded
+        index._pair_params = {}
         return index
 
     @property
@@ -670,6 +751,38 @@ def _load_item_terms(index: MixedIndex, path: Path) -> None:
 
 
 register_part(Part(ITEM_TERMS, _save_item_terms, _load_item_terms))
+
+#: The named file of an index version that holds the per-pair search parameters.
+SEARCH_PARAMS = "search_params.json"
+_SEARCH_PARAMS_FORMAT = "simstd-search-params"
+
+
+def _save_search_params(index: MixedIndex, path: Path) -> bool:
+    if not index._pair_params:
+        return False
+    pairs = [{"query_modality": q, "target": t, "params": dict(v)} for (q, t), v in index._pair_params.items()]
+    path.write_text(dump_json({"format": _SEARCH_PARAMS_FORMAT, "format_version": 1, "pairs": pairs},
+                              SEARCH_PARAMS), encoding="utf-8")
+    return True
+
+
+def _load_search_params(index: MixedIndex, path: Path) -> None:
+    fix = "rewrite it with index.set_search_params(...) and save, or delete the version's search parameters"
+    data = check_format(read_json(path, "search parameters file", fix), str(path), _SEARCH_PARAMS_FORMAT, 1,
+                        "simstd search parameters", fix)
+    pairs = data.get("pairs")
+    try:
+        for pair in pairs:
+            q, t = check_label(pair["query_modality"], "query modality"), pair["target"]
+            if t not in index._shards:
+                raise SimstdError(f"unknown target modality {t!r}")
+            text = ",".join(f"{n}={v}" for n, v in pair["params"].items())
+            index._pair_params[(q, t)] = parse_pair_params(text, index._shards[t], t)
+    except (SimstdError, TypeError, KeyError, AttributeError) as exc:
+        raise CorruptFileError(f"{path} holds invalid search parameters ({exc}); {fix}") from None
+
+
+register_part(Part(SEARCH_PARAMS, _save_search_params, _load_search_params))
 
 _POOL: tuple[int, int, ThreadPoolExecutor] | None = None  # (pid, workers, pool)
 _POOL_LOCK = threading.Lock()

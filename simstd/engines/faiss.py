@@ -82,3 +82,58 @@ def new_shard(dim: int, factory: str, training: np.ndarray) -> faiss.IndexIDMap:
     if not sub.is_trained:
         sub.train(training)
     return faiss.IndexIDMap(sub)
+
+
+#: Search-time parameters that can be set per (query modality, shard) pair, by
+#: the kind of shard they apply to (passed to FAISS per call as SearchParameters).
+PAIR_PARAMS = {"efSearch": "HNSW", "nprobe": "IVF"}
+
+
+def _shard_kind(shard: faiss.Index) -> str | None:
+    inner = faiss.downcast_index(shard.index if isinstance(shard, faiss.IndexIDMap) else shard)
+    if isinstance(inner, faiss.IndexHNSW):
+        return "HNSW"
+    try:
+        faiss.extract_index_ivf(inner)
+    except RuntimeError:
+        return None
+    return "IVF"
+
+
+def parse_pair_params(params: str, shard: faiss.Index, target: str) -> dict[str, int]:
+    """``"efSearch=256"`` as ``{"efSearch": 256}``, checked against the shard it is for."""
+    kind = _shard_kind(shard)
+    out: dict[str, int] = {}
+    for item in params.split(","):
+        name, sep, value = (part.strip() for part in item.partition("="))
+        if not sep or not name:
+            raise SimstdError(f"invalid search parameters {params!r}: write name=value pairs such as 'efSearch=128'")
+        if name not in PAIR_PARAMS:
+            raise SimstdError(f"search parameter {name!r} cannot be set per query modality; use one of "
+                              f"{sorted(PAIR_PARAMS)} (or set it on every shard: set_search_params({params!r}))")
+        if PAIR_PARAMS[name] != kind:
+            raise SimstdError(f"search parameter {name!r} applies to {PAIR_PARAMS[name]} shards; the {target!r} "
+                              f"shard is {type(faiss.downcast_index(getattr(shard, 'index', shard))).__name__}")
+        try:
+            number = int(value)
+        except ValueError:
+            number = 0
+        if number < 1 or str(number) != value.lstrip("+"):
+            raise SimstdError(f"search parameter {name} must be a positive integer, got {value!r}")
+        out[name] = number
+    return out
+
+
+def search_parameters(shard: faiss.Index, values: dict[str, int] | None) -> faiss.SearchParameters | None:
+    """FAISS ``SearchParameters`` for one search of ``shard`` with ``values`` (None: the shard's own)."""
+    if not values:
+        return None
+    if "efSearch" in values:
+        params = faiss.SearchParametersHNSW()
+        params.efSearch = int(values["efSearch"])
+        return params
+    params = faiss.SearchParametersIVF()
+    params.nprobe = int(values["nprobe"])
+    inner = faiss.extract_index_ivf(faiss.downcast_index(shard.index))
+    params.max_codes = int(inner.max_codes)  # SearchParametersIVF would reset it to "no limit"
+    return params
