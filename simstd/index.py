@@ -27,7 +27,7 @@ import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Mapping, Sequence
 
 import faiss
 import numpy as np
@@ -526,11 +526,14 @@ class MixedIndex:
         strict: bool = False,
         exclude: np.ndarray | None = None,
         shard_params: list | None = None,
+        shard_search: Callable | None = None,
     ) -> SearchResult:
         """:meth:`search`; ``exclude`` (one id per query) leaves each query's own
         item out before any query-dependent term is computed (search_like);
         ``shard_params`` (one FAISS ``SearchParameters`` or None per searched
-        shard) replaces the per-pair search parameters (simstd.tuning)."""
+        shard) replaces the per-pair search parameters, and ``shard_search``
+        (``(queries, names, widths) -> [(D, I)]``) the FAISS shard searches
+        (simstd.tuning's brute-force reference)."""
         check_label(query_modality, "query modality")
         if self.ntotal == 0:
             raise SimstdError("the index is empty: add vectors before searching")
@@ -581,7 +584,10 @@ class MixedIndex:
         tail = 0 if uncertainty is None else int(uncertainty.depth)
         widths = [min(max(needed + int(exclude is not None and m == query_modality), tail), self._shards[m].ntotal)
                   for m in names]
-        found = self._search_shards(self._pad(queries, column), names, widths, query_modality, shard_params)
+        if shard_search is not None:
+            found = shard_search(self._pad(queries, column), names, widths)
+        else:
+            found = self._search_shards(self._pad(queries, column), names, widths, query_modality, shard_params)
         S = np.concatenate([d for d, _ in found], axis=1) if len(found) > 1 else found[0][0]
         I = np.concatenate([i for _, i in found], axis=1) if len(found) > 1 else found[0][1]
         if exclude is not None:
