@@ -746,6 +746,11 @@ def write_docs(results: dict, docs: Path, img: Path) -> None:
                 f"| {_work(v.get('distance_computations_per_query'))} |"
             )
     add("")
+    budget = HERE / "results" / "hnsw_budget.json"
+    if budget.exists():  # written by benchmarks/hnsw_budget.py, which renders its section
+        from hnsw_budget import markdown as budget_markdown
+
+        lines.extend(budget_markdown(json.loads(budget.read_text(encoding="utf-8"))))
     add("## Fitting\n")
     add(
         "`Standardizer(sample=s).fit(index)`: pseudo-positive mining with s pseudo queries per "

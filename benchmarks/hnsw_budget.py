@@ -1,0 +1,281 @@
+#!/usr/bin/env python3
+"""HNSW: standardized recall against raw FAISS recall at equal work (issue 12, item 5).
+
+    python benchmarks/hnsw_budget.py --size 1m
+
+Data: the synthetic CLIP-like vectors of ``benchmarks/run.py`` (``synth.py``),
+half text, half image. ``raw``: one FAISS ``HNSW16`` over all N vectors,
+searched for its raw top-k; ``simstd``: a ``MixedIndex`` of ``HNSW16`` shards
+(one per modality) with a fitted standardizer, searched for the standardized
+top-k. Work is FAISS's own counter, ``hnsw_stats.ndis`` (distance computations,
+summed over simstd's shards), per query: noise-free, unlike wall time.
+
+Sweeps, on fresh text queries that no tuning step sees:
+
+- raw FAISS at each ``efSearch``: work and raw recall@k;
+- simstd with one ``efSearch`` on both shards (the setting before this work);
+- simstd with the per-shard split that :mod:`simstd.tuning` picks for the
+  raw row's work (``budget``), and the split it picks to reach the raw row's
+  recall (``target_recall``); the tables it picks from are measured on stored
+  items used as pseudo queries (label-free), never on the evaluation queries.
+
+Built indexes are cached under ``--workdir`` (two 1M HNSW16 graphs take about
+70 s each here). Results: ``benchmarks/results/hnsw_budget.json``; the section
+of ``docs/performance.md`` is rendered from it by ``benchmarks/run.py``
+(this script calls it).
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(ROOT))
+
+from synth import Synth  # noqa: E402
+
+DIM = 512
+CHUNK = 250_000
+EFS = (16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512)
+RESULTS = HERE / "results" / "hnsw_budget.json"
+
+
+def _log(msg: str, t0: list[float] = [time.perf_counter()]) -> None:  # noqa: B006 (start time)
+    print(f"[{time.perf_counter() - t0[0]:7.1f}s] {msg}", flush=True)
+
+
+def build(n: int, workdir: Path, seed: int):
+    """The cached MixedIndex (fitted) and raw FAISS index of N synthetic vectors."""
+    import faiss
+
+    from simstd import MixedIndex, Standardizer
+
+    synth = Synth(DIM, seed)
+    where = workdir / f"n{n}_seed{seed}"
+    where.mkdir(parents=True, exist_ok=True)
+    mixed_path, raw_path = where / "mixed.faiss", where / "raw.faiss"
+    facts = {}
+    if not mixed_path.exists():
+        t = time.perf_counter()
+        mixed = MixedIndex(DIM, "HNSW16")
+        for m, i, size in synth.chunks(n, CHUNK):
+            mixed.add(synth.chunk(m, i, size), m)
+        facts["build_mixed_s"] = time.perf_counter() - t
+        t = time.perf_counter()
+        mixed.standardizer = Standardizer().fit(mixed)  # default: the paper's method, 10,000 per modality
+        facts["fit_s"] = time.perf_counter() - t
+        mixed.save(mixed_path)
+        _log(f"built and fitted the simstd index ({facts['build_mixed_s']:.0f} s + {facts['fit_s']:.0f} s)")
+    if not raw_path.exists():
+        t = time.perf_counter()
+        raw = faiss.index_factory(DIM, "HNSW16", faiss.METRIC_INNER_PRODUCT)
+        for m, i, size in synth.chunks(n, CHUNK):
+            raw.add(synth.chunk(m, i, size))
+        facts["build_raw_s"] = time.perf_counter() - t
+        faiss.write_index(raw, str(raw_path))
+        _log(f"built the raw FAISS index ({facts['build_raw_s']:.0f} s)")
+    mixed = MixedIndex.load(mixed_path)
+    mixed.clear_search_params()
+    return mixed, faiss.read_index(str(raw_path)), facts
+
+
+def recall(found: np.ndarray, truth: np.ndarray) -> float:
+    from simstd.tuning import recall_at
+
+    return recall_at(found, truth)
+
+
+def run(args) -> dict:
+    import faiss
+
+    from simstd import tuning
+
+    mixed, raw, facts = build(args.n, Path(args.workdir), args.seed)
+    q_mod, k = args.query_modality, args.k
+    Q = Synth(DIM, args.seed).queries(q_mod, args.queries)  # fresh vectors, in no index
+    std = mixed.standardizer
+    t = time.perf_counter()
+    brute = tuning._brute_force(mixed)
+    truth_std = mixed._search(Q, q_mod, k, std, False, None, None, None, 1.0, shard_search=brute).ids
+    truth_raw = mixed._search(Q, q_mod, k, None, True, None, None, None, 1.0, shard_search=brute).ids
+    _log(f"exact top-{k} of {len(Q)} queries by brute force ({time.perf_counter() - t:.0f} s)")
+    share = {m: float(np.isin(truth_std, mixed.ids(m)).mean()) for m in mixed.modalities}
+    # Control: each shard is a plain FAISS HNSW16 over one modality. Its raw top-k for queries of its own
+    # modality (the easy case raw FAISS is measured on) and of the other one (cross-modal: what most of
+    # the standardized top-k is made of).
+    other = [m for m in mixed.modalities if m != q_mod][0]
+    Q_other = Synth(DIM, args.seed).queries(other, args.queries)
+    shard_truth = {
+        "cross": (Q, other, mixed._search(Q, q_mod, k, None, True, [other], None, None, 1.0, shard_search=brute).ids),
+        "own": (Q_other, other,
+                mixed._search(Q_other, other, k, None, True, [other], None, None, 1.0, shard_search=brute).ids),
+    }
+
+    def shard_row(ef: int) -> dict:
+        out = {}
+        for case, (queries, target, truth) in shard_truth.items():
+            p = faiss.SearchParametersHNSW()
+            p.efSearch = ef
+            faiss.cvar.hnsw_stats.reset()
+            _, I = mixed._shard_search(target, queries, k, p)
+            out[case] = {"work": faiss.cvar.hnsw_stats.ndis / len(queries), "recall": recall(I, truth)}
+        return out
+
+    def raw_row(ef: int) -> dict:
+        p = faiss.SearchParametersHNSW()
+        p.efSearch = ef
+        faiss.cvar.hnsw_stats.reset()
+        _, I = raw.search(Q, k, params=p)
+        return {"efSearch": ef, "work": faiss.cvar.hnsw_stats.ndis / len(Q), "recall": recall(I, truth_raw)}
+
+    def simstd_row(settings: dict[str, dict[str, int]]) -> dict:
+        params = [tuning.search_parameters(mixed.shards[m], settings[m]) for m in mixed.modalities]
+        faiss.cvar.hnsw_stats.reset()
+        got = mixed._search(Q, q_mod, k, std, False, None, None, None, 1.0, shard_params=params).ids
+        return {"params": {m: v["efSearch"] for m, v in settings.items()},
+                "work": faiss.cvar.hnsw_stats.ndis / len(Q), "recall": recall(got, truth_std)}
+
+    # The tables the tuner picks from: stored items as pseudo queries (label-free), not the queries above.
+    t = time.perf_counter()
+    tune_ids, _ = tuning.split_queries(mixed, q_mod, args.tune_queries, 0.0, args.seed)
+    tables, _, _ = tuning.measure(mixed, q_mod, tune_ids, k, candidates=EFS)
+    total = len(tune_ids) * k
+    _log(f"per-shard tables on {len(tune_ids)} pseudo queries ({time.perf_counter() - t:.0f} s)")
+
+    rows = []
+    for ef in EFS:
+        r = raw_row(ef)
+        same = simstd_row({m: {"efSearch": ef} for m in mixed.modalities})
+        row = {"raw": r, "simstd_same_ef": same, "shard_control": shard_row(ef)}
+        try:
+            split, _, tuned_recall = tuning.pick(tables, total, budget=r["work"])
+            row["simstd_budget"] = {**simstd_row(split), "tuning_recall": tuned_recall}
+        except Exception as exc:  # a budget below every split's work (SimstdError)
+            row["simstd_budget"] = {"error": str(exc)}
+        split, tuned_work, tuned_recall = tuning.pick(tables, total, target_recall=r["recall"])
+        row["simstd_target"] = {**simstd_row(split), "tuning_recall": tuned_recall, "tuning_work": tuned_work}
+        rows.append(row)
+        b = row["simstd_budget"]
+        _log(f"ef={ef}: raw {r['work']:.0f} -> {r['recall']:.3f}; simstd same ef {same['work']:.0f} -> "
+             f"{same['recall']:.3f}; at raw's work {b.get('work', 0):.0f} -> {b.get('recall', float('nan')):.3f} "
+             f"{b.get('params')}; to reach raw's recall {row['simstd_target']['work']:.0f} -> "
+             f"{row['simstd_target']['recall']:.3f} {row['simstd_target']['params']}")
+    shard_tables = [{"target": tb.target, "efSearch": tb.values, "hits": (tb.hits / total).tolist(),
+                     "work": tb.work.tolist()} for tb in tables]
+    return {
+        "n": args.n, "k": k, "query_modality": q_mod, "queries": len(Q), "tune_queries": len(tune_ids),
+        "factory": "HNSW16", "date": _dt.date.today().isoformat(), "faiss": faiss.__version__,
+        # --no-docs and --results change where the numbers go, not the numbers
+        "command": "python benchmarks/hnsw_budget.py " + " ".join(shlex.quote(a) for a in _measuring(args.argv)),
+        "build": facts, "standardized_topk_share": share, "control_shard": other, "rows": rows, "shard_tables": shard_tables,
+        "fit": std.table(),
+    }
+
+
+def _measuring(argv: list[str]) -> list[str]:
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == "--results":
+            skip = True
+        elif a != "--no-docs" and not a.startswith("--results="):
+            out.append(a)
+    return out
+
+
+def markdown(data: dict) -> list[str]:
+    """The docs/performance.md section (benchmarks/run.py renders it)."""
+    lines = ["## HNSW: standardized recall at equal work\n"]
+    n = data["n"]
+    label = f"{n // 1_000_000}M" if n % 1_000_000 == 0 else f"{n // 1000}k"
+    lines.append(
+        f"{label} items (half text, half image), `HNSW16`, k={data['k']}, {data['queries']} fresh "
+        f"{data['query_modality']} queries. *work*: FAISS's `hnsw_stats.ndis`, distance computations per "
+        "query (simstd: summed over its two shards). *raw*: one FAISS index over all items, raw recall. "
+        "*same efSearch*: simstd with the raw row's `efSearch` on both shards. *split at raw's work*: the "
+        "per-shard `efSearch` that `simstd.tuning` picks for the raw row's work as budget; *split for raw's "
+        "recall*: the cheapest split it expects to reach the raw row's recall. It picks from tables measured "
+        f"on {data['tune_queries']} stored {data['query_modality']} items used as pseudo queries (label-free), "
+        "never on these queries. Measured by:\n")
+    lines.append("```bash")
+    lines.append(data["command"])
+    lines.append("```\n")
+    lines.append("| efSearch | raw work | raw recall | same efSearch: work | recall | split at raw's work "
+                 "(text, image) | work | **recall** | split for raw's recall | work | recall | **work / raw work** |")
+    lines.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for row in data["rows"]:
+        r, s, b, t = row["raw"], row["simstd_same_ef"], row["simstd_budget"], row["simstd_target"]
+        if "error" in b:
+            bcells = "below every split | – | –"
+        else:
+            bcells = f"{b['params']['text']}, {b['params']['image']} | {b['work']:,.0f} | **{b['recall']:.3f}**"
+        lines.append(
+            f"| {r['efSearch']} | {r['work']:,.0f} | {r['recall']:.3f} | {s['work']:,.0f} | {s['recall']:.3f} "
+            f"| {bcells} | {t['params']['text']}, {t['params']['image']} | {t['work']:,.0f} | {t['recall']:.3f} "
+            f"| **{t['work'] / r['work']:.2f}** |")
+    share = ", ".join(f"{m} {v:.0%}" for m, v in data["standardized_topk_share"].items())
+    lines.append(f"\nShare of each modality in the exact standardized top-{data['k']}: {share}.\n")
+    lines.append("Each shard's part of the exact standardized top-k that it finds (*hits*, share of all top-k "
+                 "items) and its work, per `efSearch`, on the pseudo queries:\n")
+    tabs = data["shard_tables"]
+    lines.append("| efSearch | " + " | ".join(f"{tb['target']} shard hits | work" for tb in tabs) + " |")
+    lines.append("|---|" + "---|---|" * len(tabs))
+    for j, ef in enumerate(tabs[0]["efSearch"]):
+        lines.append(f"| {ef} | " + " | ".join(f"{tb['hits'][j]:.3f} | {tb['work'][j]:,.0f}" for tb in tabs) + " |")
+    c = data["control_shard"]
+    lines.append(f"\nControl: the {c} shard alone is a plain FAISS `HNSW16` over the {c} items. Its raw recall@"
+                 f"{data['k']} for fresh {c} queries (same modality, the case raw FAISS is measured on above) and "
+                 f"for the {data['query_modality']} queries (cross-modal: their raw top-k among the {c} items, "
+                 "what most of the standardized top-k is made of), per `efSearch`:\n")
+    lines.append(f"| efSearch | {c} queries: work | recall | {data['query_modality']} queries (cross-modal): "
+                 "work | recall |")
+    lines.append("|---|---|---|---|---|")
+    for row in data["rows"]:
+        o, x = row["shard_control"]["own"], row["shard_control"]["cross"]
+        lines.append(f"| {row['raw']['efSearch']} | {o['work']:,.0f} | {o['recall']:.3f} | {x['work']:,.0f} "
+                     f"| {x['recall']:.3f} |")
+    lines.append("")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--size", default="1m", help="N, e.g. 200k or 1m (default 1m)")
+    p.add_argument("--k", type=int, default=10)
+    p.add_argument("--queries", type=int, default=1000, help="fresh evaluation queries (default 1000)")
+    p.add_argument("--tune-queries", type=int, default=500, help="stored items used to tune (default 500)")
+    p.add_argument("--query-modality", default="text")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workdir", default="/tmp/simstd-hnsw-budget", help="cache of the built indexes")
+    p.add_argument("--results", default=str(RESULTS))
+    p.add_argument("--no-docs", action="store_true", help="do not rewrite docs/performance.md")
+    args = p.parse_args(argv)
+    args.argv = list(argv if argv is not None else sys.argv[1:])
+    size = args.size.lower()
+    args.n = int(float(size[:-1]) * {"k": 1e3, "m": 1e6}[size[-1]]) if size[-1] in "km" else int(size)
+    data = run(args)
+    out = Path(args.results)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(data, indent=1) + "\n")
+    _log(f"wrote {out}")
+    if not args.no_docs and out.resolve() == RESULTS.resolve():
+        import run as bench  # benchmarks/run.py renders docs/performance.md, this section included
+
+        bench.main(["--docs-only"])
+        _log("rewrote docs/performance.md")
+    print("\n".join(markdown(data)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

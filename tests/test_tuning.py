@@ -1,0 +1,201 @@
+"""Per-(query modality, shard) search parameters and their label-free tuning (simstd.tuning)."""
+from __future__ import annotations
+
+import faiss
+import numpy as np
+import pytest
+
+from simstd import MixedIndex, Standardizer
+from simstd.datasets import synthetic_pairs
+from simstd.errors import CorruptFileError, NotFittedError, SimstdError
+from simstd import tuning
+
+
+@pytest.fixture(scope="module")
+def arrays() -> dict[str, np.ndarray]:
+    pairs = synthetic_pairs(3000, 64, seed=3)  # clustered, CLIP-like gap
+    return {"text": pairs[1], "image": pairs[0]}
+
+
+@pytest.fixture(scope="module")
+def fitted_hnsw(arrays) -> MixedIndex:
+    index = MixedIndex.from_arrays(arrays, factory="HNSW8")
+    index.standardizer = Standardizer(sample=500).fit(index)
+    return index
+
+
+@pytest.fixture
+def hnsw(fitted_hnsw) -> MixedIndex:
+    fitted_hnsw.clear_search_params()
+    fitted_hnsw.set_search_params("efSearch=16")
+    return fitted_hnsw
+
+
+def _ndis(index: MixedIndex, queries: np.ndarray, modality: str) -> float:
+    faiss.cvar.hnsw_stats.reset()
+    index.search(queries, modality, 10)
+    return faiss.cvar.hnsw_stats.ndis
+
+
+def _ef(index: MixedIndex, modality: str) -> int:
+    return faiss.downcast_index(index.shards[modality].index).hnsw.efSearch
+
+
+def test_pair_params_apply_to_their_pair_only_and_leave_the_shards_alone(hnsw, arrays):
+    text_q, image_q = arrays["text"][:40], arrays["image"][:40]
+    before = {m: _ndis(hnsw, q, m) for m, q in (("text", text_q), ("image", image_q))}
+    base = hnsw.search(text_q, "text", 10)
+    hnsw.set_search_params("efSearch=16", query_modality="text", target="image")  # the shard's own value
+    same = hnsw.search(text_q, "text", 10)
+    np.testing.assert_array_equal(same.ids, base.ids)
+    hnsw.set_search_params("efSearch=200", query_modality="text", target="image")
+    assert hnsw.search_params == {("text", "image"): "efSearch=200"}
+    assert _ndis(hnsw, text_q, "text") > 1.5 * before["text"]  # the wider beam is used ...
+    assert _ndis(hnsw, image_q, "image") == before["image"]  # ... for text queries only
+    assert _ef(hnsw, "image") == 16 and _ef(hnsw, "text") == 16  # per call, not stored in the shard
+    assert hnsw.shard_search_params("image") == {"efSearch": 16}
+    # single queries run the shards in a thread pool: the pair's parameters go with them
+    single = np.vstack([hnsw.search(text_q[i : i + 1], "text", 10).ids for i in range(5)])
+    np.testing.assert_array_equal(single, hnsw.search(text_q[:5], "text", 10).ids)
+    hnsw.clear_search_params()
+    assert _ndis(hnsw, text_q, "text") == before["text"]
+
+
+def test_setting_a_parameter_on_every_shard_drops_the_pair_settings_of_that_parameter(hnsw):
+    hnsw.set_search_params("efSearch=64", target="image")  # every query modality, the image shard
+    assert hnsw.search_params == {("text", "image"): "efSearch=64", ("image", "image"): "efSearch=64"}
+    hnsw.set_search_params("efSearch=32")
+    assert hnsw.search_params == {}
+    assert _ef(hnsw, "image") == 32
+
+
+def test_pair_params_are_saved_with_the_index(hnsw, tmp_path):
+    hnsw.set_search_params("efSearch=77", query_modality="text", target="image")
+    hnsw.save(tmp_path / "db.faiss")
+    loaded = MixedIndex.load(tmp_path / "db.faiss")
+    assert loaded.search_params == {("text", "image"): "efSearch=77"}
+    q = hnsw.reconstruct(hnsw.ids("text")[:20])
+    np.testing.assert_array_equal(loaded.search(q, "text", 10).ids, hnsw.search(q, "text", 10).ids)
+    loaded.clear_search_params()
+    loaded.save(tmp_path / "db.faiss")
+    assert MixedIndex.load(tmp_path / "db.faiss").search_params == {}
+    assert not any(p.name == "search_params.json" for p in (tmp_path / "db.faiss.d").rglob("*")
+                   if MixedIndex.load(tmp_path / "db.faiss").version in str(p))
+
+
+def test_a_damaged_search_params_file_is_refused(hnsw, tmp_path):
+    from simstd.index import _load_search_params
+
+    bad = tmp_path / "search_params.json"
+    bad.write_text('{"format": "simstd-search-params", "format_version": 1, "pairs": '
+                   '[{"query_modality": "text", "target": "image", "params": {"efSearch": -3}}]}')
+    with pytest.raises(CorruptFileError, match="positive integer"):
+        _load_search_params(hnsw, bad)
+
+
+@pytest.mark.parametrize("params, kwargs, message", [
+    ("efSearch=0", {"target": "image"}, "positive integer"),
+    ("efSearch=1.5", {"target": "image"}, "positive integer"),
+    ("efSearch=many", {"query_modality": "text"}, "positive integer"),
+    ("nprobe=4", {"target": "image"}, "applies to IVF shards"),
+    ("efConstruction=40", {"target": "image"}, "cannot be set per query modality"),
+    ("efSearch", {"target": "image"}, "name=value"),
+    ("efSearch=32", {"target": "audio"}, "unknown target modality 'audio'"),
+    ("efSearch=32", {"query_modality": " text"}, "non-empty string"),
+    (32, {"target": "image"}, "must be a string"),
+])
+def test_bad_pair_params_are_refused_with_the_fix(hnsw, params, kwargs, message):
+    with pytest.raises(SimstdError, match=message):
+        hnsw.set_search_params(params, **kwargs)
+    assert hnsw.search_params == {}
+
+
+def test_ivf_nprobe_per_pair_makes_that_pair_exhaustive(arrays):
+    index = MixedIndex.from_arrays(arrays, factory="IVF16,Flat")
+    index.set_search_params("nprobe=1")
+    index.standardizer = Standardizer(sample=300).fit(index)
+    index.set_search_params("nprobe=16", query_modality="text")  # all lists: exact for text queries
+    q = arrays["text"][:50]
+    exact = tuning.exact_search(index, q, "text", 10)
+    np.testing.assert_array_equal(index.search(q, "text", 10).ids, exact)
+    assert tuning.recall_at(index.search(arrays["image"][:50], "image", 10).ids,
+                            tuning.exact_search(index, arrays["image"][:50], "image", 10)) < 1
+
+
+def test_exact_search_is_the_flat_search(arrays):
+    index = MixedIndex.from_arrays(arrays)
+    index.standardizer = Standardizer(sample=300).fit(index)
+    q = arrays["image"][:30]
+    np.testing.assert_array_equal(tuning.exact_search(index, q, "image", 10), index.search(q, "image", 10).ids)
+    with pytest.raises(SimstdError, match="nothing to tune"):
+        tuning.tune_search_params(index, n_queries=20)
+
+
+def test_tuning_estimate_is_the_real_search_recall(hnsw):
+    """The shards' hits add up to the merged recall: the split's estimated recall on
+    the tuning queries equals what MixedIndex.search then gets on them."""
+    ids = hnsw.ids("text")[::30]
+    plan = tuning.choose(hnsw, "text", ids, 10, budget=400)
+    assert plan.work <= 400
+    tuning.evaluate(hnsw, plan, ids)  # the same queries, searched for real
+    assert plan.eval_recall == pytest.approx(plan.recall, abs=1e-12)
+    assert plan.eval_work == pytest.approx(plan.work, rel=1e-9)
+
+
+def test_tuning_chooses_on_its_queries_only_and_reports_on_held_out_ones(hnsw, monkeypatch):
+    seen: list[np.ndarray] = []
+    measure = tuning.measure
+
+    def spy(index, query_modality, tune_ids, *args, **kwargs):
+        seen.append(np.asarray(tune_ids).copy())
+        return measure(index, query_modality, tune_ids, *args, **kwargs)
+
+    monkeypatch.setattr(tuning, "measure", spy)
+    plans = tuning.tune_search_params(hnsw, query_modalities=["text"], n_queries=200, holdout=0.5, seed=4,
+                                      apply=False)
+    plan = plans["text"]
+    tune_ids, eval_ids = tuning.split_queries(hnsw, "text", 200, 0.5, 4)
+    assert len(seen) == 1 and np.array_equal(seen[0], tune_ids)  # only the tuning queries are measured
+    assert not np.intersect1d(tune_ids, eval_ids).size and len(eval_ids) == 100 == plan.n_eval
+    assert plan.n_tune == 100
+    # the choice is the best split of the tuning tables within the budget (the current work)
+    assert plan.params == tuning.pick(plan.tables, plan.n_tune * 10, budget=plan.budget)[0]
+    assert plan.work <= plan.budget
+    assert plan.recall >= max(r for w, r, _ in plan.frontier if w <= plan.budget) - 1e-12
+    assert plan.baseline_params == {"text": {"efSearch": 16}, "image": {"efSearch": 16}}
+    assert 0 < plan.eval_recall <= 1 and 0 < plan.baseline_recall <= 1 and plan.eval_work > 0
+    assert hnsw.search_params == {}  # apply=False
+
+
+def test_tuning_for_a_target_recall_applies_and_saves(hnsw, tmp_path):
+    plans = tuning.tune_search_params(hnsw, target_recall=0.97, n_queries=120, k=5)
+    for q, plan in plans.items():
+        assert plan.recall >= 0.97 or plan.recall == max(r for _, r, _ in plan.frontier)
+        cheaper = [r for w, r, _ in plan.frontier if w < plan.work - 1e-9]
+        assert all(r < 0.97 for r in cheaper)  # the cheapest split that reaches it
+        for t, values in plan.params.items():
+            assert hnsw.search_params[(q, t)] == f"efSearch={values['efSearch']}"
+    hnsw.save(tmp_path / "db.faiss")
+    assert MixedIndex.load(tmp_path / "db.faiss").search_params == hnsw.search_params
+
+
+@pytest.mark.parametrize("kwargs, error, message", [
+    ({"budget": 1}, SimstdError, "below the least work"),
+    ({"budget": 100, "target_recall": 0.9}, SimstdError, "not both"),
+    ({"budget": -5}, SimstdError, "budget must be a positive"),
+    ({"target_recall": 1.5}, SimstdError, r"target_recall must be in \(0, 1\]"),
+    ({"k": 0}, SimstdError, "k must be"),
+    ({"holdout": 1.0}, SimstdError, "holdout"),
+    ({"n_queries": True}, SimstdError, "n_queries"),
+    ({"query_modalities": ["audio"]}, SimstdError, "no stored items"),
+])
+def test_bad_tuning_settings_are_refused(hnsw, kwargs, error, message):
+    with pytest.raises(error, match=message):
+        tuning.tune_search_params(hnsw, apply=False, **{"n_queries": 20, **kwargs})
+    assert hnsw.search_params == {}
+
+
+def test_tuning_needs_a_fit(arrays):
+    index = MixedIndex.from_arrays({m: x[:300] for m, x in arrays.items()}, factory="HNSW8")
+    with pytest.raises(NotFittedError, match="fit one first"):
+        tuning.tune_search_params(index)
