@@ -199,3 +199,28 @@ def test_tuning_needs_a_fit(arrays):
     index = MixedIndex.from_arrays({m: x[:300] for m, x in arrays.items()}, factory="HNSW8")
     with pytest.raises(NotFittedError, match="fit one first"):
         tuning.tune_search_params(index)
+
+
+def test_cli_tune_commits_the_split_and_info_shows_it(arrays, tmp_path):
+    from click.testing import CliRunner
+
+    from simstd.cli import main
+
+    index = MixedIndex.from_arrays({m: x[:1500] for m, x in arrays.items()}, factory="HNSW8")
+    index.set_search_params("efSearch=16")
+    index.standardizer = Standardizer(sample=300).fit(index)
+    path = tmp_path / "db.faiss"
+    index.save(path)
+    runner = CliRunner()
+    dry = runner.invoke(main, ["tune", "--index", str(path), "--queries", "60", "--dry-run"])
+    assert dry.exit_code == 0, dry.output
+    assert "dry run: nothing written" in dry.output and MixedIndex.load(path).search_params == {}
+    done = runner.invoke(main, ["tune", "--index", str(path), "--queries", "60", "--target-recall", "0.99"])
+    assert done.exit_code == 0, done.output
+    assert "held out (30)" in done.output
+    saved = MixedIndex.load(path).search_params
+    assert set(saved) == {(q, t) for q in ("text", "image") for t in ("text", "image")}
+    info = runner.invoke(main, ["info", "--index", str(path)])
+    assert "text -> image: efSearch=" in info.output
+    bad = runner.invoke(main, ["tune", "--index", str(path), "--budget", "1"])
+    assert bad.exit_code == 1 and "raise the budget" in bad.output and "Traceback" not in bad.output

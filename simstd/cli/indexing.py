@@ -18,6 +18,7 @@ from ..standardizer import Standardizer
 from ..validation import load_npy
 from ._common import (
     _echo_counts,
+    _table,
     _hits_table,
     _load_embeddings,
     _stats_table,
@@ -362,6 +363,56 @@ def query(text: str | None, index_path: str, k: int, vector: str | None, query_m
 
 @main.command()
 @index_option
+@click.option("--budget", type=click.FloatRange(min=0, min_open=True), default=None, metavar="WORK",
+              help="Distance computations per query (FAISS's counter, summed over the shards) not to exceed "
+                   "(default: the current settings' work, split better).")
+@click.option("--target-recall", type=click.FloatRange(0, 1, min_open=True), default=None,
+              help="Instead of --budget: the cheapest split whose recall of the exact standardized top-k "
+                   "reaches this.")
+@click.option("-k", default=10, show_default=True, type=click.IntRange(min=1), help="The k to tune for.")
+@click.option("--queries", "n_queries", default=1000, show_default=True, type=click.IntRange(min=2),
+              help="Stored items per query modality used as pseudo queries (label-free).")
+@click.option("--holdout", default=0.5, show_default=True, type=click.FloatRange(0, 1, max_open=True),
+              help="Share of them held out to report the chosen split (never used to choose).")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--dry-run", is_flag=True, help="Report the split without committing it.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@lock_timeout_option
+def tune(index_path: str, budget: float | None, target_recall: float | None, k: int, n_queries: int,
+         holdout: float, seed: int, dry_run: bool, fmt: str, lock_timeout: float) -> None:
+    """Choose each HNSW/IVF shard's efSearch/nprobe per query modality for a work budget.
+
+    Cross-modal graph search needs a wider beam than same-modality search
+    (docs/performance.md); this measures both on stored items used as pseudo
+    queries and commits the best split (simstd.tuning.tune_search_params).
+    """
+    from ..tuning import tune_search_params
+
+    with writer_lock(index_path, lock_timeout, create=False):
+        index = MixedIndex.load(index_path)
+        plans = tune_search_params(index, budget=budget, target_recall=target_recall, k=k, n_queries=n_queries,
+                                   holdout=holdout, seed=seed, apply=not dry_run)
+        version = None if dry_run else index.save(index_path)
+    if fmt == "json":
+        click.echo(json.dumps({q: p.as_dict() for q, p in plans.items()}, indent=2))
+    else:
+        rows = []
+        for q, p in plans.items():
+            for t, values in p.params.items():
+                (name, value), = values.items()
+                rows.append([q, t, name, p.baseline_params[t][name], value])
+        click.echo(_table(["query", "target", "parameter", "before", "after"], rows))
+        for q, p in plans.items():
+            line = f"{q} queries: tuning recall@{p.k} {p.recall:.3f} at {p.work:,.0f} work per query"
+            if p.n_eval:
+                line += (f"; held out ({p.n_eval}): recall {p.baseline_recall:.3f} -> {p.eval_recall:.3f}, "
+                         f"work {p.baseline_work:,.0f} -> {p.eval_work:,.0f}")
+            click.echo(line)
+    click.echo("dry run: nothing written" if dry_run else f"wrote {index_path} (version {version})", err=True)
+
+
+@main.command()
+@index_option
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 def info(index_path: str, fmt: str) -> None:
     """Show counts per modality, dimension, factory and the fitted statistics."""
@@ -376,6 +427,8 @@ def info(index_path: str, fmt: str) -> None:
             "index": str(index_path), "version": index.version, "dim": index.dim, "factory": index.factory,
             "model": index.model, "ntotal": index.ntotal, "counts": index.counts, "fingerprint": index.fingerprint,
             "standardizer": None if std is None else std.to_dict(), "stale": stale,
+            "search_params": [{"query_modality": q, "target": t, "params": v}
+                              for (q, t), v in index.search_params.items()],
         }, indent=2))
         return
     click.echo(f"index        {index_path}")
@@ -385,6 +438,8 @@ def info(index_path: str, fmt: str) -> None:
     click.echo(f"model        {index.model or '-'}")
     click.echo(f"fingerprint  {index.fingerprint[:16]}")
     click.echo(f"items        {index.ntotal}  (" + ", ".join(f"{m}: {n}" for m, n in index.counts.items()) + ")")
+    if index.search_params:
+        click.echo("search       " + ", ".join(f"{q} -> {t}: {v}" for (q, t), v in index.search_params.items()))
     if std is None:
         click.echo(f"standardizer not fitted: run simstd fit --index {index_path}")
     else:
