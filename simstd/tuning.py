@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Callable, Sequence
 import faiss
 import numpy as np
 
-from .engines.faiss import _shard_kind, search_parameters
+from .engines.faiss import shard_kind, search_parameters
 from .errors import NotFittedError, SimstdError
 from .validation import Interval, check_label
 
@@ -204,7 +204,7 @@ def measure(
     padded = index._pad(Q, column)
     tables = []
     for t in index.modalities:
-        kind = _shard_kind(index.shards[t])
+        kind = shard_kind(index.shards[t])
         if kind is None:
             continue  # exact shard: nothing to tune
         param = "efSearch" if kind == "HNSW" else "nprobe"
@@ -229,7 +229,7 @@ def _shard_run(index: "MixedIndex", target: str, padded: np.ndarray, width: int,
     """One shard searched as :meth:`MixedIndex.search_like` does (one more result in the
     query's own shard, its own item dropped): the ids found and the work per query."""
     shard = index.shards[target]
-    with _counter(_shard_kind(shard)) as counted:
+    with _counter(shard_kind(shard)) as counted:
         _, I = index._shard_search(target, padded, min(width + int(target == query_modality), shard.ntotal),
                                    search_parameters(shard, values))
     return np.where(I == ids[:, None], -3, I), counted() / len(ids)
@@ -286,7 +286,7 @@ def evaluate(index: "MixedIndex", plan: SearchBudget, eval_ids: np.ndarray, stan
     Q = index.reconstruct(eval_ids)
     q = plan.query_modality
     truth = exact_search(index, Q, q, plan.k, eval_ids, std)
-    kinds = {_shard_kind(index.shards[t]) for t in plan.params}
+    kinds = {shard_kind(index.shards[t]) for t in plan.params}
     for name, settings in (("eval", plan.params), ("baseline", plan.baseline_params)):
         params = [search_parameters(index.shards[t], settings.get(t)) for t in index.modalities]
         with _counter(*kinds) as counted:

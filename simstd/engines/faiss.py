@@ -89,7 +89,7 @@ def new_shard(dim: int, factory: str, training: np.ndarray) -> faiss.IndexIDMap:
 PAIR_PARAMS = {"efSearch": "HNSW", "nprobe": "IVF"}
 
 
-def _shard_kind(shard: faiss.Index) -> str | None:
+def shard_kind(shard: faiss.Index) -> str | None:
     inner = faiss.downcast_index(shard.index if isinstance(shard, faiss.IndexIDMap) else shard)
     if isinstance(inner, faiss.IndexHNSW):
         return "HNSW"
@@ -102,7 +102,7 @@ def _shard_kind(shard: faiss.Index) -> str | None:
 
 def parse_pair_params(params: str, shard: faiss.Index, target: str) -> dict[str, int]:
     """``"efSearch=256"`` as ``{"efSearch": 256}``, checked against the shard it is for."""
-    kind = _shard_kind(shard)
+    kind = shard_kind(shard)
     out: dict[str, int] = {}
     for item in params.split(","):
         name, sep, value = (part.strip() for part in item.partition("="))
