@@ -289,7 +289,9 @@ class MixedIndex:
         for a wider HNSW beam where the query is cross-modal. Per-pair
         settings take ``efSearch`` (HNSW shards) and ``nprobe`` (IVF shards),
         are applied per call (FAISS ``SearchParameters``, the shards are not
-        changed), and are saved with the index. :func:`simstd.tuning.tune_search_params`
+        changed) by :meth:`search` and :meth:`search_like` (not by
+        :meth:`search_modality`, which fitting uses with its own wider beam),
+        and are saved with the index. :func:`simstd.tuning.tune_search_params`
         chooses them for a work budget.
         """
         if not isinstance(params, str):
