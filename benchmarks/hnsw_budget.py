@@ -84,6 +84,12 @@ def build(n: int, workdir: Path, seed: int):
         faiss.write_index(raw, str(raw_path))
         _log(f"built the raw FAISS index ({facts['build_raw_s']:.0f} s)")
     mixed = MixedIndex.load(mixed_path)
+    if not mixed.bridges:
+        t = time.perf_counter()
+        mixed.build_bridges()
+        facts["bridges_s"] = time.perf_counter() - t
+        mixed.save(mixed_path)
+        _log(f"built the cross-modal bridges ({facts['bridges_s']:.0f} s)")
     mixed.clear_search_params()
     return mixed, faiss.read_index(str(raw_path)), facts
 
@@ -137,40 +143,59 @@ def run(args) -> dict:
         _, I = raw.search(Q, k, params=p)
         return {"efSearch": ef, "work": faiss.cvar.hnsw_stats.ndis / len(Q), "recall": recall(I, truth_raw)}
 
+    bridges = dict(mixed._bridges)
+
     def simstd_row(settings: dict[str, dict[str, int]]) -> dict:
         params = [tuning.search_parameters(mixed.shards[m], settings[m]) for m in mixed.modalities]
         faiss.cvar.hnsw_stats.reset()
         got = mixed._search(Q, q_mod, k, std, False, None, None, None, 1.0, shard_params=params).ids
-        return {"params": {m: v["efSearch"] for m, v in settings.items()},
-                "work": faiss.cvar.hnsw_stats.ndis / len(Q), "recall": recall(got, truth_std)}
+        # with bridges, the entry points' distances are computed outside FAISS's counter: added here
+        work = faiss.cvar.hnsw_stats.ndis / len(Q) + tuning.entry_work(mixed, q_mod)
+        return {"params": {m: v["efSearch"] for m, v in settings.items()}, "work": work,
+                "recall": recall(got, truth_std)}
 
-    # The tables the tuner picks from: stored items as pseudo queries (label-free), not the queries above.
+    def budget_rows(tables, r: dict) -> dict:
+        out = {}
+        try:
+            split, _, tuned_recall = tuning.pick(tables, total, budget=r["work"])
+            out["budget"] = {**simstd_row(split), "tuning_recall": tuned_recall}
+        except Exception as exc:  # a budget below every split's work (SimstdError)
+            out["budget"] = {"error": str(exc)}
+        split, tuned_work, tuned_recall = tuning.pick(tables, total, target_recall=r["recall"])
+        out["target"] = {**simstd_row(split), "tuning_recall": tuned_recall, "tuning_work": tuned_work}
+        return out
+
+    # The tables the tuner picks from: stored items as pseudo queries (label-free), not the queries above;
+    # without bridges (each graph searched from its top) and with them.
     t = time.perf_counter()
     tune_ids, _ = tuning.split_queries(mixed, q_mod, args.tune_queries, 0.0, args.seed)
-    tables, _, _ = tuning.measure(mixed, q_mod, tune_ids, k, candidates=EFS)
     total = len(tune_ids) * k
+    tables = {}
+    for mode in ("plain", "bridged"):
+        mixed._bridges = bridges if mode == "bridged" else {}
+        tables[mode] = tuning.measure(mixed, q_mod, tune_ids, k, candidates=EFS)[0]
     _log(f"per-shard tables on {len(tune_ids)} pseudo queries ({time.perf_counter() - t:.0f} s)")
 
     rows = []
     for ef in EFS:
         r = raw_row(ef)
-        same = simstd_row({m: {"efSearch": ef} for m in mixed.modalities})
-        row = {"raw": r, "simstd_same_ef": same, "shard_control": shard_row(ef)}
-        try:
-            split, _, tuned_recall = tuning.pick(tables, total, budget=r["work"])
-            row["simstd_budget"] = {**simstd_row(split), "tuning_recall": tuned_recall}
-        except Exception as exc:  # a budget below every split's work (SimstdError)
-            row["simstd_budget"] = {"error": str(exc)}
-        split, tuned_work, tuned_recall = tuning.pick(tables, total, target_recall=r["recall"])
-        row["simstd_target"] = {**simstd_row(split), "tuning_recall": tuned_recall, "tuning_work": tuned_work}
+        mixed._bridges = {}
+        row = {"raw": r, "shard_control": shard_row(ef)}
+        row["simstd_same_ef"] = simstd_row({m: {"efSearch": ef} for m in mixed.modalities})
+        plain = budget_rows(tables["plain"], r)
+        row["simstd_budget"], row["simstd_target"] = plain["budget"], plain["target"]
+        mixed._bridges = bridges
+        row["bridged_same_ef"] = simstd_row({m: {"efSearch": ef} for m in mixed.modalities})
+        bridged = budget_rows(tables["bridged"], r)
+        row["bridged_budget"], row["bridged_target"] = bridged["budget"], bridged["target"]
         rows.append(row)
-        b = row["simstd_budget"]
-        _log(f"ef={ef}: raw {r['work']:.0f} -> {r['recall']:.3f}; simstd same ef {same['work']:.0f} -> "
-             f"{same['recall']:.3f}; at raw's work {b.get('work', 0):.0f} -> {b.get('recall', float('nan')):.3f} "
-             f"{b.get('params')}; to reach raw's recall {row['simstd_target']['work']:.0f} -> "
-             f"{row['simstd_target']['recall']:.3f} {row['simstd_target']['params']}")
-    shard_tables = [{"target": tb.target, "efSearch": tb.values, "hits": (tb.hits / total).tolist(),
-                     "work": tb.work.tolist()} for tb in tables]
+        b, bt = row["bridged_budget"], row["bridged_target"]
+        _log(f"ef={ef}: raw {r['work']:.0f} -> {r['recall']:.3f}; simstd same ef {row['simstd_same_ef']['work']:.0f}"
+             f" -> {row['simstd_same_ef']['recall']:.3f}; bridged at raw's work {b.get('work', 0):.0f} -> "
+             f"{b.get('recall', float('nan')):.3f} {b.get('params')}; bridged to reach raw's recall "
+             f"{bt['work']:.0f} -> {bt['recall']:.3f} {bt['params']}")
+    shard_tables = {mode: [{"target": tb.target, "efSearch": tb.values, "hits": (tb.hits / total).tolist(),
+                            "work": tb.work.tolist()} for tb in tabs] for mode, tabs in tables.items()}
     return {
         "n": args.n, "k": k, "query_modality": q_mod, "queries": len(Q), "tune_queries": len(tune_ids),
         "factory": "HNSW16", "date": _dt.date.today().isoformat(), "faiss": faiss.__version__,
@@ -193,6 +218,12 @@ def _measuring(argv: list[str]) -> list[str]:
     return out
 
 
+def _split_cells(b: dict) -> str:
+    if "error" in b:
+        return "below every split | – | –"
+    return f"{b['params']['text']}, {b['params']['image']} | {b['work']:,.0f} | **{b['recall']:.3f}**"
+
+
 def markdown(data: dict) -> list[str]:
     """The docs/performance.md section (benchmarks/run.py renders it)."""
     lines = ["## HNSW: standardized recall at equal work\n"]
@@ -200,43 +231,61 @@ def markdown(data: dict) -> list[str]:
     label = f"{n // 1_000_000}M" if n % 1_000_000 == 0 else f"{n // 1000}k"
     lines.append(
         f"{label} items (half text, half image), `HNSW16`, k={data['k']}, {data['queries']} fresh "
-        f"{data['query_modality']} queries. *work*: FAISS's `hnsw_stats.ndis`, distance computations per "
-        "query (simstd: summed over its two shards). *raw*: one FAISS index over all items, raw recall. "
-        "*same efSearch*: simstd with the raw row's `efSearch` on both shards. *split at raw's work*: the "
-        "per-shard `efSearch` that `simstd.tuning` picks for the raw row's work as budget; *split for raw's "
-        "recall*: the cheapest split it expects to reach the raw row's recall. It picks from tables measured "
-        f"on {data['tune_queries']} stored {data['query_modality']} items used as pseudo queries (label-free), "
-        "never on these queries. Measured by:\n")
+        f"{data['query_modality']} queries. *work*: distance computations per query, FAISS's `hnsw_stats.ndis` "
+        "(simstd: summed over its two shards, plus the entry points' distances with bridges). *raw*: one FAISS "
+        "index over all items, raw recall@k against the exact raw top-k. simstd: standardized recall@k against "
+        "the exact standardized top-k. *same efSearch*: the raw row's `efSearch` on both shards, each graph "
+        "searched from its top; *bridged*: the cross-modal shard entered from the bridges of the query's own "
+        "best results (`MixedIndex.build_bridges`). *split at raw's work*: the per-shard `efSearch` "
+        "(text shard, image shard) that `simstd.tuning` picks with the raw row's work as budget; *split for "
+        "raw's recall*: the cheapest split it expects to reach the raw row's recall. It picks from tables "
+        f"measured on {data['tune_queries']} stored {data['query_modality']} items used as pseudo queries "
+        "(label-free), never on these queries. Measured by:\n")
     lines.append("```bash")
     lines.append(data["command"])
     lines.append("```\n")
-    lines.append("| efSearch | raw work | raw recall | same efSearch: work | recall | split at raw's work "
-                 "(text, image) | work | **recall** | split for raw's recall | work | recall | **work / raw work** |")
-    lines.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    lines.append("| efSearch | raw work | raw recall | same efSearch: work | recall | bridged, same efSearch: "
+                 "work | recall | bridged split at raw's work | work | **recall** | bridged split for raw's recall "
+                 "| work | recall | **work / raw work** |")
+    lines.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for row in data["rows"]:
-        r, s, b, t = row["raw"], row["simstd_same_ef"], row["simstd_budget"], row["simstd_target"]
-        if "error" in b:
-            bcells = "below every split | – | –"
-        else:
-            bcells = f"{b['params']['text']}, {b['params']['image']} | {b['work']:,.0f} | **{b['recall']:.3f}**"
+        r, s, bs, t = row["raw"], row["simstd_same_ef"], row["bridged_same_ef"], row["bridged_target"]
         lines.append(
             f"| {r['efSearch']} | {r['work']:,.0f} | {r['recall']:.3f} | {s['work']:,.0f} | {s['recall']:.3f} "
-            f"| {bcells} | {t['params']['text']}, {t['params']['image']} | {t['work']:,.0f} | {t['recall']:.3f} "
+            f"| {bs['work']:,.0f} | {bs['recall']:.3f} | {_split_cells(row['bridged_budget'])} "
+            f"| {t['params']['text']}, {t['params']['image']} | {t['work']:,.0f} | {t['recall']:.3f} "
+            f"| **{t['work'] / r['work']:.2f}** |")
+    lines.append("\nThe same splits without bridges (each graph searched from its top):\n")
+    lines.append("| efSearch | raw work | raw recall | split at raw's work | work | **recall** | split for raw's recall "
+                 "| work | recall | **work / raw work** |")
+    lines.append("|---|---|---|---|---|---|---|---|---|---|")
+    for row in data["rows"]:
+        r, t = row["raw"], row["simstd_target"]
+        lines.append(
+            f"| {r['efSearch']} | {r['work']:,.0f} | {r['recall']:.3f} | {_split_cells(row['simstd_budget'])} "
+            f"| {t['params']['text']}, {t['params']['image']} | {t['work']:,.0f} | {t['recall']:.3f} "
             f"| **{t['work'] / r['work']:.2f}** |")
     share = ", ".join(f"{m} {v:.0%}" for m, v in data["standardized_topk_share"].items())
     lines.append(f"\nShare of each modality in the exact standardized top-{data['k']}: {share}.\n")
     lines.append("Each shard's part of the exact standardized top-k that it finds (*hits*, share of all top-k "
-                 "items) and its work, per `efSearch`, on the pseudo queries:\n")
-    tabs = data["shard_tables"]
-    lines.append("| efSearch | " + " | ".join(f"{tb['target']} shard hits | work" for tb in tabs) + " |")
-    lines.append("|---|" + "---|---|" * len(tabs))
-    for j, ef in enumerate(tabs[0]["efSearch"]):
-        lines.append(f"| {ef} | " + " | ".join(f"{tb['hits'][j]:.3f} | {tb['work'][j]:,.0f}" for tb in tabs) + " |")
+                 "items) and its work, per `efSearch`, on the pseudo queries (the tables the splits are picked "
+                 "from):\n")
+    plain, bridged = data["shard_tables"]["plain"], data["shard_tables"]["bridged"]
+    own = [tb for tb in plain if tb["target"] == data["query_modality"]][0]
+    cross = [tb for tb in plain if tb["target"] != data["query_modality"]][0]
+    bcross = [tb for tb in bridged if tb["target"] == cross["target"]][0]
+    c = cross["target"]
+    lines.append(f"| efSearch | {own['target']} shard: hits | work | {c} shard: hits | work "
+                 f"| {c} shard, bridged: hits | work |")
+    lines.append("|---|---|---|---|---|---|---|")
+    for j, ef in enumerate(own["efSearch"]):
+        lines.append(f"| {ef} | {own['hits'][j]:.3f} | {own['work'][j]:,.0f} | {cross['hits'][j]:.3f} "
+                     f"| {cross['work'][j]:,.0f} | {bcross['hits'][j]:.3f} | {bcross['work'][j]:,.0f} |")
     c = data["control_shard"]
     lines.append(f"\nControl: the {c} shard alone is a plain FAISS `HNSW16` over the {c} items. Its raw recall@"
                  f"{data['k']} for fresh {c} queries (same modality, the case raw FAISS is measured on above) and "
                  f"for the {data['query_modality']} queries (cross-modal: their raw top-k among the {c} items, "
-                 "what most of the standardized top-k is made of), per `efSearch`:\n")
+                 "what most of the standardized top-k is made of), per `efSearch`, searched from the top:\n")
     lines.append(f"| efSearch | {c} queries: work | recall | {data['query_modality']} queries (cross-modal): "
                  "work | recall |")
     lines.append("|---|---|---|---|---|")

@@ -55,6 +55,10 @@ FORMAT_VERSION = 1
 #: 0.01 std. (At 1M, efSearch 128 had std off by 205%: docs/performance.md.)
 MINING_EF_SEARCH = 256
 
+#: Entry points of a bridged cross-modal HNSW search: the bridges of this many
+#: of the query's own-modality results (build_bridges).
+BRIDGE_ENTRIES = 3
+
 
 class MixedIndex:
     """FAISS vectors of several modalities, a modality label per id, and payloads.
@@ -84,6 +88,9 @@ class MixedIndex:
         # Search-time parameters of one (query modality, shard) pair, e.g. a
         # wider HNSW beam for cross-modal queries (set_search_params).
         self._pair_params: dict[tuple[str, str], dict[str, int]] = {}
+        # Cross-modal entry points (build_bridges): (source, target) -> for each
+        # source item (row order) the target row of its nearest target item.
+        self._bridges: dict[tuple[str, str], np.ndarray] = {}
         self._fingerprint = _digest(f"simstd:{FORMAT_VERSION}:{self.dim}:{factory}:{uuid.uuid4()}".encode())
         self._check_factory()
 
@@ -160,6 +167,8 @@ class MixedIndex:
         self._shards[modality] = shard
         self._ids[modality] = np.concatenate([self._ids.get(modality, np.empty(0, np.int64)), ids])
         self.store.add(ids, modality, metadata)
+        for pair in [pair for pair in self._bridges if pair[0] == modality]:
+            del self._bridges[pair]  # the new items have no bridges: rebuild them (build_bridges)
         h = hashlib.blake2b(self._fingerprint.encode(), digest_size=16)
         h.update(modality.encode())
         h.update(vectors)  # C-contiguous float32 (as_embeddings): hashed in place, no copy
@@ -398,6 +407,101 @@ class MixedIndex:
                 out[sel] = sub.reconstruct_batch(rows)[:, : self.dim]
         return out
 
+    def build_bridges(self, ef_search: int = 32, *, batch: int = 16_384) -> list[tuple[str, str]]:
+        """Cross-modal entry points for HNSW shards; returns the bridged (query, target) pairs.
+
+        Most of a standardized top-k is cross-modal, and an HNSW search for a
+        query of another modality is the expensive part (docs/performance.md).
+        A *bridge* maps every stored item of modality ``s`` to its nearest item
+        in the HNSW shard of modality ``t`` (a graph search with ``ef_search``,
+        one batch FAISS search per block of items). A search with queries of
+        ``s`` then searches their own shard first, and starts the search of
+        shard ``t`` on its bottom layer at the bridges of the query's
+        :data:`BRIDGE_ENTRIES` best own results (FAISS ``search_level_0``),
+        already among the query's cross-modal neighbours, instead of
+        descending ``t``'s graph from its top. The idea of linking the query
+        distribution into the base graph is RoarGraph's (Chen et al., VLDB
+        2024); here it costs one stored int32 per item and pair, and no graph
+        change. Results stay approximate, as any HNSW search. Saved with the
+        index; adding items of ``s`` drops its bridges (rebuild them).
+        """
+        if ef_search not in Interval(int, 1):
+            raise SimstdError(f"ef_search must be a positive integer, got {ef_search!r}")
+        if batch not in Interval(int, 1):
+            raise SimstdError(f"batch must be a positive integer, got {batch!r}")
+        targets = [t for t, shard in self._shards.items() if _is_hnsw(shard) and shard.ntotal
+                   and shard.index.metric_type == faiss.METRIC_INNER_PRODUCT]
+        built = {}
+        for src, shard in self._shards.items():
+            for t in targets:
+                if t == src or not shard.ntotal:
+                    continue
+                params = faiss.SearchParametersHNSW()
+                params.efSearch = int(ef_search)
+                rows = np.empty(shard.ntotal, dtype=np.int32)
+                inner, target = shard.index, self._shards[t].index
+                for start in range(0, shard.ntotal, batch):
+                    X = inner.reconstruct_n(start, min(batch, shard.ntotal - start))
+                    X = augment(X[:, : self.dim], len(self._term_modalities))  # a raw search
+                    rows[start : start + len(X)] = target.search(X, 1, params=params)[1][:, 0]
+                built[(src, t)] = rows
+        self._bridges.update(built)
+        return list(built)
+
+    def drop_bridges(self) -> None:
+        """Forget every bridge (searches descend each graph from its top again)."""
+        self._bridges = {}
+
+    @property
+    def bridges(self) -> list[tuple[str, str]]:
+        """The (query modality, target) pairs searched from bridges (:meth:`build_bridges`)."""
+        return list(self._bridges)
+
+    def _bridged(self, query_modality: str, names: list[str]) -> list[str]:
+        """The named shards a query of ``query_modality`` enters through bridges."""
+        if not self._bridges or query_modality not in names:
+            return []
+        return [t for t in names if (query_modality, t) in self._bridges]
+
+    def _entries(self, query_modality: str, target: str, own_ids: np.ndarray) -> np.ndarray:
+        """Target rows to start from: the bridges of the best own-modality results."""
+        own = own_ids[:, :BRIDGE_ENTRIES]
+        own = np.where(own >= 0, own, own[:, :1])  # too few own results: repeat the best
+        rows = np.searchsorted(self._ids[query_modality], np.maximum(own, 0))
+        return np.ascontiguousarray(self._bridges[(query_modality, target)][rows], dtype=np.int32)
+
+    def _level0_search(self, target: str, queries: np.ndarray, k: int, entries: np.ndarray,
+                       params: faiss.SearchParameters | None) -> tuple[np.ndarray, np.ndarray]:
+        """An HNSW shard's bottom layer searched from ``entries`` (rows, one row of them per query)."""
+        inner = faiss.downcast_index(self._shards[target].index)
+        queries = np.ascontiguousarray(queries, dtype=np.float32)
+        nq, ne = entries.shape
+        X = inner.reconstruct_batch(entries.ravel()).reshape(nq, ne, -1)
+        near = np.ascontiguousarray(np.einsum("qd,qed->qe", queries, X), dtype=np.float32)
+        ef = params.efSearch if params is not None else inner.hnsw.efSearch
+        beam = faiss.SearchParametersHNSW()
+        beam.efSearch = max(int(ef), k)  # the bottom-layer search returns at most efSearch results
+        D = np.empty((nq, k), dtype=np.float32)
+        I = np.empty((nq, k), dtype=np.int64)
+        inner.search_level_0(nq, faiss.swig_ptr(queries), k, faiss.swig_ptr(entries), faiss.swig_ptr(near),
+                             faiss.swig_ptr(D), faiss.swig_ptr(I), ne, 2, beam)
+        ids = self._ids[target]
+        return D, np.where(I >= 0, ids[np.maximum(I, 0)], -1)
+
+    def _search_with_bridges(self, queries: np.ndarray, names: list[str], widths: list[int], query_modality: str,
+                             params: list, bridged: list[str]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """:meth:`_search_shards`, with the ``bridged`` shards searched after the query's own."""
+        plain = [j for j, m in enumerate(names) if m not in bridged]
+        found: dict[int, tuple[np.ndarray, np.ndarray]] = dict(zip(plain, self._search_shards(
+            queries, [names[j] for j in plain], [widths[j] for j in plain], query_modality,
+            [params[j] for j in plain])))
+        own = found[names.index(query_modality)][1]
+        for j, m in enumerate(names):
+            if m in bridged:
+                found[j] = self._level0_search(m, queries, widths[j], self._entries(query_modality, m, own),
+                                               params[j])
+        return [found[j] for j in range(len(names))]
+
     def fold_terms(self, standardizer: Standardizer) -> None:
         """Store the per-item terms of a ``method="hubness"`` fit in the shards
         (one extra dimension per query modality; engines/faiss.py), so FAISS
@@ -476,6 +580,9 @@ class MixedIndex:
         """
         if params is None:
             params = self._pair_search_params(query_modality, names)
+        bridged = self._bridged(query_modality, names) if query_modality is not None else []
+        if bridged:
+            return self._search_with_bridges(queries, names, widths, query_modality, params, bridged)
         threads = faiss.omp_get_max_threads()
         if len(names) > 1 and threads > 1 and len(queries) < threads:
             pool = _shard_pool(threads)
@@ -726,6 +833,7 @@ class MixedIndex:
         index._term_modalities = list(term_modalities)
         index._folded = folded
         index._pair_params = {}
+        index._bridges = {}
         return index
 
     @property
@@ -791,6 +899,40 @@ def _load_search_params(index: MixedIndex, path: Path) -> None:
 
 
 register_part(Part(SEARCH_PARAMS, _save_search_params, _load_search_params))
+
+#: The named file of an index version that holds the cross-modal bridges.
+BRIDGES = "bridges.npz"
+
+
+def _save_bridges(index: MixedIndex, path: Path) -> bool:
+    if not index._bridges:
+        return False
+    with open(path, "wb") as fh:  # np.savez would append ".npz" to a name without it
+        np.savez(fh, **{f"{s}\x1f{t}": rows for (s, t), rows in index._bridges.items()})
+    return True
+
+
+def _load_bridges(index: MixedIndex, path: Path) -> None:
+    fix = "drop them (index.drop_bridges(); save) or rebuild them (index.build_bridges(); save)"
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            bridges = {tuple(name.split("\x1f", 1)): data[name] for name in data.files}
+    except (OSError, ValueError) as exc:
+        raise CorruptFileError(f"cannot read the bridges {path} ({exc}); {fix}") from None
+    for (s, t), rows in bridges.items():
+        ok = (s in index._shards and t in index._shards and rows.dtype == np.int32
+              and rows.shape == (index._shards[s].ntotal,) and (rows.size == 0 or (
+                  rows.min() >= 0 and rows.max() < index._shards[t].ntotal)))
+        if not ok:
+            raise CorruptFileError(f"the bridges {path} do not match the index ({s!r} -> {t!r}); {fix}")
+    index._bridges = bridges
+
+
+register_part(Part(BRIDGES, _save_bridges, _load_bridges))
+
+
+def _is_hnsw(shard: faiss.Index) -> bool:
+    return isinstance(faiss.downcast_index(shard.index), faiss.IndexHNSW)
 
 _POOL: tuple[int, int, ThreadPoolExecutor] | None = None  # (pid, workers, pool)
 _POOL_LOCK = threading.Lock()

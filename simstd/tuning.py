@@ -23,6 +23,12 @@ shards' hits, and the best split is a small exhaustive search over the
 per-shard tables. The choice uses only the tuning queries; a disjoint set of
 held-out queries reports the chosen split's recall and work, measured with
 the real search.
+
+With cross-modal bridges (:meth:`MixedIndex.build_bridges`) a bridged shard
+is entered from the query's own-modality results; the tables then use the own
+shard's results at its smallest setting (the real search uses at least that
+setting, so its entries are at least as good) and count the entry points'
+distances as work.
 """
 from __future__ import annotations
 
@@ -34,6 +40,7 @@ import numpy as np
 
 from .engines.faiss import shard_kind, search_parameters
 from .errors import NotFittedError, SimstdError
+from .index import BRIDGE_ENTRIES
 from .validation import Interval, check_label
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -114,6 +121,7 @@ def tune_search_params(
     candidates: Sequence[int] | None = None,
     seed: int = 0,
     apply: bool = True,
+    bridges: bool | None = None,
 ) -> dict[str, SearchBudget]:
     """Choose each shard's ``efSearch`` (HNSW) or ``nprobe`` (IVF) per query modality.
 
@@ -123,10 +131,16 @@ def tune_search_params(
     the work of the current settings, split better. ``n_queries`` stored items
     of each query modality are drawn (``seed``), ``holdout`` of them held out
     for the report, never used to choose. ``apply=True`` sets the chosen
-    settings on ``index`` (saved with it by ``index.save``). Returns
-    ``{query modality: SearchBudget}``.
+    settings on ``index`` (saved with it by ``index.save``). ``bridges=True``
+    first builds cross-modal entry points (:meth:`MixedIndex.build_bridges`,
+    kept on ``index``), ``False`` drops them, None tunes the index as it is.
+    Returns ``{query modality: SearchBudget}``.
     """
     std = _check(index, budget, target_recall, k, n_queries, holdout)
+    if bridges is True and not index.bridges:
+        index.build_bridges()
+    elif bridges is False:
+        index.drop_bridges()
     modalities = list(query_modalities) if query_modalities is not None else index.modalities
     out = {}
     for q in modalities:
@@ -202,6 +216,13 @@ def measure(
     truth = exact_search(index, Q, query_modality, k, tune_ids, std)
     widths, column = _widths(index, std, query_modality, k)
     padded = index._pad(Q, column)
+    bridged = index._bridged(query_modality, index.modalities)
+    own = None
+    if bridged:  # entries of the bridged shards: the own shard's best results at its smallest setting
+        kind = shard_kind(index.shards[query_modality])
+        param = "efSearch" if kind == "HNSW" else "nprobe"
+        own = _shard_run(index, query_modality, padded, widths[query_modality], query_modality, tune_ids,
+                         {param: _candidates(index, query_modality, kind, candidates, k)[0]})[0]
     tables = []
     for t in index.modalities:
         kind = shard_kind(index.shards[t])
@@ -211,7 +232,8 @@ def measure(
         want = np.where(np.isin(truth, index.ids(t)), truth, -2)  # this shard's part of the exact top-k
         hits, work = [], []
         for v in _candidates(index, t, kind, candidates, k):
-            found, done = _shard_run(index, t, padded, widths[t], query_modality, tune_ids, {param: v})
+            found, done = _shard_run(index, t, padded, widths[t], query_modality, tune_ids, {param: v},
+                                     own if t in bridged else None)
             hits.append(int((want[:, :, None] == found[:, None, :]).any(axis=2).sum()))
             work.append(done)
         tables.append(PairTable(t, param, _candidates(index, t, kind, candidates, k), np.asarray(hits),
@@ -220,19 +242,30 @@ def measure(
         raise SimstdError(f"nothing to tune: the {index.factory!r} shards are exhaustive (exact at any setting)")
     baseline = _current(index, query_modality, tables)
     base_work = sum(_shard_run(index, tb.target, padded, widths[tb.target], query_modality, tune_ids,
-                               baseline[tb.target])[1] for tb in tables)
+                               baseline[tb.target], own if tb.target in bridged else None)[1] for tb in tables)
     return tables, baseline, float(base_work)
 
 
 def _shard_run(index: "MixedIndex", target: str, padded: np.ndarray, width: int, query_modality: str,
-               ids: np.ndarray, values: dict[str, int]) -> tuple[np.ndarray, float]:
+               ids: np.ndarray, values: dict[str, int], own: np.ndarray | None = None) -> tuple[np.ndarray, float]:
     """One shard searched as :meth:`MixedIndex.search_like` does (one more result in the
-    query's own shard, its own item dropped): the ids found and the work per query."""
+    query's own shard, its own item dropped): the ids found and the work per query.
+    ``own``: the query's own-modality results, to enter a bridged shard from."""
     shard = index.shards[target]
+    width = min(width + int(target == query_modality), shard.ntotal)
+    params = search_parameters(shard, values)
     with _counter(shard_kind(shard)) as counted:
-        _, I = index._shard_search(target, padded, min(width + int(target == query_modality), shard.ntotal),
-                                   search_parameters(shard, values))
-    return np.where(I == ids[:, None], -3, I), counted() / len(ids)
+        if own is None:
+            _, I = index._shard_search(target, padded, width, params)
+        else:
+            _, I = index._level0_search(target, padded, width, index._entries(query_modality, target, own), params)
+    extra = 0 if own is None else BRIDGE_ENTRIES  # the entry points' distances
+    return np.where(I == ids[:, None], -3, I), counted() / len(ids) + extra
+
+
+def entry_work(index: "MixedIndex", query_modality: str) -> int:
+    """Distances per query computed outside FAISS's counter: the entry points of bridged shards."""
+    return BRIDGE_ENTRIES * len(index._bridged(query_modality, index.modalities))
 
 
 def pick(tables: list[PairTable], total: int, *, budget: float | None = None,
@@ -292,7 +325,7 @@ def evaluate(index: "MixedIndex", plan: SearchBudget, eval_ids: np.ndarray, stan
         with _counter(*kinds) as counted:
             got = index._search(Q, q, plan.k, std, False, None, None, None, 1.0, exclude=eval_ids,
                                 shard_params=params).ids
-        setattr(plan, f"{name}_work", counted() / len(Q))
+        setattr(plan, f"{name}_work", counted() / len(Q) + entry_work(index, q))
         setattr(plan, f"{name}_recall", recall_at(got, truth))
     plan.n_eval = len(eval_ids)
 
@@ -414,4 +447,4 @@ def _current(index: "MixedIndex", query_modality: str, tables: list[PairTable]) 
 
 
 __all__ = ["SearchBudget", "PairTable", "tune_search_params", "choose", "measure", "pick", "frontier", "evaluate",
-           "exact_search", "split_queries", "recall_at", "HNSW_CANDIDATES"]
+           "exact_search", "split_queries", "recall_at", "entry_work", "HNSW_CANDIDATES"]

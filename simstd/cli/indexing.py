@@ -375,11 +375,14 @@ def query(text: str | None, index_path: str, k: int, vector: str | None, query_m
 @click.option("--holdout", default=0.5, show_default=True, type=click.FloatRange(0, 1, max_open=True),
               help="Share of them held out to report the chosen split (never used to choose).")
 @click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--bridges/--no-bridges", default=None,
+              help="Build (or drop) cross-modal entry points for HNSW shards first (MixedIndex.build_bridges): "
+                   "most of a standardized top-k is cross-modal, and they make that search cheaper.")
 @click.option("--dry-run", is_flag=True, help="Report the split without committing it.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 @lock_timeout_option
 def tune(index_path: str, budget: float | None, target_recall: float | None, k: int, n_queries: int,
-         holdout: float, seed: int, dry_run: bool, fmt: str, lock_timeout: float) -> None:
+         holdout: float, seed: int, bridges: bool | None, dry_run: bool, fmt: str, lock_timeout: float) -> None:
     """Choose each HNSW/IVF shard's efSearch/nprobe per query modality for a work budget.
 
     Cross-modal graph search needs a wider beam than same-modality search
@@ -391,7 +394,7 @@ def tune(index_path: str, budget: float | None, target_recall: float | None, k: 
     with writer_lock(index_path, lock_timeout, create=False):
         index = MixedIndex.load(index_path)
         plans = tune_search_params(index, budget=budget, target_recall=target_recall, k=k, n_queries=n_queries,
-                                   holdout=holdout, seed=seed, apply=not dry_run)
+                                   holdout=holdout, seed=seed, apply=not dry_run, bridges=bridges)
         version = None if dry_run else index.save(index_path)
     if fmt == "json":
         click.echo(json.dumps({q: p.as_dict() for q, p in plans.items()}, indent=2))
@@ -429,6 +432,7 @@ def info(index_path: str, fmt: str) -> None:
             "standardizer": None if std is None else std.to_dict(), "stale": stale,
             "search_params": [{"query_modality": q, "target": t, "params": v}
                               for (q, t), v in index.search_params.items()],
+            "bridges": [[q, t] for q, t in index.bridges],
         }, indent=2))
         return
     click.echo(f"index        {index_path}")
@@ -440,6 +444,8 @@ def info(index_path: str, fmt: str) -> None:
     click.echo(f"items        {index.ntotal}  (" + ", ".join(f"{m}: {n}" for m, n in index.counts.items()) + ")")
     if index.search_params:
         click.echo("search       " + ", ".join(f"{q} -> {t}: {v}" for (q, t), v in index.search_params.items()))
+    if index.bridges:
+        click.echo("bridges      " + ", ".join(f"{q} -> {t}" for q, t in index.bridges))
     if std is None:
         click.echo(f"standardizer not fitted: run simstd fit --index {index_path}")
     else:
