@@ -7,7 +7,7 @@ import pytest
 
 from simstd import MixedIndex, Standardizer
 from simstd.datasets import synthetic_pairs
-from simstd.errors import CorruptFileError, NotFittedError, SimstdError
+from simstd.errors import CorruptFileError, NotFittedError, SimstdError, StaleFitWarning
 from simstd import tuning
 
 
@@ -215,12 +215,95 @@ def test_cli_tune_commits_the_split_and_info_shows_it(arrays, tmp_path):
     dry = runner.invoke(main, ["tune", "--index", str(path), "--queries", "60", "--dry-run"])
     assert dry.exit_code == 0, dry.output
     assert "dry run: nothing written" in dry.output and MixedIndex.load(path).search_params == {}
-    done = runner.invoke(main, ["tune", "--index", str(path), "--queries", "60", "--target-recall", "0.99"])
+    done = runner.invoke(main, ["tune", "--index", str(path), "--queries", "60", "--target-recall", "0.99",
+                                "--bridges"])
     assert done.exit_code == 0, done.output
     assert "held out (30)" in done.output
+    assert sorted(MixedIndex.load(path).bridges) == [("image", "text"), ("text", "image")]
     saved = MixedIndex.load(path).search_params
     assert set(saved) == {(q, t) for q in ("text", "image") for t in ("text", "image")}
     info = runner.invoke(main, ["info", "--index", str(path)])
-    assert "text -> image: efSearch=" in info.output
+    assert "text -> image: efSearch=" in info.output and "bridges      " in info.output
     bad = runner.invoke(main, ["tune", "--index", str(path), "--budget", "1"])
     assert bad.exit_code == 1 and "raise the budget" in bad.output and "Traceback" not in bad.output
+
+
+# ---------------------------------------------------------------- cross-modal bridges
+@pytest.fixture
+def bridged(arrays) -> MixedIndex:
+    index = MixedIndex.from_arrays(arrays, factory="HNSW8")
+    index.standardizer = Standardizer(sample=500).fit(index)
+    index.set_search_params("efSearch=16")
+    assert sorted(index.build_bridges()) == [("image", "text"), ("text", "image")]
+    return index
+
+
+def test_bridges_point_near_each_items_cross_modal_neighbour(bridged, arrays):
+    S = arrays["text"] @ arrays["image"].T
+    got = S[np.arange(len(S)), bridged._bridges[("text", "image")]]
+    assert (got >= S.max(axis=1) - 1e-6).mean() > 0.6  # mostly the exact top-1 (a graph search, ef 32)
+    assert np.median(got / S.max(axis=1)) > 0.99
+
+
+def test_bridged_search_recalls_more_for_less_work(bridged):
+    q = bridged.reconstruct(bridged.ids("text")[::10])
+    truth = tuning.exact_search(bridged, q, "text", 10)
+    with_bridges = bridged._bridges
+    faiss.cvar.hnsw_stats.reset()
+    hit = tuning.recall_at(bridged.search(q, "text", 10).ids, truth)
+    work = faiss.cvar.hnsw_stats.ndis + tuning.entry_work(bridged, "text") * len(q)
+    bridged.drop_bridges()
+    faiss.cvar.hnsw_stats.reset()
+    plain = tuning.recall_at(bridged.search(q, "text", 10).ids, truth)
+    assert work < faiss.cvar.hnsw_stats.ndis and hit > plain - 0.01 and hit > 0.75
+    bridged._bridges = with_bridges
+    # one query at a time (the thread-pool path) gives the batch's answer, and search_like works
+    single = np.vstack([bridged.search(q[i : i + 1], "text", 10).ids for i in range(8)])
+    np.testing.assert_array_equal(single, bridged.search(q[:8], "text", 10).ids)
+    like = bridged.search_like(bridged.ids("text")[:5], k=10)
+    assert not np.isin(bridged.ids("text")[:5], like.ids).any()
+
+
+def test_bridges_are_saved_and_dropped_for_a_modality_that_grows(bridged, arrays, tmp_path):
+    bridged.save(tmp_path / "db.faiss")
+    loaded = MixedIndex.load(tmp_path / "db.faiss")
+    assert sorted(loaded.bridges) == [("image", "text"), ("text", "image")]
+    q = arrays["text"][:20]
+    np.testing.assert_array_equal(loaded.search(q, "text", 10).ids, bridged.search(q, "text", 10).ids)
+    loaded.add(arrays["text"][:10], "text")  # new texts have no bridges yet
+    assert loaded.bridges == [("image", "text")]
+    with pytest.warns(StaleFitWarning):
+        assert loaded.search(q, "text", 10).ids.shape == (20, 10)  # text queries: each graph from its top
+    loaded.standardizer = Standardizer(sample=300).fit(loaded)
+    loaded.save(tmp_path / "db.faiss")
+    assert MixedIndex.load(tmp_path / "db.faiss").bridges == [("image", "text")]
+
+
+def test_bad_bridges_are_refused(bridged, tmp_path):
+    from simstd.index import _load_bridges, _save_bridges
+
+    rows = bridged._bridges[("text", "image")]
+    bridged._bridges[("text", "image")] = rows[:-1]  # one item short
+    _save_bridges(bridged, tmp_path / "bridges.npz")
+    bridged._bridges[("text", "image")] = rows
+    with pytest.raises(CorruptFileError, match="do not match the index"):
+        _load_bridges(bridged, tmp_path / "bridges.npz")
+    (tmp_path / "junk.npz").write_bytes(b"not a zip")
+    with pytest.raises(CorruptFileError, match="cannot read the bridges"):
+        _load_bridges(bridged, tmp_path / "junk.npz")
+    with pytest.raises(SimstdError, match="ef_search must be a positive integer"):
+        bridged.build_bridges(ef_search=0)
+
+
+def test_only_hnsw_shards_get_bridges(arrays):
+    index = MixedIndex.from_arrays({m: x[:300] for m, x in arrays.items()})
+    assert index.build_bridges() == [] and index.bridges == []
+
+
+def test_tuning_with_bridges_counts_the_entry_points(bridged):
+    plans = tuning.tune_search_params(bridged, n_queries=100, query_modalities=["text"], apply=False)
+    plan = plans["text"]
+    assert plan.eval_work > 0 and 0 < plan.eval_recall <= 1
+    image = [tb for tb in plan.tables if tb.target == "image"][0]
+    assert image.work.min() >= tuning.BRIDGE_ENTRIES  # entry distances are work too
+    assert tuning.entry_work(bridged, "text") == tuning.BRIDGE_ENTRIES
