@@ -265,6 +265,11 @@ def markdown(data: dict) -> list[str]:
             f"| {r['efSearch']} | {r['work']:,.0f} | {r['recall']:.3f} | {_split_cells(row['simstd_budget'])} "
             f"| {t['params']['text']}, {t['params']['image']} | {t['work']:,.0f} | {t['recall']:.3f} "
             f"| **{t['work'] / r['work']:.2f}** |")
+    if data["build"].get("bridges_s"):
+        lines.append(f"\nBuilding the bridges (`build_bridges()`, efSearch 32, both directions) took "
+                     f"{data['build']['bridges_s']:.0f} s on this shared machine"
+                     + (f"; building the two shards took {data['build']['build_mixed_s']:.0f} s"
+                        if data["build"].get("build_mixed_s") else "") + ".")
     share = ", ".join(f"{m} {v:.0%}" for m, v in data["standardized_topk_share"].items())
     lines.append(f"\nShare of each modality in the exact standardized top-{data['k']}: {share}.\n")
     lines.append("Each shard's part of the exact standardized top-k that it finds (*hits*, share of all top-k "
