@@ -33,7 +33,7 @@ distances as work.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Mapping, Sequence
 
 import faiss
 import numpy as np
@@ -41,7 +41,7 @@ import numpy as np
 from .engines.faiss import shard_kind, search_parameters
 from .errors import NotFittedError, SimstdError
 from .index import BRIDGE_ENTRIES
-from .validation import Interval, check_label
+from .validation import Interval, as_embeddings, check_label
 
 if TYPE_CHECKING:  # pragma: no cover
     from .index import MixedIndex
@@ -122,6 +122,7 @@ def tune_search_params(
     seed: int = 0,
     apply: bool = True,
     bridges: bool | None = None,
+    queries: Mapping[str, np.ndarray] | None = None,
 ) -> dict[str, SearchBudget]:
     """Choose each shard's ``efSearch`` (HNSW) or ``nprobe`` (IVF) per query modality.
 
@@ -134,21 +135,37 @@ def tune_search_params(
     settings on ``index`` (saved with it by ``index.save``). ``bridges=True``
     first builds cross-modal entry points (:meth:`MixedIndex.build_bridges`,
     kept on ``index``), ``False`` drops them, None tunes the index as it is.
-    Returns ``{query modality: SearchBudget}``.
+    ``queries``: ``{modality: (n, dim) vectors}``, e.g. a query log, to tune
+    on instead of stored items (split into tuning and held-out queries the
+    same way); stored items are easier queries for their own graph than
+    fresh ones (docs/performance.md). Returns ``{query modality: SearchBudget}``.
     """
     std = _check(index, budget, target_recall, k, n_queries, holdout)
     if bridges is True and not index.bridges:
         index.build_bridges()
     elif bridges is False:
         index.drop_bridges()
-    modalities = list(query_modalities) if query_modalities is not None else index.modalities
+    if queries is not None:
+        if not isinstance(queries, Mapping) or query_modalities is not None:
+            raise SimstdError("pass queries as {modality: (n, dim) vectors}, without query_modalities")
+        modalities = list(queries)
+    else:
+        modalities = list(query_modalities) if query_modalities is not None else index.modalities
     out = {}
     for q in modalities:
         check_label(q, "query modality")
-        if q not in index.modalities:
+        if queries is not None:
+            vectors = as_embeddings(queries[q], f"tuning queries of {q!r}", index.dim)
+            order = np.random.default_rng([seed, len(vectors)]).permutation(len(vectors))[:n_queries]
+            n_eval = int(round(len(order) * holdout))
+            if len(order) - n_eval < 1:
+                raise SimstdError(f"no tuning queries left: {len(order)} {q!r} queries, holdout={holdout}")
+            tune_ids, eval_ids = vectors[np.sort(order[n_eval:])], vectors[np.sort(order[:n_eval])]
+        elif q not in index.modalities:
             raise SimstdError(f"query modality {q!r} has no stored items to use as pseudo queries; "
                               f"the index holds {index.modalities}")
-        tune_ids, eval_ids = split_queries(index, q, n_queries, holdout, seed)
+        else:
+            tune_ids, eval_ids = split_queries(index, q, n_queries, holdout, seed)
         plan = choose(index, q, tune_ids, k, budget=budget, target_recall=target_recall, candidates=candidates,
                       standardizer=std)
         if len(eval_ids):
@@ -185,17 +202,19 @@ def choose(
     standardizer: object | None = None,
 ) -> SearchBudget:
     """Measure every shard at every candidate setting on the pseudo queries
-    ``tune_ids`` (stored items of ``query_modality``) and choose the split
+    ``tune_ids`` (ids of stored items of ``query_modality``, each left out of
+    its own result, or an ``(n, dim)`` array of query vectors) and choose the split
     (:func:`measure`, then :func:`pick`)."""
     tables, baseline, baseline_work = measure(index, query_modality, tune_ids, k, candidates=candidates,
                                               standardizer=standardizer)
     if budget is None and target_recall is None:
         budget = baseline_work
-    params, work, recall = pick(tables, len(tune_ids) * k, budget=budget, target_recall=target_recall)
+    n_tune = len(tune_ids)
+    params, work, recall = pick(tables, n_tune * k, budget=budget, target_recall=target_recall)
     return SearchBudget(
         query_modality=query_modality, k=k, params=params, work=work, recall=recall,
-        budget=None if budget is None else float(budget), target_recall=target_recall, n_tune=len(tune_ids),
-        n_eval=0, baseline_params=baseline, frontier=frontier(tables, len(tune_ids) * k), tables=tables)
+        budget=None if budget is None else float(budget), target_recall=target_recall, n_tune=n_tune,
+        n_eval=0, baseline_params=baseline, frontier=frontier(tables, n_tune * k), tables=tables)
 
 
 def measure(
@@ -211,8 +230,7 @@ def measure(
     top-k and the work per query at every candidate setting; plus the current
     settings and their work on the same queries."""
     std = standardizer or index.standardizer
-    tune_ids = np.asarray(tune_ids, dtype=np.int64)
-    Q = index.reconstruct(tune_ids)
+    Q, tune_ids = _as_queries(index, tune_ids)
     truth = exact_search(index, Q, query_modality, k, tune_ids, std)
     widths, column = _widths(index, std, query_modality, k)
     padded = index._pad(Q, column)
@@ -252,7 +270,7 @@ def _shard_run(index: "MixedIndex", target: str, padded: np.ndarray, width: int,
     query's own shard, its own item dropped): the ids found and the work per query.
     ``own``: the query's own-modality results, to enter a bridged shard from."""
     shard = index.shards[target]
-    width = min(width + int(target == query_modality), shard.ntotal)
+    width = min(width + int(ids is not None and target == query_modality), shard.ntotal)
     params = search_parameters(shard, values)
     with _counter(shard_kind(shard)) as counted:
         if own is None:
@@ -260,7 +278,19 @@ def _shard_run(index: "MixedIndex", target: str, padded: np.ndarray, width: int,
         else:
             _, I = index._level0_search(target, padded, width, index._entries(query_modality, target, own), params)
     extra = 0 if own is None else BRIDGE_ENTRIES  # the entry points' distances
-    return np.where(I == ids[:, None], -3, I), counted() / len(ids) + extra
+    if ids is not None:
+        I = np.where(I == ids[:, None], -3, I)
+    return I, counted() / len(padded) + extra
+
+
+def _as_queries(index: "MixedIndex", queries: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """Query vectors and the ids to leave out: stored items (1-D ids, each left out of its
+    own result) or query vectors (2-D, e.g. a query log; nothing left out)."""
+    arr = np.asarray(queries)
+    if arr.ndim == 2:
+        return as_embeddings(arr, "tuning queries", index.dim), None
+    ids = arr.astype(np.int64)
+    return index.reconstruct(ids), ids
 
 
 def entry_work(index: "MixedIndex", query_modality: str) -> int:
@@ -315,8 +345,7 @@ def evaluate(index: "MixedIndex", plan: SearchBudget, eval_ids: np.ndarray, stan
     """Fill ``plan``'s ``eval_*`` and ``baseline_*`` fields from the held-out pseudo queries
     ``eval_ids``, searched with :meth:`MixedIndex.search`'s own code path."""
     std = standardizer or index.standardizer
-    eval_ids = np.asarray(eval_ids, dtype=np.int64)
-    Q = index.reconstruct(eval_ids)
+    Q, eval_ids = _as_queries(index, eval_ids)
     q = plan.query_modality
     truth = exact_search(index, Q, q, plan.k, eval_ids, std)
     kinds = {shard_kind(index.shards[t]) for t in plan.params}
@@ -327,7 +356,7 @@ def evaluate(index: "MixedIndex", plan: SearchBudget, eval_ids: np.ndarray, stan
                                 shard_params=params).ids
         setattr(plan, f"{name}_work", counted() / len(Q) + entry_work(index, q))
         setattr(plan, f"{name}_recall", recall_at(got, truth))
-    plan.n_eval = len(eval_ids)
+    plan.n_eval = len(Q)
 
 
 def exact_search(index: "MixedIndex", queries: np.ndarray, query_modality: str, k: int,

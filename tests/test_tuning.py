@@ -307,3 +307,19 @@ def test_tuning_with_bridges_counts_the_entry_points(bridged):
     image = [tb for tb in plan.tables if tb.target == "image"][0]
     assert image.work.min() >= tuning.BRIDGE_ENTRIES  # entry distances are work too
     assert tuning.entry_work(bridged, "text") == tuning.BRIDGE_ENTRIES
+
+
+def test_tuning_on_a_query_log(hnsw, arrays):
+    rng = np.random.default_rng(5)
+    log = arrays["text"][rng.choice(3000, 120, replace=False)] + 0.05 * rng.standard_normal((120, 64))
+    log /= np.linalg.norm(log, axis=1, keepdims=True)
+    plans = tuning.tune_search_params(hnsw, queries={"text": log.astype(np.float32)}, holdout=0.5, apply=False)
+    plan = plans["text"]
+    assert list(plans) == ["text"] and plan.n_tune == 60 and plan.n_eval == 60
+    vectors = hnsw.search(log[:5].astype(np.float32), "text", 10)  # fresh vectors: nothing left out
+    assert vectors.ids.shape == (5, 10)
+    est = tuning.choose(hnsw, "text", log[:40].astype(np.float32), 10, budget=plan.budget)
+    tuning.evaluate(hnsw, est, log[:40].astype(np.float32))
+    assert est.eval_recall == pytest.approx(est.recall, abs=1e-12)  # the additive estimate, on vectors too
+    with pytest.raises(SimstdError, match="without query_modalities"):
+        tuning.tune_search_params(hnsw, queries={"text": log}, query_modalities=["text"])
