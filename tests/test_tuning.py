@@ -212,10 +212,10 @@ def test_cli_tune_commits_the_split_and_info_shows_it(arrays, tmp_path):
     path = tmp_path / "db.faiss"
     index.save(path)
     runner = CliRunner()
-    dry = runner.invoke(main, ["tune", "--index", str(path), "--queries", "60", "--dry-run"])
+    dry = runner.invoke(main, ["tune", "--index", str(path), "--sample", "60", "--dry-run"])
     assert dry.exit_code == 0, dry.output
     assert "dry run: nothing written" in dry.output and MixedIndex.load(path).search_params == {}
-    done = runner.invoke(main, ["tune", "--index", str(path), "--queries", "60", "--target-recall", "0.99",
+    done = runner.invoke(main, ["tune", "--index", str(path), "--sample", "60", "--target-recall", "0.99",
                                 "--bridges"])
     assert done.exit_code == 0, done.output
     assert "held out (30)" in done.output
@@ -226,6 +226,13 @@ def test_cli_tune_commits_the_split_and_info_shows_it(arrays, tmp_path):
     assert "text -> image: efSearch=" in info.output and "bridges      " in info.output
     bad = runner.invoke(main, ["tune", "--index", str(path), "--budget", "1"])
     assert bad.exit_code == 1 and "raise the budget" in bad.output and "Traceback" not in bad.output
+    np.save(tmp_path / "log.npy", arrays["text"][:80])
+    logged = runner.invoke(main, ["tune", "--index", str(path), "--queries", str(tmp_path / "log.npy"),
+                                  "--query-modality", "text", "--dry-run"])
+    assert logged.exit_code == 0, logged.output
+    assert "text queries:" in logged.output and "image queries:" not in logged.output
+    lonely = runner.invoke(main, ["tune", "--index", str(path), "--queries", str(tmp_path / "log.npy")])
+    assert lonely.exit_code == 1 and "--query-modality" in lonely.output
 
 
 # ---------------------------------------------------------------- cross-modal bridges

@@ -370,8 +370,11 @@ def query(text: str | None, index_path: str, k: int, vector: str | None, query_m
               help="Instead of --budget: the cheapest split whose recall of the exact standardized top-k "
                    "reaches this.")
 @click.option("-k", default=10, show_default=True, type=click.IntRange(min=1), help="The k to tune for.")
-@click.option("--queries", "n_queries", default=1000, show_default=True, type=click.IntRange(min=2),
-              help="Stored items per query modality used as pseudo queries (label-free).")
+@click.option("--sample", "n_queries", default=1000, show_default=True, type=click.IntRange(min=2),
+              help="Pseudo queries per query modality: stored items (label-free), or rows of --queries.")
+@click.option("--queries", type=click.Path(dir_okay=False), default=None,
+              help="Tune on these query vectors (e.g. a query log, (n, dim) .npy) instead of stored items.")
+@click.option("--query-modality", default=None, help="Modality of --queries (e.g. text).")
 @click.option("--holdout", default=0.5, show_default=True, type=click.FloatRange(0, 1, max_open=True),
               help="Share of them held out to report the chosen split (never used to choose).")
 @click.option("--seed", default=0, show_default=True, type=int)
@@ -382,7 +385,8 @@ def query(text: str | None, index_path: str, k: int, vector: str | None, query_m
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 @lock_timeout_option
 def tune(index_path: str, budget: float | None, target_recall: float | None, k: int, n_queries: int,
-         holdout: float, seed: int, bridges: bool | None, dry_run: bool, fmt: str, lock_timeout: float) -> None:
+         queries: str | None, query_modality: str | None, holdout: float, seed: int, bridges: bool | None,
+         dry_run: bool, fmt: str, lock_timeout: float) -> None:
     """Choose each HNSW/IVF shard's efSearch/nprobe per query modality for a work budget.
 
     Cross-modal graph search needs a wider beam than same-modality search
@@ -391,10 +395,17 @@ def tune(index_path: str, budget: float | None, target_recall: float | None, k: 
     """
     from ..tuning import tune_search_params
 
+    log = None
+    if queries is not None:
+        if query_modality is None:
+            raise SimstdError("--queries needs --query-modality (the modality of those vectors, e.g. text)")
+        log = {query_modality: load_npy(queries, "--queries")}
+    elif query_modality is not None:
+        raise SimstdError("--query-modality describes --queries; pass the query vectors too")
     with writer_lock(index_path, lock_timeout, create=False):
         index = MixedIndex.load(index_path)
         plans = tune_search_params(index, budget=budget, target_recall=target_recall, k=k, n_queries=n_queries,
-                                   holdout=holdout, seed=seed, apply=not dry_run, bridges=bridges)
+                                   holdout=holdout, seed=seed, apply=not dry_run, bridges=bridges, queries=log)
         version = None if dry_run else index.save(index_path)
     if fmt == "json":
         click.echo(json.dumps({q: p.as_dict() for q, p in plans.items()}, indent=2))
