@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Fit from clip-retrieval files: speed and error of the float32, bfloat16-certified and Spark fits.
+"""Fit from clip-retrieval files: speed and error of the float32, bfloat16-certified, adaptive and Spark fits.
 
 Writes a clip-retrieval folder of synthetic CLIP-like vectors (``benchmarks/synth.py``,
 the data of docs/performance.md) as float16 ``img_emb_{N}.npy`` / ``text_emb_{N}.npy``,
@@ -7,14 +7,20 @@ then, in one process and alternating repeat by repeat:
 
 - ``index``: the fit on a Flat MixedIndex of the same vectors (what ``simstd fit --index`` does);
 - ``float32``: :func:`simstd.laion.fit_embeddings` streaming the files, exact float32 products;
-- ``bfloat16``: the same with bfloat16 candidates re-scored in float32 and certified.
+- ``bfloat16``: the same with bfloat16 candidates re-scored in float32 and certified;
+- ``auto-float32`` / ``auto-bfloat16``: ``sample="auto"``, rounds of pseudo queries until every
+  pair's mean and std has a standard error of at most ``--target-se`` of its std.
 
-Each fit's pair statistics are compared with the float32 fit of the same pseudo
-queries (same seed), in units of that pair's std. ``--spark local[2]`` adds the
+Each fit's pair statistics are compared, in units of that pair's std, with the float32 fit of
+the same pseudo queries (same seed) and, with ``--reference-sample S``, with an exact fit on S
+pseudo queries per modality drawn with another seed (its own sampling error is 1/sqrt(S) std):
+the error a user's fit carries against the collection's statistics. ``--error-seeds`` repeats
+the adaptive bfloat16 fit with more seeds for the spread of that error. ``--spark local[2]`` adds the
 Spark fit (and reads the job's bytes from Spark's REST API). Results go to
 ``benchmarks/results/laion_fit.json``.
 
-    python benchmarks/laion_fit.py --n 1m --sample 10000 --repeats 1
+    python benchmarks/laion_fit.py --n 1m --sample 10000 --repeats 3 \
+        --methods float32,bfloat16,auto-float32,auto-bfloat16 --reference-sample 40000 --error-seeds 1,2,3,4
     python benchmarks/laion_fit.py --n 200k --sample 2000 --spark "local[2]" --methods float32,ivf
 """
 from __future__ import annotations
@@ -78,6 +84,14 @@ def errors(std: Standardizer, ref: Standardizer) -> dict:
             "std_rel_error": float(np.max(np.abs(std.std_ - ref.std_) / ref.std_))}
 
 
+def fit_file(root: Path, name: str, args: argparse.Namespace, seed: int, report) -> Standardizer:  # noqa: ANN001
+    """One fit from the files: ``float32``/``bfloat16``/``ivf`` at ``--sample``, ``auto-*`` adaptive."""
+    auto = name.startswith("auto-")
+    search = name.removeprefix("auto-")
+    return fit_embeddings(root, sample="auto" if auto else args.sample, target_se=args.target_se, seed=seed,
+                          nprobe=args.nprobe, search="exact" if search == "float32" else search, report=report)
+
+
 def spark_metrics(spark, app_id: str) -> dict:  # noqa: ANN001
     """Bytes and task counts of the fit's jobs, from Spark's own REST API (the UI server)."""
     url = spark.sparkContext.uiWebUrl
@@ -108,6 +122,10 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=1)
     p.add_argument("--dir", default="/tmp/simstd-laion-bench", help="where the clip-retrieval folder is written")
     p.add_argument("--methods", default="float32,ivf,bfloat16,index", help="fits to time, in this order per repeat")
+    p.add_argument("--target-se", type=float, default=0.02, help="precision of the auto-* fits")
+    p.add_argument("--reference-sample", type=int, default=0,
+                   help="also fit exactly on this many pseudo queries per modality (seed 1000) as the reference")
+    p.add_argument("--error-seeds", default="", help="more seeds of the auto-bfloat16 fit, for its error's spread")
     p.add_argument("--nprobe", type=int, default=32)
     p.add_argument("--piece-rows", type=int, default=65_536, help="rows per task (piece)")
     p.add_argument("--spark", default=None, help="also fit on Spark with this master, e.g. local[2]")
@@ -121,24 +139,37 @@ def main() -> None:
     index = None
     if "index" in args.methods.split(","):
         index = MixedIndex.from_arrays(stored(root), factory="Flat")
-    runs: dict[str, list] = {"index": [], "float32": [], "bfloat16": [], "ivf": []}
+    methods = args.methods.split(",")
+    runs: dict[str, list] = {name: [] for name in methods}
     fits: dict[str, Standardizer] = {}
-    reports: dict[str, list] = {"float32": [], "bfloat16": [], "ivf": []}
+    reports: dict[str, list] = {name: [] for name in methods}
     for r in range(args.repeats):
-        for name in args.methods.split(","):
-            if name == "index" and index is None:
-                continue
+        for name in methods:
             t = time.perf_counter()
             if name == "index":
                 fits[name] = Standardizer(sample=args.sample, seed=args.seed).fit(index)
             else:
-                fits[name] = fit_embeddings(root, sample=args.sample, seed=args.seed, nprobe=args.nprobe,
-                                            search="exact" if name == "float32" else name,
-                                            report=reports[name].append)
+                fits[name] = fit_file(root, name, args, args.seed, reports[name].append)
             runs[name].append(time.perf_counter() - t)
             print(f"repeat {r} {name}: {runs[name][-1]:.1f} s", flush=True)
     ref_name = "float32" if "float32" in fits else "index"  # both are exact float32 fits of the same queries
     ref = fits[ref_name]
+    collection = {}
+    if args.reference_sample:
+        t = time.perf_counter()
+        big = fit_embeddings(root, sample=args.reference_sample, seed=1000, search="bfloat16")  # certified exact
+        print(f"reference ({args.reference_sample} per modality): {time.perf_counter() - t:.1f} s", flush=True)
+        collection = {"reference_sample": args.reference_sample, "reference_seed": 1000,
+                      "reference_own_se": args.reference_sample ** -0.5,
+                      "error_vs_reference": {k: errors(v, big) for k, v in fits.items()}}
+        spread = []
+        for s in [int(x) for x in args.error_seeds.split(",") if x]:
+            rep: list = []
+            fit = fit_file(root, "auto-bfloat16", args, s, rep.append)
+            spread.append({"seed": s, "sample": rep[0].sample, **errors(fit, big),
+                           "predicted_se": max(max(e["mean"], e["std"]) for e in rep[0].extra["standard_error"].values())})
+            print(f"auto-bfloat16 seed {s}: {spread[-1]}", flush=True)
+        collection["auto_bfloat16_seeds"] = spread
     result = {
         "n": n, "sample": args.sample, "seed": args.seed, "repeats": args.repeats,
         "seconds": {k: v for k, v in runs.items() if v},
@@ -146,18 +177,20 @@ def main() -> None:
         "reference": ref_name,
         "ratios_reference_over": {k: float(np.median(np.array(runs[ref_name]) / np.array(v)))
                                   for k, v in runs.items() if v},
-        "bfloat16_recomputed": [rep.extra.get("recomputed") for rep in reports["bfloat16"]],
-        "ivf": [{k: v for k, v in rep.extra.items()} for rep in reports["ivf"]],
+        "reports": {name: [{"sample": rep.sample, "seconds": rep.seconds, **rep.extra} for rep in reps]
+                    for name, reps in reports.items() if reps},
         "error_vs_reference": {k: errors(v, ref) for k, v in fits.items() if k != ref_name},
+        "collection": collection,
         "pairs": ref.table(),
     }
     if args.spark:
-        from simstd.spark.fit import session
+        from simstd.spark import SparkRunner
 
-        spark, _ = session(args.spark)
+        runner = SparkRunner(args.spark)
+        spark = runner.spark
         rep: list = []
         t = time.perf_counter()
-        std = fit_embeddings(root, sample=args.sample, seed=args.seed, spark=spark, report=rep.append,
+        std = fit_embeddings(root, sample=args.sample, seed=args.seed, runner=runner, report=rep.append,
                              piece_rows=args.piece_rows)
         elapsed = time.perf_counter() - t
         t = time.perf_counter()
@@ -165,7 +198,7 @@ def main() -> None:
         local = time.perf_counter() - t
         from pyspark import cloudpickle
 
-        from simstd.laion.fit import PseudoQueries
+        from simstd.laion.topk import PseudoQueries
         from simstd.laion.reader import ClipRetrievalFolder
 
         files = ClipRetrievalFolder(root)
@@ -184,7 +217,7 @@ def main() -> None:
                              "std": float(np.abs(std.std_ - ref.std_).max())},
             **spark_metrics(spark, rep[0].extra["app_id"]),
         }
-        spark.stop()
+        runner.close()
     out = Path(args.out)
     data = json.loads(out.read_text()) if out.exists() else {}
     data[f"{args.n}-{args.sample}" + ("-spark" if args.spark else "")] = result

@@ -13,6 +13,12 @@ import numpy as np
 
 Moments = tuple[np.ndarray, np.ndarray, np.ndarray]
 
+#: Default precision of an adaptive sample (``sample="auto"``): the standard
+#: error of each pair's mean and of its std, in units of that std. At 0.02 a
+#: z-score of 3 moves by about 0.06 at one standard error; docs/laion.md
+#: measures what it costs in retrieval.
+TARGET_SE = 0.02
+
 
 def pair_moments(codes: np.ndarray, scores: np.ndarray, size: int) -> Moments:
     """Count, mean and M2 (sum of squared deviations) of ``scores`` grouped by ``codes``.
@@ -57,3 +63,30 @@ def topk_mean(values: np.ndarray, k: int, axis: int = -1) -> np.ndarray:
     top = -np.partition(-masked, k - 1, axis=-1)[..., :k]
     finite = np.isfinite(top)
     return np.where(finite, top, 0.0).sum(axis=-1) / np.maximum(finite.sum(axis=-1), 1)
+
+
+def sampling_errors(scores: np.ndarray) -> tuple[int, float, float]:
+    """How precisely a sample of pseudo-positive scores fixes its pair's mean and std.
+
+    ``scores`` is ``(queries, k)``: each sampled pseudo query's top-k scores
+    (``-inf`` where it has fewer). Returns ``(n, se_mean, se_std)`` with both
+    standard errors in units of the pair's std: ``1/sqrt(n)`` for the mean and
+    ``sqrt((kurtosis - 1) / 4n)`` for the std (the delta method; ``kurtosis``
+    the sample's, 3 for a normal). ``n`` counts queries, not scores: the
+    top-k of one query are not independent draws, so this errs on the safe side.
+    """
+    scores = np.asarray(scores, dtype=np.float64).reshape(len(scores), -1)
+    n = int(np.isfinite(scores[:, 0]).sum()) if scores.size else 0
+    x = scores[np.isfinite(scores)]
+    if n == 0:
+        return 0, float("inf"), float("inf")
+    var = float(x.var())
+    kurtosis = float(((x - x.mean()) ** 4).mean() / var**2) if var > 0 else 1.0
+    return n, 1 / np.sqrt(n), float(np.sqrt(max(kurtosis - 1, 0.0) / (4 * n)))
+
+
+def rows_for_precision(se_mean: float, se_std: float, n: int, target: float) -> int:
+    """Queries a pair needs for both standard errors to reach ``target`` (in std units),
+    extrapolated from the errors ``n`` queries gave (both shrink as ``1/sqrt(n)``)."""
+    worst = max(se_mean, se_std)
+    return int(np.ceil(n * (worst / target) ** 2)) if np.isfinite(worst) else n + 1

@@ -17,6 +17,8 @@ except ImportError:
         raise  # CI installs simstd[spark] and a JDK: the test must run there
     pytest.skip('pyspark not installed (pip install "simstd[spark]")', allow_module_level=True)
 
+from simstd.spark import SparkRunner  # noqa: E402
+
 
 @pytest.fixture(scope="module")
 def spark():
@@ -32,8 +34,8 @@ def test_spark_fit_equals_the_local_fit(spark, features, tmp_path):
     reports = []
     # top-2: the reduce merges partial top-ks, not just maxima; pieces of 128 rows split the files
     local = fit_embeddings(folder, sample=150, seed=5, n_pseudo=2, piece_rows=128)
-    distributed = fit_embeddings(folder, sample=150, seed=5, n_pseudo=2, piece_rows=128, spark=spark,
-                                 report=reports.append)
+    distributed = fit_embeddings(folder, sample=150, seed=5, n_pseudo=2, piece_rows=128,
+                                 runner=SparkRunner(spark), report=reports.append)
     assert distributed.modalities_ == local.modalities_
     np.testing.assert_array_equal(distributed.n_, local.n_)
     assert distributed.n_.tolist() == [[300, 300], [300, 300]]

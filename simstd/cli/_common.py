@@ -27,6 +27,26 @@ INDEX_ENV = "SIMSTD_INDEX"
 PAYLOAD_FIELDS = ("text", "caption", "title", "path", "url", "coco_url")
 
 
+class SampleSize(click.ParamType):
+    """A sample size: a count (0 = all) or ``auto`` (sized by the precision it buys)."""
+
+    name = "N|auto"
+
+    def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> int | str:
+        if isinstance(value, int) and not isinstance(value, bool):
+            text = str(value)
+        else:
+            text = str(value).strip().lower()
+        if text == "auto":
+            return "auto"
+        if text.isdigit():
+            return int(text)
+        self.fail(f"{value!r} is not a count of pseudo queries (0 = all) or 'auto'", param, ctx)
+
+
+SAMPLE = SampleSize()
+
+
 class SimstdGroup(click.Group):
     """Turns SimstdError (and file-system errors) into a clean message and exit code 1."""
 

@@ -14,7 +14,9 @@ import click
 from ..errors import SimstdError
 from ..index import MixedIndex
 from ..storage import writer_lock
+from ..laion.worker import SEARCHES
 from ..standardizer import Standardizer
+from ..stats import TARGET_SE
 from ..validation import load_npy
 from ._common import (
     _echo_counts,
@@ -23,6 +25,7 @@ from ._common import (
     _load_embeddings,
     _stats_table,
     index_option,
+    SAMPLE,
     lock_timeout_option,
     main,
     result_records,
@@ -164,8 +167,15 @@ def add(index_path: str, embeddings: tuple[str, ...], meta: tuple[str, ...], loc
 @click.option("--queries", type=click.Path(dir_okay=False),
               help="Pseudo queries (a query log), (n, dim) .npy. Default: sample the indexed items.")
 @click.option("--query-modality", default=None, help="Modality of --queries (e.g. text).")
-@click.option("--sample", default=10_000, show_default=True, type=click.IntRange(min=0),
-              help="Pseudo queries per query modality (0 = all).")
+@click.option("--sample", default="10000", show_default=True, type=SAMPLE,
+              help="Pseudo queries per query modality (0 = all), or 'auto': as many as it takes for every "
+                   "pair's mean and std to reach --target-se.")
+@click.option("--target-se", default=TARGET_SE, show_default=True, type=click.FloatRange(0, 1, min_open=True,
+              max_open=True), help="--sample auto: standard error of each pair's mean and std, in units of its std.")
+@click.option("--search", type=click.Choice(SEARCHES), default="exact", show_default=True,
+              help="With --embeddings: how pseudo positives are found. exact: float32 products; bfloat16: "
+                   "bfloat16 candidates re-scored in float32, certified equal to exact (fast on CPUs with "
+                   "bfloat16 instructions; needs torch); ivf: k-means lists, reports its recall.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of the sample.")
 @click.option("--n-pseudo", default=1, show_default=True, type=click.IntRange(min=1),
               help="Pseudo positives per query and target modality (top-n).")
@@ -182,8 +192,9 @@ def add(index_path: str, embeddings: tuple[str, ...], meta: tuple[str, ...], loc
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 @lock_timeout_option
 def fit(index_path: str | None, embeddings_dir: str | None, out: str | None, spark_master: str | None,
-        queries: str | None, query_modality: str | None, sample: int, seed: int, n_pseudo: int, method: str,
-        hubness_k: int, hubness_bank: int, with_uncertainty: bool, fmt: str, lock_timeout: float) -> None:
+        queries: str | None, query_modality: str | None, sample: int | str, target_se: float, search: str, seed: int,
+        n_pseudo: int, method: str, hubness_k: int, hubness_bank: int, with_uncertainty: bool, fmt: str,
+        lock_timeout: float) -> None:
     """Fit the standardizer on pseudo-positive pairs and commit it with the index.
 
     With --embeddings DIR, fit from embedding files instead (a clip-retrieval
@@ -198,9 +209,12 @@ def fit(index_path: str | None, embeddings_dir: str | None, out: str | None, spa
         if method != "paper":
             click.echo("note: a fit from files fits the paper's method (--method paper); for the hubness "
                        "correction fit the built index: simstd fit --index ...", err=True)
-        _fit_from_files(embeddings_dir, index_path, out, spark_master, queries, with_uncertainty, sample, seed,
-                        n_pseudo, fmt, lock_timeout)
+        _fit_from_files(embeddings_dir, index_path, out, spark_master, queries, with_uncertainty, sample, target_se,
+                        search, seed, n_pseudo, fmt, lock_timeout)
         return
+    if search != "exact":
+        raise SimstdError("--search applies to --embeddings DIR (a fit from files); a fit on --index searches "
+                          "with the index's own shards")
     if out is not None or spark_master is not None:
         raise SimstdError("--out and --spark apply to --embeddings DIR (a fit from files); "
                           "a fit on --index is committed with the index")
@@ -248,8 +262,8 @@ def _fit(index_path: str, queries: str | None, query_modality: str | None, sampl
 
 
 def _fit_from_files(folder: str, index_path: str | None, out: str | None, spark_master: str | None,
-                    queries: str | None, with_uncertainty: bool, sample: int, seed: int, n_pseudo: int, fmt: str,
-                    lock_timeout: float) -> None:
+                    queries: str | None, with_uncertainty: bool, sample: int | str, target_se: float, search: str,
+                    seed: int, n_pseudo: int, fmt: str, lock_timeout: float) -> None:
     from ..laion import fit_embeddings
 
     if out is None and index_path is None:
@@ -259,8 +273,15 @@ def _fit_from_files(folder: str, index_path: str | None, out: str | None, spark_
         raise SimstdError("a fit from files samples its pseudo queries from the files; --queries and "
                           "--uncertainty need an index (simstd build --from DIR, then simstd fit --index)")
     reports = []
-    std = fit_embeddings(folder, sample=sample or None, seed=seed, n_pseudo=n_pseudo, spark=spark_master,
-                         report=reports.append)
+    settings = dict(sample=sample or None, target_se=target_se, search=search, seed=seed, n_pseudo=n_pseudo,
+                    report=reports.append)
+    if spark_master is None:
+        std = fit_embeddings(folder, **settings)
+    else:
+        from ..spark import SparkRunner
+
+        with SparkRunner(spark_master) as runner:
+            std = fit_embeddings(folder, runner=runner, **settings)
     wrote = []
     if out is not None:
         std.save(out)
@@ -283,8 +304,10 @@ def _fit_from_files(folder: str, index_path: str | None, out: str | None, spark_
         r = reports[0]
         counts = ", ".join(f"{n} {m}" for m, n in r.counts.items())
         worst = max(max(e["mean"], e["std"]) for e in r.extra["standard_error"].values())
-        click.echo(f"fitted on {counts} ({r.engine}, {r.pieces} pieces, {r.seconds:.1f} s); sampling error of each "
-                   f"pair's mean and std at most {worst:.3f} std; wrote " + " and ".join(wrote), err=True)
+        drawn = ", ".join(f"{n} {m}" for m, n in r.sample.items())
+        click.echo(f"fitted on {counts} ({r.engine}, {r.pieces} pieces, {r.seconds:.1f} s) with {drawn} pseudo "
+                   f"queries; sampling error of each pair's mean and std at most {worst:.3f} std; wrote "
+                   + " and ".join(wrote), err=True)
 
 
 @main.command()

@@ -7,9 +7,10 @@ itself excluded, are its pseudo positives; the standardizer is the per-pair
 mean and std of their scores.
 
 Computed as a map-reduce over *pieces* (row ranges of the ``.npy`` files), in
-the shape of clip-retrieval's distributors: the same worker,
-:func:`partial_topk`, runs over the pieces one after the other here, or per
-Spark partition (:mod:`simstd.spark.fit`):
+the shape of clip-retrieval's distributors: a :class:`~simstd.laion.worker.Runner`
+maps every piece with the same worker (:func:`~simstd.laion.worker.partial_topk`),
+in this process (:class:`~simstd.laion.worker.LocalRunner`) or per Spark
+partition (:class:`simstd.spark.SparkRunner`):
 
 1. draw the pseudo queries (a seeded sample of row numbers, read row by row,
    never the whole collection) and hand them to every task;
@@ -20,9 +21,16 @@ Spark partition (:mod:`simstd.spark.fit`):
    the blocks with Chan et al.'s exact update (:func:`simstd.stats.merge_moments`).
 
 Memory is one piece plus one query block's score matrix plus the pseudo
-queries. With the same seed the sample equals the one
+queries. With an integer ``sample`` and the same seed the sample equals the one
 ``Standardizer(sample=..., seed=...).fit(index)`` draws on an index whose ids
 follow the files' order, so the two fits agree to float32 rounding.
+
+The cost is ``2 * dim * pseudo queries * items`` floating-point operations:
+linear in the collection, and in the sample. ``sample="auto"`` sizes the
+sample by the precision it buys instead of a fixed count: a fixed count is
+too many for a well-behaved pair and, for a heavy-tailed one, too few.
+Rounds of pseudo queries run until every pair's mean and std carry a standard
+error of at most ``target_se`` of its std (:func:`simstd.stats.sampling_errors`).
 """
 from __future__ import annotations
 
@@ -31,224 +39,30 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
-from threadpoolctl import threadpool_limits
 
 from ..errors import SimstdError
 from ..standardizer import Standardizer
-from ..stats import merge_moments, pair_moments
+from ..stats import TARGET_SE, merge_moments, pair_moments, rows_for_precision, sampling_errors
 from ..validation import check_label
-from .ivf import MIN_RECALL, Probes, partial_topk_ivf, train
+from .ivf import MIN_RECALL, probe, train_centroids
 from .reader import PIECE_ROWS, ClipRetrievalFolder, EmbeddingFiles, Piece
+from .topk import PseudoQueries, Tops, uncertified
+from .worker import SEARCHES, LocalRunner, Runner
 
 logger = logging.getLogger(__name__)
 
-#: Pseudo queries per block: a block's partial top-k is the unit of the reduce.
-QUERY_BLOCK = 2048
-#: Items per matrix product inside a piece: QUERY_BLOCK x ITEM_BLOCK float32
-#: scores (32 MiB) stay in cache-friendly reach and bound memory.
-ITEM_BLOCK = 4096
-#: The bfloat16 product runs best on wider blocks (64 MiB of bfloat16 scores).
-ITEM_BLOCK_BF16 = 16_384
-
-Key = tuple[str, int]  # (query modality, query block)
+#: ``sample=AUTO``: size the sample by the precision of each pair's statistics.
+AUTO = "auto"
+#: The smallest extra round of an adaptive sample, per query modality.
+MIN_ROUND = 256
+#: An extra round asks for this much more than the errors so far extrapolate
+#: to, so that one extra round is usually the last.
+ROUND_MARGIN = 1.1
 
 
-@dataclass
-class PseudoQueries:
-    """The seeded sample every task receives: per modality, sorted global rows and their vectors."""
-
-    rows: dict[str, np.ndarray]
-    vectors: dict[str, np.ndarray]
-    block: int = QUERY_BLOCK
-    probes: Probes | None = None  # search="ivf": centroids and each query's probed lists
-
-    @classmethod
-    def draw(cls, files: EmbeddingFiles, sample: int | None, seed: int, block: int = QUERY_BLOCK) -> "PseudoQueries":
-        """Per modality (in the files' order), ``sample`` rows without replacement, the same
-        draws as :func:`simstd.mining.mine_pseudo_positives` makes over ids in that order."""
-        rng = np.random.default_rng(seed)
-        rows, vectors = {}, {}
-        for m in files.modalities:
-            n = files.count(m)
-            r = np.arange(n, dtype=np.int64)
-            if sample is not None and sample < n:
-                r = np.sort(rng.choice(n, size=sample, replace=False)).astype(np.int64)
-            rows[m] = r
-            vectors[m] = files.take(m, r)
-        return cls(rows, vectors, block)
-
-    def keys(self) -> list[Key]:
-        return [(m, b) for m, r in self.rows.items() for b in range(-(-len(r) // self.block))]
-
-    def block_of(self, key: Key) -> tuple[np.ndarray, np.ndarray]:
-        m, b = key
-        sl = slice(b * self.block, (b + 1) * self.block)
-        return self.rows[m][sl], self.vectors[m][sl]
-
-    @property
-    def nbytes(self) -> int:
-        probes = 0 if self.probes is None else self.probes.nbytes
-        return sum(v.nbytes + self.rows[m].nbytes for m, v in self.vectors.items()) + probes
-
-    def subset(self, take: dict[str, np.ndarray]) -> "PseudoQueries":
-        """The queries at positions ``take[m]`` of each modality (one block each), without probes."""
-        return PseudoQueries({m: self.rows[m][i] for m, i in take.items()},
-                             {m: self.vectors[m][i] for m, i in take.items()}, block=max(len(i) for i in take.values()))
-
-
-def partial_topk(
-    piece: Piece, items: np.ndarray, queries: PseudoQueries, k: int, search: str = "exact"
-) -> Iterator[tuple[tuple[str, int, str], Partial]]:
-    """The map step: for every query block, each query's ``k`` best cosines among ``items``.
-
-    ``items`` are the rows of ``piece`` (float32 unit rows). Yields
-    ``((query modality, block, target modality), (scores (Qb, k), bound (Qb,)))``:
-    score rows sorted descending and padded with ``-inf``; a pseudo query's own
-    row is never its own neighbour (it is masked, so exact duplicates of it
-    count). ``bound`` is an upper bound on the cosine of every item the scores
-    leave out that could beat them unseen: ``-inf`` in float32 (every item is
-    scored exactly); with ``search="bfloat16"`` see :func:`_bf16_block`.
-    With ``search="ivf"`` only the lists each query probes are scored
-    (:mod:`simstd.laion.ivf`).
-    """
-    tm = piece.modality
-    if search == "ivf":
-        tops = partial_topk_ivf(piece, items, queries.rows, queries.vectors, queries.probes, k)
-        for key in queries.keys():
-            sl = slice(key[1] * queries.block, (key[1] + 1) * queries.block)
-            best = tops[key[0]][sl]
-            yield (key[0], key[1], tm), (best, np.full(len(best), -np.inf, dtype=np.float32))
-        return
-    n = len(items)
-    kk = min(k, n)
-    fast = search == "bfloat16"
-    if fast:
-        torch = _torch()
-        all_items = torch.from_numpy(items).to(torch.bfloat16)
-    for key in queries.keys():
-        rows, vectors = queries.block_of(key)
-        best = np.full((len(rows), k), -np.inf, dtype=np.float32)
-        bound = np.full(len(rows), -np.inf, dtype=np.float32)
-        own = key[0] == tm
-        if fast:
-            qt = torch.from_numpy(vectors).to(torch.bfloat16)
-        step = ITEM_BLOCK_BF16 if fast else ITEM_BLOCK
-        for lo in range(0, n, step):
-            hi = min(lo + step, n)
-            mask = None
-            if own:  # each query's own row, if it lies in this block
-                local = rows - (piece.offset + lo)
-                hit = (local >= 0) & (local < hi - lo)
-                mask = (np.flatnonzero(hit), local[hit])
-            if fast:
-                top, edge = _bf16_block(qt, all_items[lo:hi], vectors, items[lo:hi], mask, k)
-                bound = np.maximum(bound, edge)
-            else:
-                S = vectors @ items[lo:hi].T
-                if mask is not None:
-                    S[mask] = -np.inf
-                top = _topk(S, min(kk, hi - lo))
-            best = merge_topk(best, top, k)
-        yield (key[0], key[1], tm), (best, bound)
-
-
-Partial = tuple[np.ndarray, np.ndarray]  # (top-k scores (Qb, k), bound (Qb,))
-
-#: Rows kept per query from a bfloat16 block and re-scored exactly in float32.
-BF16_CANDIDATES = 16
-#: Upper bound on |bfloat16 score - float32 cosine| for unit vectors: both
-#: inputs rounded to bfloat16 (unit roundoff u = 2^-8) give at most
-#: (2u + u^2) * sum|q_i x_i| <= (2u + u^2), since sum|q_i x_i| <= |q||x| = 1
-#: (Cauchy-Schwarz); the float32 accumulation adds < 1e-4 at 1024 dims and the
-#: bfloat16 output another u/2 * |s| <= 2^-9. Rounded up.
-BF16_ERROR = 2 * 2.0**-8 + 2.0**-16 + 1e-4 + 2.0**-9 + 1e-4
-
-
-def _bf16_block(qt, xt, vectors: np.ndarray, items: np.ndarray, mask, k: int) -> tuple[np.ndarray, np.ndarray]:  # noqa: ANN001
-    """Candidates by a bfloat16 matrix product, re-scored exactly; returns the
-    block's exact top-k of those candidates and a per-query bound.
-
-    Every item outside a query's ``c`` bfloat16 candidates scored at most the
-    ``c``-th candidate's bfloat16 score ``t``, so its exact cosine is at most
-    ``t + BF16_ERROR``: that is the bound (``-inf`` when all items were
-    candidates). If a query's final k-th exact score reaches its bound, its
-    top-k is certified exact (ties included); otherwise the fit scores it again
-    in float32 (:func:`fit_embeddings`).
-    """
-    torch = _torch()
-    S = qt @ xt.T
-    if mask is not None:
-        S[torch.from_numpy(mask[0]), torch.from_numpy(mask[1])] = -float("inf")
-    c = min(max(BF16_CANDIDATES, k), S.shape[1])
-    vals, idx = torch.topk(S, c, dim=1)
-    idx = idx.numpy()
-    exact = np.einsum("qd,qcd->qc", vectors, items[idx])
-    exact[~np.isfinite(vals.float().numpy())] = -np.inf  # masked self rows that filled the candidates
-    edge = vals[:, -1].float().numpy() + np.float32(BF16_ERROR) if c < S.shape[1] else np.full(len(S), -np.inf)
-    return _topk(exact, min(k, c)), edge.astype(np.float32)
-
-
-def _torch():  # noqa: ANN202
-    try:
-        import torch
-    except ImportError:
-        raise SimstdError('search="bfloat16" needs torch (pip install "simstd[clip]"); '
-                          'or fit with search="exact"') from None
-    return torch
-
-
-def merge_partial(a: Partial, b: Partial, k: int) -> Partial:
-    """The reduce step: top-k of both, the larger bound."""
-    return merge_topk(a[0], b[0], k), np.maximum(a[1], b[1])
-
-
-def uncertified(part: Partial) -> np.ndarray:
-    """Rows whose top-k a bound leaves open (always none in float32)."""
-    scores, bound = part
-    return np.flatnonzero(~(scores[:, -1] >= bound) & np.isfinite(bound))
-
-
-def merge_topk(a: np.ndarray, b: np.ndarray, k: int) -> np.ndarray:
-    """Top-``k`` per row of two partial top-k arrays (descending, ``-inf`` padded): the reduce step."""
-    both = np.concatenate([a, b], axis=1)
-    if both.shape[1] > k:
-        both = -np.partition(-both, k - 1, axis=1)[:, :k]
-    out = -np.sort(-both, axis=1)
-    if out.shape[1] < k:
-        out = np.concatenate([out, np.full((len(out), k - out.shape[1]), -np.inf, np.float32)], axis=1)
-    return out
-
-
-def _topk(S: np.ndarray, k: int) -> np.ndarray:
-    if k == 1:
-        return S.max(axis=1, keepdims=True)
-    return -np.sort(-np.partition(S, S.shape[1] - k, axis=1)[:, -k:], axis=1)
-
-
-def block_moments(scores: np.ndarray) -> tuple[int, float, float]:
-    """Count, mean and M2 of one query block's finite top-k scores (one modality pair)."""
-    s = scores[np.isfinite(scores)].astype(np.float64)
-    n, mean, m2 = pair_moments(np.zeros(s.size, np.int64), s, 1)
-    return int(n[0]), float(mean[0]), float(m2[0])
-
-
-def pool(modalities: Sequence[str], parts: Iterable[tuple[str, str, tuple[int, float, float]]]):  # noqa: ANN201
-    """Pool ``(query modality, target modality, (n, mean, m2))`` parts exactly into (M, M) arrays."""
-    m = len(modalities)
-    code = {x: i for i, x in enumerate(modalities)}
-    total = (np.zeros((m, m), np.int64), np.full((m, m), np.nan), np.zeros((m, m)))
-    for qm, tm, (n, mean, m2) in parts:
-        one = (np.zeros((m, m), np.int64), np.full((m, m), np.nan), np.zeros((m, m)))
-        i, j = code[qm], code[tm]
-        one[0][i, j], one[1][i, j], one[2][i, j] = n, mean, m2
-        total = merge_moments(total, one)
-    return total
-
-
-# ------------------------------------------------------------------ drivers
 @dataclass
 class FitReport:
     """What a fit from files did: sizes, timings and (on Spark) the job's shape."""
@@ -262,23 +76,8 @@ class FitReport:
     extra: dict = field(default_factory=dict)
 
 
-Tops = dict[tuple[str, int, str], Partial]  # (query modality, block, target modality) -> reduced partial
-
-
-def run_local(files: EmbeddingFiles, pieces: list[Piece], queries: PseudoQueries, k: int,
-              search: str = "exact", threads: int | None = None) -> Tops:
-    """Map every piece, reduce per (query block, target modality), in this process."""
-    acc: Tops = {}
-    with threadpool_limits(threads):
-        for piece in pieces:
-            items = files.read(piece)
-            for key, part in partial_topk(piece, items, queries, k, search):
-                acc[key] = part if key not in acc else merge_partial(acc[key], part, k)
-    return acc
-
-
-def certify(tops: Tops, run: Callable[[list[Piece], PseudoQueries], Tops], pieces: list[Piece],
-            queries: PseudoQueries, k: int) -> int:
+def certify(tops: Tops, runner: Runner, files: EmbeddingFiles, pieces: list[Piece], queries: PseudoQueries,
+            k: int) -> int:
     """Score the queries whose bfloat16 top-k is not certified again, exactly, over
     their target modality's pieces (in place); returns how many there were."""
     redo = 0
@@ -288,43 +87,26 @@ def certify(tops: Tops, run: Callable[[list[Piece], PseudoQueries], Tops], piece
             continue
         rows, vectors = queries.block_of((qm, b))
         sub = PseudoQueries({qm: rows[bad]}, {qm: vectors[bad]}, block=len(bad))
-        fixed = run([p for p in pieces if p.modality == tm], sub)[(qm, 0, tm)]
+        fixed = runner.run(files, [p for p in pieces if p.modality == tm], sub, k)[(qm, 0, tm)]
         part[0][bad] = fixed[0]
         part[1][bad] = -np.inf
         redo += len(bad)
     return redo
 
 
-SEARCHES = ("exact", "bfloat16", "ivf")
-
-
-def standard_errors(tops: Tops) -> dict[str, dict[str, float]]:
-    """Each pair's sampling error, in units of its std: of the mean (1/sqrt(n)) and of the std
-    (sqrt((kurtosis - 1) / 4n), the delta method), so a fit states how precise its sample is."""
-    scores: dict[str, list] = {}
-    for (qm, _b, tm), (s, _bound) in tops.items():
-        scores.setdefault(f"{qm}->{tm}", []).append(s[np.isfinite(s)].astype(np.float64))
-    out = {}
-    for pair, parts in sorted(scores.items()):
-        x = np.concatenate(parts)
-        n, var = len(x), float(x.var()) if len(x) else 0.0
-        kurt = float(((x - x.mean()) ** 4).mean() / var**2) if var > 0 else float("nan")
-        out[pair] = {"n": n, "mean": 1 / np.sqrt(max(n, 1)), "std": float(np.sqrt(max(kurt - 1, 0) / (4 * max(n, 1))))}
-    return out
-
-
-def check_ivf(tops: Tops, run: Callable[[list[Piece], PseudoQueries], Tops], pieces: list[Piece],
-              queries: PseudoQueries, check: int, seed: int) -> dict:
+def check_ivf(tops: Tops, runner: Runner, files: EmbeddingFiles, pieces: list[Piece], queries: PseudoQueries,
+              k: int, check: int, seed: int) -> dict:
     """Score a seeded subset of the pseudo queries by brute force and compare with their IVF top-k:
-    recall (share of top-k scores found) and the shift it causes, per pair, in units of the exact std."""
+    top-k scores found and the mean shift the misses cause, per pair, in units of the exact std.
+    The checked queries keep their exact top-k (in place)."""
     rng = np.random.default_rng([seed, 2])
     take = {m: np.sort(rng.choice(len(r), size=min(check, len(r)), replace=False)) for m, r in queries.rows.items()}
-    exact = run(pieces, queries.subset(take))
+    exact = runner.run(files, pieces, queries.subset(take), k)
     found, total, shifts = 0, 0, {}
     for (qm, _b, tm), (ref, _bound) in exact.items():
         idx = take[qm]
         got = np.concatenate([tops[(qm, b, tm)][0] for b in range(-(-len(queries.rows[qm]) // queries.block))])[idx]
-        for b in np.unique(idx // queries.block):  # the checked queries keep their exact top-k
+        for b in np.unique(idx // queries.block):
             mine = idx // queries.block == b
             tops[(qm, int(b), tm)][0][idx[mine] % queries.block] = ref[mine]
         ok = np.isfinite(ref)
@@ -332,26 +114,95 @@ def check_ivf(tops: Tops, run: Callable[[list[Piece], PseudoQueries], Tops], pie
         total += int(ok.sum())
         std = float(ref[ok].std()) or 1.0
         shifts[f"{qm}->{tm}"] = float(abs(got[ok].mean() - ref[ok].mean()) / std)
-    recall = found / max(total, 1)
-    if recall < MIN_RECALL:
-        warnings.warn(f"the IVF candidates found {recall:.1%} of the exact top-k of {sum(map(len, take.values()))} "
-                      f"check queries (mean shift up to {max(shifts.values()):.3f} std): raise nprobe, or fit with "
-                      'search="exact"', UserWarning, stacklevel=3)
-    return {"ivf_recall": recall, "ivf_check_queries": {m: len(i) for m, i in take.items()},
-            "ivf_mean_shift_over_std": shifts}
+    return {"found": found, "total": total, "checked": {m: len(i) for m, i in take.items()}, "shifts": shifts}
+
+
+class _Sample:
+    """The pseudo queries drawn so far, round by round, and every pair's scores."""
+
+    def __init__(self, files: EmbeddingFiles, seed: int) -> None:
+        self.files = files
+        self.rng = np.random.default_rng(seed)
+        self.taken = {m: np.empty(0, np.int64) for m in files.modalities}
+        self.scores: dict[tuple[str, str], list[np.ndarray]] = {}
+        self.parts: list[tuple[str, str, tuple[int, float, float]]] = []
+
+    def more(self, want: dict[str, int]) -> dict[str, np.ndarray]:
+        """``want[m]`` more rows of each modality, never one already drawn."""
+        out = {}
+        for m, w in want.items():
+            n, taken = self.files.count(m), self.taken[m]
+            w = min(int(w), n - len(taken))
+            if len(taken) == 0:
+                rows = self.rng.choice(n, size=w, replace=False)
+            else:  # the complement is small next to the files at the sizes a sample reaches
+                rows = self.rng.choice(np.setdiff1d(np.arange(n), taken, assume_unique=True), size=w, replace=False)
+            out[m] = rows.astype(np.int64)
+            self.taken[m] = np.concatenate([taken, out[m]])
+        return out
+
+    def add(self, tops: Tops) -> None:
+        for (qm, _b, tm), (s, _bound) in sorted(tops.items()):
+            self.scores.setdefault((qm, tm), []).append(s)
+            self.parts.append((qm, tm, block_moments(s)))
+
+    def errors(self) -> dict[str, dict[str, float]]:
+        """Each pair's ``{"n", "mean", "std"}``: queries and standard errors in units of its std."""
+        out = {}
+        for (qm, tm), parts in sorted(self.scores.items()):
+            n, se_mean, se_std = sampling_errors(np.concatenate(parts))
+            out[f"{qm}->{tm}"] = {"n": n, "mean": se_mean, "std": se_std}
+        return out
+
+    def shortfall(self, target: float) -> dict[str, int]:
+        """Per query modality whose pairs miss ``target``: how many more rows to draw (none when all meet it)."""
+        need: dict[str, int] = {}
+        for (qm, tm), parts in self.scores.items():
+            n, se_mean, se_std = sampling_errors(np.concatenate(parts))
+            if max(se_mean, se_std) > target and len(self.taken[qm]) < self.files.count(qm):
+                rows = int(np.ceil(rows_for_precision(se_mean, se_std, n, target) * ROUND_MARGIN))
+                need[qm] = max(need.get(qm, 0), max(MIN_ROUND, rows - len(self.taken[qm])))
+        return need
+
+
+def block_moments(scores: np.ndarray) -> tuple[int, float, float]:
+    """Count, mean and M2 of one query block's finite top-k scores (one modality pair)."""
+    s = scores[np.isfinite(scores)].astype(np.float64)
+    n, mean, m2 = pair_moments(np.zeros(s.size, np.int64), s, 1)
+    return int(n[0]), float(mean[0]), float(m2[0])
+
+
+def pool(modalities: Sequence[str], parts: list[tuple[str, str, tuple[int, float, float]]]):  # noqa: ANN201
+    """Pool ``(query modality, target modality, (n, mean, m2))`` parts exactly into (M, M) arrays."""
+    m = len(modalities)
+    code = {x: i for i, x in enumerate(modalities)}
+    total = (np.zeros((m, m), np.int64), np.full((m, m), np.nan), np.zeros((m, m)))
+    for qm, tm, (n, mean, m2) in parts:
+        one = (np.zeros((m, m), np.int64), np.full((m, m), np.nan), np.zeros((m, m)))
+        i, j = code[qm], code[tm]
+        one[0][i, j], one[1][i, j], one[2][i, j] = n, mean, m2
+        total = merge_moments(total, one)
+    return total
+
+
+def _positive_int(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise SimstdError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
 
 
 def fit_embeddings(
     source: str | Path | EmbeddingFiles | Mapping[str, Sequence[str | Path]],
     *,
-    sample: int | None = 10_000,
+    sample: int | str | None = 10_000,
+    target_se: float = TARGET_SE,
     seed: int = 0,
     n_pseudo: int = 1,
     search: str = "exact",
     nlist: int | None = None,
     nprobe: int = 32,
     check: int = 256,
-    spark: object | None = None,
+    runner: Runner | None = None,
     piece_rows: int = PIECE_ROWS,
     report: Callable[[FitReport], None] | None = None,
 ) -> Standardizer:
@@ -359,9 +210,18 @@ def fit_embeddings(
 
     ``source`` is a clip-retrieval output folder (``img_emb/``, ``text_emb/``),
     an :class:`~simstd.laion.reader.EmbeddingFiles` or ``{modality: [.npy
-    paths]}``. ``sample`` pseudo queries per modality (``None``: every item),
-    drawn with ``seed``. ``spark`` runs the same map-reduce on Spark: a master
-    URL such as ``"local[2]"`` or a ``SparkSession`` (``pip install
+    paths]}``. The pseudo queries:
+
+    - ``sample=N``: ``N`` per modality drawn with ``seed`` (``None``: every
+      item), the same draw as ``Standardizer(sample=N, seed=seed).fit(index)``;
+    - ``sample="auto"``: rounds of seeded draws until the standard error of
+      every pair's mean and std is at most ``target_se`` of its std (about
+      ``1 / target_se**2`` queries per modality for a normal tail, more for a
+      heavy one; all items if the files hold fewer). The report's
+      ``extra["standard_error"]`` holds the errors reached.
+
+    ``runner`` runs the map-reduce: :class:`~simstd.laion.worker.LocalRunner`
+    (default, this process) or :class:`simstd.spark.SparkRunner` (``pip install
     "simstd[spark]"``). The result has no index fingerprint, so it applies to
     any index of the same dimension built from these files
     (``Standardizer.load`` / ``MixedIndex.standardizer``).
@@ -369,62 +229,93 @@ def fit_embeddings(
     ``search`` is how each pseudo query's top-k is found:
 
     - ``"exact"``: float32 products with every item (the reference);
-    - ``"bfloat16"`` (needs torch): candidates from a bfloat16 product,
-      re-scored in float32 and certified by a rounding-error bound; the few it
-      cannot certify are scored again exactly. Equal to ``"exact"``;
+    - ``"bfloat16"`` (needs torch; fast where the CPU has bfloat16 matrix
+      instructions, such as AVX-512 BF16 or AMX): candidates from a bfloat16
+      product, re-scored in float32 and certified by a rounding-error bound;
+      the few it cannot certify are scored again exactly. Equal to ``"exact"``;
     - ``"ivf"``: only the ``nprobe`` of ``nlist`` k-means lists nearest each
       query (:mod:`simstd.laion.ivf`), scores exact; a seeded ``check`` sample
       of pseudo queries per modality is also searched exactly and the recall
       and the shift it causes (in units of std) are reported (warned about
       below 99% recall).
     """
-    probe = Standardizer(method="paper", n_pseudo=n_pseudo, sample=sample, seed=seed)  # the paper's per-pair fit, whatever the default
-    probe._check_params()
-    if isinstance(piece_rows, bool) or not isinstance(piece_rows, (int, np.integer)) or piece_rows < 1:
-        raise SimstdError(f"piece_rows must be a positive integer, got {piece_rows!r}")
+    adaptive = isinstance(sample, str)
+    if adaptive and sample != AUTO:
+        raise SimstdError(f"sample must be a positive integer, None (every item) or {AUTO!r}, got {sample!r}")
+    if isinstance(target_se, bool) or not isinstance(target_se, (int, float)) or not 0 < target_se < 1:
+        raise SimstdError(f"target_se must be a number in (0, 1) (a standard error in units of std), "
+                          f"got {target_se!r}")
+    # the paper's per-pair fit, whatever the default method; it validates sample, seed and n_pseudo
+    probe_std = Standardizer(method="paper", n_pseudo=n_pseudo, sample=None if adaptive else sample, seed=seed)
+    probe_std._check_params()
+    piece_rows = _positive_int("piece_rows", piece_rows)
     if search not in SEARCHES:
         raise SimstdError(f"search must be one of {SEARCHES}, got {search!r}")
-    for name, value in (("nprobe", nprobe), ("check", check)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise SimstdError(f"{name} must be a positive integer, got {value!r}")
+    nprobe, check = _positive_int("nprobe", nprobe), _positive_int("check", check)
     files = open_files(source)
+    runner = LocalRunner() if runner is None else runner
     started = time.perf_counter()
-    queries = PseudoQueries.draw(files, sample, seed)
-    if search == "ivf":
-        queries.probes = train(files, queries.vectors, nlist, nprobe, seed)
-    pieces = files.pieces(int(piece_rows))
+    pieces = files.pieces(piece_rows)
     k = int(n_pseudo)
-    logger.info("fit from files: %s items, %s pseudo queries, %d pieces, %s search", files.counts,
-                {m: len(r) for m, r in queries.rows.items()}, len(pieces), search)
-    extra: dict = {"search": search}
-    if spark is None:
-        def run(ps: list[Piece], q: PseudoQueries, how: str = "exact") -> Tops:
-            return run_local(files, ps, q, k, how)
-    else:
-        from ..spark.fit import SparkRunner
-
-        runner = SparkRunner(spark, files, k)
-        run = runner.run
-    try:
-        tops = run(pieces, queries, search)
+    centroids = train_centroids(files, nlist, seed) if search == "ivf" else None
+    drawn = _Sample(files, seed)
+    extra: dict = {"search": search, "recomputed": 0} if search == "bfloat16" else {"search": search}
+    ivf_checks: list[dict] = []
+    want = {m: int(np.ceil(1 / target_se**2)) for m in files.modalities} if adaptive else None
+    rounds, query_bytes = 0, 0
+    while True:
+        if adaptive:
+            queries = PseudoQueries.at(files, drawn.more(want))
+        else:
+            queries = PseudoQueries.draw(files, sample, seed)
+        if centroids is not None:
+            queries.probes = probe(centroids, queries.vectors, nprobe)
+        logger.info("fit from files, round %d: %s items, %s pseudo queries, %d pieces, %s search", rounds,
+                    files.counts, queries.counts, len(pieces), search)
+        tops = runner.run(files, pieces, queries, k, search)
         if search == "bfloat16":
-            extra["recomputed"] = certify(tops, run, pieces, queries, k)
+            extra["recomputed"] += certify(tops, runner, files, pieces, queries, k)
         elif search == "ivf":
-            extra.update(check_ivf(tops, run, pieces, queries, int(check), seed))
-            extra["nlist"] = {m: len(c) for m, c in queries.probes.centroids.items()}
-            extra["nprobe"] = int(nprobe)
-    finally:
-        if spark is not None:
-            extra.update(runner.close())
-    parts = [(qm, tm, block_moments(s)) for (qm, _b, tm), (s, _bound) in sorted(tops.items())]
-    extra["standard_error"] = standard_errors(tops)
+            ivf_checks.append(check_ivf(tops, runner, files, pieces, queries, k, check, seed + rounds))
+        drawn.add(tops)
+        rounds += 1
+        query_bytes = max(query_bytes, queries.nbytes)
+        if not adaptive:
+            counts = queries.counts
+            break
+        want = drawn.shortfall(target_se)
+        if not want:
+            counts = {m: len(r) for m, r in drawn.taken.items()}
+            break
+    if ivf_checks:
+        extra.update(_ivf_summary(ivf_checks))
+        extra["nlist"] = {m: len(c) for m, c in centroids.items()}
+        extra["nprobe"] = nprobe
+    extra["standard_error"] = drawn.errors()
+    extra["rounds"] = rounds
+    if adaptive:
+        extra["target_se"] = float(target_se)
+    extra.update(runner.facts())
     labels = sorted(files.modalities)
-    n, mean, m2 = pool(labels, parts)
-    std = from_moments(probe, labels, n, mean, m2, dim=files.dim)
+    n, mean, m2 = pool(labels, drawn.parts)
+    std = from_moments(probe_std, labels, n, mean, m2, dim=files.dim)
     if report is not None:
-        report(FitReport(files.counts, {m: len(r) for m, r in queries.rows.items()}, len(pieces),
-                         time.perf_counter() - started, queries.nbytes, "local" if spark is None else "spark", extra))
+        report(FitReport(files.counts, counts, len(pieces), time.perf_counter() - started, query_bytes,
+                         getattr(runner, "engine", type(runner).__name__), extra))
     return std
+
+
+def _ivf_summary(checks: list[dict]) -> dict:
+    """The IVF checks of every round as one: recall over all checked top-k scores, the largest shift."""
+    found, total = sum(c["found"] for c in checks), sum(c["total"] for c in checks)
+    recall = found / max(total, 1)
+    shifts = {pair: max(c["shifts"][pair] for c in checks) for pair in checks[0]["shifts"]}
+    checked = {m: sum(c["checked"][m] for c in checks) for m in checks[0]["checked"]}
+    if recall < MIN_RECALL:
+        warnings.warn(f"the IVF candidates found {recall:.1%} of the exact top-k of {sum(checked.values())} "
+                      f"check queries (mean shift up to {max(shifts.values()):.3f} std): raise nprobe, or fit with "
+                      'search="exact"', UserWarning, stacklevel=3)
+    return {"ivf_recall": recall, "ivf_check_queries": checked, "ivf_mean_shift_over_std": shifts}
 
 
 def from_moments(std: Standardizer, modalities: Sequence[str], n: np.ndarray, mean: np.ndarray, m2: np.ndarray,

@@ -22,6 +22,7 @@ import numpy as np
 
 from ..errors import SimstdError
 from .reader import EmbeddingFiles, Piece
+from .topk import merge_topk, top_scores
 
 #: Training rows per centroid (FAISS asks for at least 39).
 TRAIN_PER_LIST = 40
@@ -47,11 +48,10 @@ def default_nlist(n: int) -> int:
     return int(max(1, min(2 ** round(np.log2(max(np.sqrt(n), 1))), n // TRAIN_PER_LIST)))
 
 
-def train(files: EmbeddingFiles, vectors: dict[str, np.ndarray], nlist: int | None, nprobe: int,
-          seed: int) -> Probes:
-    """Centroids per modality (k-means on a seeded sample of its rows) and every pseudo query's probes."""
+def train_centroids(files: EmbeddingFiles, nlist: int | None, seed: int) -> dict[str, np.ndarray]:
+    """Per target modality, ``nlist`` spherical k-means centroids of a seeded sample of its rows."""
     rng = np.random.default_rng([seed, 1])  # a stream of its own: the pseudo-query draw stays unchanged
-    centroids, lists = {}, {}
+    centroids = {}
     for tm in files.modalities:
         n = files.count(tm)
         lists_n = default_nlist(n) if nlist is None else int(nlist)
@@ -64,6 +64,12 @@ def train(files: EmbeddingFiles, vectors: dict[str, np.ndarray], nlist: int | No
                           verbose=False)
         km.train(x)
         centroids[tm] = np.ascontiguousarray(km.centroids, dtype=np.float32)
+    return centroids
+
+
+def probe(centroids: dict[str, np.ndarray], vectors: dict[str, np.ndarray], nprobe: int) -> Probes:
+    """Each pseudo query's ``nprobe`` nearest lists in every target modality."""
+    lists = {}
     for qm, q in vectors.items():
         for tm, c in centroids.items():
             p = min(int(nprobe), len(c))
@@ -80,8 +86,6 @@ def partial_topk_ivf(piece: Piece, items: np.ndarray, rows_by_modality: dict[str
     Returns ``{query modality: (Q, k)}`` scores (descending, ``-inf`` padded);
     a query's own row is masked as in the exact search.
     """
-    from .fit import _topk, merge_topk
-
     tm = piece.modality
     c = probes.centroids[tm]
     assign = np.argmax(items @ c.T, axis=1)  # each item's list (nearest centroid by cosine)
@@ -106,6 +110,6 @@ def partial_topk_ivf(piece: Piece, items: np.ndarray, rows_by_modality: dict[str
                 pos = np.minimum(pos, len(members) - 1)
                 hit = item_rows[members][pos] == own_rows[qi]
                 S[np.flatnonzero(hit), pos[hit]] = -np.inf
-            best[qi] = merge_topk(best[qi], _topk(S, min(k, len(members))), k)
+            best[qi] = merge_topk(best[qi], top_scores(S, min(k, len(members))), k)
         out[qm] = best
     return out

@@ -1,8 +1,11 @@
 """The fit from files on Spark: the same map-reduce as :func:`simstd.laion.fit_embeddings`.
 
-As in clip-retrieval's ``PysparkDistributor``, pyspark is imported inside the
-call and each partition runs the very worker the local fit runs
-(:func:`simstd.laion.fit.partial_topk`):
+:class:`SparkRunner` is a :class:`~simstd.laion.worker.Runner`: hand it to
+``fit_embeddings(..., runner=SparkRunner("local[2]"))``. As in
+clip-retrieval's ``PysparkDistributor``, pyspark is imported inside the call
+and each partition runs the very worker the local fit runs
+(:func:`simstd.laion.worker.partial_topk`); per pass (an adaptive sample makes
+one pass per round):
 
 - the seeded pseudo-query sample is broadcast once;
 - one task per piece (row range of an ``.npy`` file) computes every pseudo
@@ -21,8 +24,9 @@ import sys
 from pathlib import Path
 
 from ..errors import SimstdError
-from ..laion.fit import PseudoQueries, Tops, merge_partial, partial_topk
 from ..laion.reader import EmbeddingFiles, Piece
+from ..laion.topk import PseudoQueries, Tops, merge_partial
+from ..laion.worker import partial_topk
 
 #: Where this simstd lives: put on the Python path of locally started workers,
 #: so they import the same code as the driver.
@@ -57,18 +61,25 @@ def session(master: object):  # noqa: ANN201
 
 
 class SparkRunner:
-    """Runs the fit's map-reduce as Spark jobs (one per call) on one session."""
+    """Runs the fit's map-reduce as Spark jobs (one per pass) on one session.
 
-    def __init__(self, master: object, files: EmbeddingFiles, k: int) -> None:
+    ``master`` is a master URL (``"local[2]"``, ``"spark://host:7077"``) or a
+    running ``SparkSession``. A session this runner starts is stopped by
+    :meth:`close` (or at the end of a ``with`` block); one handed in is left
+    running for its owner.
+    """
+
+    engine = "spark"
+
+    def __init__(self, master: object) -> None:
         self.spark, self.created = session(master)
-        self.files, self.k = files, k
         self.jobs = 0
 
-    def run(self, pieces: list[Piece], queries: PseudoQueries, search: str = "exact") -> Tops:
+    def run(self, files: EmbeddingFiles, pieces: list[Piece], queries: PseudoQueries, k: int,
+            search: str = "exact") -> Tops:
         sc = self.spark.sparkContext
         shared = sc.broadcast(queries)
         threads = int(sc.getConf().get("spark.task.cpus", "1"))
-        files, k = self.files, self.k
 
         def work(part):  # noqa: ANN001, ANN202 (runs on the executors)
             from threadpoolctl import threadpool_limits
@@ -85,10 +96,19 @@ class SparkRunner:
         self.jobs += 1
         return tops
 
-    def close(self) -> dict:
+    def facts(self) -> dict:
         sc = self.spark.sparkContext
-        facts = {"jobs": self.jobs, "app_id": sc.applicationId, "master": sc.master,
-                 "default_parallelism": sc.defaultParallelism}
+        return {"jobs": self.jobs, "app_id": sc.applicationId, "master": sc.master,
+                "default_parallelism": sc.defaultParallelism}
+
+    def close(self) -> None:
+        """Stop the session if this runner started it."""
         if self.created:
             self.spark.stop()
-        return facts
+            self.created = False
+
+    def __enter__(self) -> SparkRunner:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
