@@ -9,12 +9,13 @@ is never its own pseudo positive.
 from __future__ import annotations
 
 import warnings
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
 from .engines.base import Searchable, count, drop_self, missing_mask, search_session
 from .errors import SimstdError
+from .stats import SAMPLE_AUTO, TARGET_SE, first_round, next_round, round_rng
 from .validation import as_embeddings, check_label
 
 Pairs = tuple[np.ndarray, np.ndarray, np.ndarray]
@@ -30,15 +31,18 @@ def mine_pseudo_positives(
     query_modalities: Sequence[str] | str | None = None,
     *,
     k: int = 1,
-    sample: int | None = 10_000,
+    sample: int | str | None = 10_000,
     seed: int = 0,
+    target_se: float = TARGET_SE,
 ) -> Pairs:
     """Return ``(query_modality, target_modality, score)`` arrays, one entry per pseudo pair.
 
     ``searchable`` is any :class:`~simstd.engines.base.Searchable` (a
     MixedIndex, arrays, a vector-database adapter). ``sample`` caps the number
     of pseudo queries per query modality (drawn without replacement with
-    ``seed``); ``None`` uses them all.
+    ``seed``); ``None`` uses them all; ``"auto"`` draws rounds until the
+    standard error of every pair's mean and std is at most ``target_se`` of
+    its std (:func:`simstd.stats.sampling_errors`).
     """
     if count(searchable) == 0:
         raise SimstdError("the index is empty: add vectors before fitting")
@@ -46,16 +50,33 @@ def mine_pseudo_positives(
     out_q, out_t, out_s = [], [], []
     copies = 0
     with search_session(searchable):
-        for qm, vectors, self_ids in _pseudo_queries(searchable, queries, query_modalities, sample, rng):
-            for tm in searchable.modalities:
-                D, I = searchable.search_modality(vectors, tm, k + 1)
-                D = np.where(missing_mask(I), np.nan, D).astype(np.float64)  # fewer results than asked
-                if self_ids is not None and tm == qm:
-                    D, I = drop_self(D, I, self_ids)
-                else:
-                    D, found = _drop_copies(D, k)
-                    copies += found
-                D = D[:, :k]
+        for qm, pool, fetch, stored in _query_pools(searchable, queries, query_modalities):
+            found: dict[str, list[np.ndarray]] = {tm: [] for tm in searchable.modalities}
+            if sample == SAMPLE_AUTO:  # a stream per query modality: its rounds do not shift the others' draws
+                rounds_rng, left, want = round_rng(seed, qm), pool, first_round(target_se)
+            else:
+                left, want = np.empty(0, pool.dtype), 0
+                if sample is not None and sample < len(pool):
+                    pool = pool[np.sort(rng.choice(len(pool), size=sample, replace=False))]
+            batch = pool if sample != SAMPLE_AUTO else None
+            while True:
+                if batch is None:  # the next adaptive round: rows not drawn yet
+                    pick = rounds_rng.choice(len(left), size=min(want, len(left)), replace=False)
+                    batch, left = np.sort(left[pick]), np.delete(left, pick)
+                vectors = fetch(batch)
+                for tm in searchable.modalities:
+                    D, n_copies = _top_scores(searchable, vectors, batch if stored else None, qm, tm, k)
+                    copies += n_copies
+                    found[tm].append(D)
+                want = 0
+                if sample == SAMPLE_AUTO and len(left):
+                    scores = [np.where(np.isnan(D), -np.inf, D) for D in map(np.concatenate, found.values())]
+                    want = next_round(scores, len(pool) - len(left), target_se)
+                if not want:
+                    break
+                batch = None
+            for tm, parts in found.items():
+                D = np.concatenate(parts)
                 D = D[np.isfinite(D)]
                 out_q.append(np.full(D.size, qm, dtype=object))
                 out_t.append(np.full(D.size, tm, dtype=object))
@@ -69,6 +90,19 @@ def mine_pseudo_positives(
     return np.concatenate(out_q), np.concatenate(out_t), np.concatenate(out_s)
 
 
+def _top_scores(searchable: Searchable, vectors: np.ndarray, self_ids: np.ndarray | None, qm: str, tm: str,
+                k: int) -> tuple[np.ndarray, int]:
+    """Each query's ``k`` best cosines among the items of ``tm`` (NaN where fewer), itself left out."""
+    D, I = searchable.search_modality(vectors, tm, k + 1)
+    D = np.where(missing_mask(I), np.nan, D).astype(np.float64)  # fewer results than asked
+    if self_ids is not None and tm == qm:
+        D, I = drop_self(D, I, self_ids)
+        found = 0
+    else:
+        D, found = _drop_copies(D, k)
+    return D[:, :k], found
+
+
 def _drop_copies(D: np.ndarray, k: int) -> tuple[np.ndarray, int]:
     """Leave out a query log's self-matches: a first hit at cosine ~1 is the
     query itself, stored (a fit on it would give a mean of 1 and a std of ~0).
@@ -80,18 +114,15 @@ def _drop_copies(D: np.ndarray, k: int) -> tuple[np.ndarray, int]:
     return np.take_along_axis(padded, cols, axis=1), int(copy.sum())
 
 
-def _pseudo_queries(
-    searchable: Searchable, queries, query_modalities, sample, rng
-) -> Iterator[tuple[str, np.ndarray, np.ndarray | None]]:
-    """Yield ``(modality, vectors, ids or None)`` per query modality."""
+def _query_pools(
+    searchable: Searchable, queries, query_modalities
+) -> Iterator[tuple[str, np.ndarray, Callable[[np.ndarray], np.ndarray], bool]]:
+    """Per query modality: ``(modality, candidate ids or rows, fetch(those) -> vectors, stored?)``."""
     if queries is None:
         if query_modalities is not None:
             raise SimstdError("query_modalities was given without queries; pass the query vectors too")
         for m in searchable.modalities:
-            ids = searchable.ids(m)
-            if sample is not None and sample < len(ids):
-                ids = ids[np.sort(rng.choice(len(ids), size=sample, replace=False))]
-            yield m, searchable.reconstruct(ids), ids
+            yield m, np.asarray(searchable.ids(m)), searchable.reconstruct, True
         return
     queries = as_embeddings(queries, "pseudo queries", searchable.dim)
     if query_modalities is None:
@@ -103,10 +134,7 @@ def _pseudo_queries(
         if labels.shape != (len(queries),):
             raise SimstdError(f"got {labels.size} query modalities for {len(queries)} queries; pass one per query")
     for m in sorted(set(labels.tolist())):
-        rows = np.flatnonzero(labels == m)
-        if sample is not None and sample < len(rows):
-            rows = np.sort(rng.choice(rows, size=sample, replace=False))
-        yield check_label(str(m)), queries[rows], None
+        yield check_label(str(m)), np.flatnonzero(labels == m), queries.__getitem__, False
 
 
 def labeled_pair_scores(

@@ -24,7 +24,7 @@ from .engines.base import count
 from .errors import CorruptFileError, FingerprintMismatchError, NotFittedError, SimstdError, StaleFitWarning
 from .fileio import atomic_path, check_format, read_json, write_json_atomic
 from .mining import labeled_pair_scores, mine_pseudo_positives
-from .stats import merge_moments, pair_moments, topk_mean
+from .stats import SAMPLE_AUTO, TARGET_SE, merge_moments, pair_moments, topk_mean
 from .validation import Interval, Options, check_is_fitted, check_label, validate_params
 
 FORMAT = "simstd.standardizer"
@@ -85,6 +85,11 @@ class Standardizer:
         Number of pseudo queries per query modality drawn (without
         replacement) when the pseudo queries are the indexed items themselves;
         ``None`` uses every item. Fitting a 10M-item index needs only a sample.
+        ``"auto"`` (paper's method): draw rounds until the standard error of
+        every pair's mean and std is at most ``target_se`` of its std (about
+        ``1/target_se**2`` queries per modality; more for a heavy tail).
+    target_se:
+        Precision of ``sample="auto"``, in units of each pair's std.
     seed:
         Seed of that sample.
     query_shift, shift_k:
@@ -123,7 +128,8 @@ class Standardizer:
         hubness_quantile: float = 0.999,
         n_pseudo: int = 1,
         source: str = "pseudo",
-        sample: int | None = 10_000,
+        sample: int | str | None = 10_000,
+        target_se: float = TARGET_SE,
         seed: int = 0,
         query_shift: float = 0.0,
         shift_k: int = 10,
@@ -136,6 +142,7 @@ class Standardizer:
         self.n_pseudo = n_pseudo
         self.source = source
         self.sample = sample
+        self.target_se = target_se
         self.seed = seed
         self.query_shift = query_shift
         self.shift_k = shift_k
@@ -151,7 +158,8 @@ class Standardizer:
         "hubness_quantile": [Interval(float, 0.5, 1, closed="left")],
         "n_pseudo": [Interval(int, 1)],
         "source": [Options(SOURCES)],
-        "sample": [Interval(int, 1), None],
+        "sample": [Interval(int, 1), None, Options((SAMPLE_AUTO,))],
+        "target_se": [Interval(float, 0, 1, closed="neither")],
         "seed": [Interval(int, 0)],
         "query_shift": [Interval(float, 0)],
         "shift_k": [Interval(int, 1)],
@@ -161,6 +169,7 @@ class Standardizer:
         validate_params(self, self._parameter_constraints)
         if self.method == "hubness":
             paper_only = [name for name, on in (("source='labeled'", self.source != "pseudo"),
+                                                ("sample='auto'", self.sample == SAMPLE_AUTO),
                                                 ("query_shift", bool(self.query_shift)),
                                                 ("n_pseudo > 1", self.n_pseudo != 1)) if on]
             if paper_only:
@@ -212,7 +221,8 @@ class Standardizer:
             if positives is not None:
                 raise SimstdError('positives are gold pairs: use them with Standardizer(source="labeled")')
             qm, tm, scores = mine_pseudo_positives(
-                searchable, queries, query_modalities, k=int(self.n_pseudo), sample=self.sample, seed=self.seed
+                searchable, queries, query_modalities, k=int(self.n_pseudo), sample=self.sample, seed=self.seed,
+                target_se=float(self.target_se),
             )
         else:
             if positives is None:
@@ -524,7 +534,8 @@ class Standardizer:
             m2[np.ix_(idx, idx)] = np.nan_to_num(part.var_) * part.n_
             moments.append((n, mean, m2))
         n, mean, m2 = merge_moments(*moments)
-        merged = Standardizer(n_pseudo=self.n_pseudo, source=self.source, sample=self.sample, seed=self.seed,
+        merged = Standardizer(n_pseudo=self.n_pseudo, source=self.source, sample=self.sample,
+                              target_se=self.target_se, seed=self.seed,
                               query_shift=self.query_shift, shift_k=self.shift_k)
         merged._set_stats(labels, n, mean, m2)
         same = lambda a: a if getattr(self, a) == getattr(other, a) else None  # noqa: E731
@@ -604,7 +615,8 @@ class Standardizer:
                 "hubness_quantile": float(self.hubness_quantile),
                 "n_pseudo": int(self.n_pseudo),
                 "source": self.source,
-                "sample": None if self.sample is None else int(self.sample),
+                "sample": self.sample if self.sample in (None, SAMPLE_AUTO) else int(self.sample),
+                "target_se": float(self.target_se),
                 "seed": int(self.seed),
                 "query_shift": float(self.query_shift),
                 "shift_k": int(self.shift_k),
@@ -731,7 +743,7 @@ class Standardizer:
         state = f", modalities={self.modalities_}" if hasattr(self, "n_") else ", unfitted"
         shift = f", query_shift={self.query_shift}, shift_k={self.shift_k}" if self.query_shift else ""
         method = f"method={self.method!r}, " + (f"hubness_k={self.hubness_k}, " if self.method == "hubness" else "")
-        return (f"Standardizer({method}n_pseudo={self.n_pseudo}, source={self.source!r}, sample={self.sample}"
+        return (f"Standardizer({method}n_pseudo={self.n_pseudo}, source={self.source!r}, sample={self.sample!r}"
                 f"{shift}{state})")
 
 

@@ -9,6 +9,9 @@ scikit-learn's ``StandardScaler.partial_fit`` uses.
 """
 from __future__ import annotations
 
+import zlib
+from typing import Iterable
+
 import numpy as np
 
 Moments = tuple[np.ndarray, np.ndarray, np.ndarray]
@@ -18,6 +21,12 @@ Moments = tuple[np.ndarray, np.ndarray, np.ndarray]
 #: z-score of 3 moves by about 0.06 at one standard error; docs/laion.md
 #: measures what it costs in retrieval.
 TARGET_SE = 0.02
+#: ``sample=SAMPLE_AUTO`` sizes a pseudo-query sample by that precision.
+SAMPLE_AUTO = "auto"
+#: The smallest extra round of an adaptive sample, per query modality.
+MIN_ROUND = 256
+#: An extra round asks for this much more than the errors so far extrapolate to.
+ROUND_MARGIN = 1.1
 
 
 def pair_moments(codes: np.ndarray, scores: np.ndarray, size: int) -> Moments:
@@ -90,3 +99,31 @@ def rows_for_precision(se_mean: float, se_std: float, n: int, target: float) -> 
     extrapolated from the errors ``n`` queries gave (both shrink as ``1/sqrt(n)``)."""
     worst = max(se_mean, se_std)
     return int(np.ceil(n * (worst / target) ** 2)) if np.isfinite(worst) else n + 1
+
+
+def round_rng(seed: int, modality: str) -> np.random.Generator:
+    """The random stream of one query modality's adaptive rounds, keyed by its label, so that
+    every fit (an index, files, any order of modalities) draws the same rows for the same seed."""
+    return np.random.default_rng([int(seed), zlib.crc32(modality.encode())])
+
+
+def first_round(target: float) -> int:
+    """Queries per modality of an adaptive sample's first round: what the mean
+    needs (``1/target^2``); a normal tail's std needs half as many."""
+    return int(np.ceil(1 / target**2))
+
+
+def next_round(pairs: Iterable[np.ndarray], drawn: int, target: float) -> int:
+    """How many more pseudo queries of one query modality an adaptive sample draws.
+
+    ``pairs`` holds, per target modality, the ``(drawn, k)`` scores so far.
+    0 when every pair's mean and std reach ``target``; otherwise the
+    extrapolated shortfall with a margin (so one more round is usually the
+    last), at least :data:`MIN_ROUND`.
+    """
+    need = 0
+    for scores in pairs:
+        n, se_mean, se_std = sampling_errors(scores)
+        if max(se_mean, se_std) > target:
+            need = max(need, int(np.ceil(rows_for_precision(se_mean, se_std, n, target) * ROUND_MARGIN)))
+    return max(MIN_ROUND, need - drawn) if need else 0

@@ -63,6 +63,31 @@ def test_fit_from_files_equals_the_fit_on_the_same_vectors(folder, pairs, sample
     assert se["n"] == queries and se["mean"] == pytest.approx(queries**-0.5) and 0 < se["std"] < 1
 
 
+@pytest.mark.parametrize("search", ["exact", "bfloat16"])
+def test_adaptive_fit_from_files_equals_the_adaptive_fit_on_the_same_vectors(folder, pairs, search):
+    """sample="auto" draws the same rounds from the files as from any store (streams keyed by modality)."""
+    if search == "bfloat16":
+        pytest.importorskip("torch")
+    reports = []
+    got = fit_embeddings(folder, sample="auto", target_se=0.06, seed=4, piece_rows=128, search=search,
+                         report=reports.append)
+    ref = Standardizer(sample="auto", target_se=0.06, seed=4).fit(
+        ArraySearcher(_stored(pairs), ["image"] * 500 + ["text"] * 500))
+    np.testing.assert_array_equal(got.n_, ref.n_)
+    np.testing.assert_allclose(got.mean_, ref.mean_, rtol=0, atol=1e-7)
+    np.testing.assert_allclose(got.std_, ref.std_, rtol=0, atol=1e-7)
+    report = reports[0]
+    assert report.sample == {"image": got.n_[0, 0], "text": got.n_[1, 1]} and report.extra["target_se"] == 0.06
+    assert all(max(e["mean"], e["std"]) <= 0.06 for e in report.extra["standard_error"].values())
+    assert report.extra["rounds"] >= 1 and 278 <= got.n_.min() < 500  # 1/0.06^2 = 278 at least, not all
+
+
+def test_adaptive_fit_stops_at_the_files_end(folder):
+    reports = []
+    std = fit_embeddings(folder, sample="auto", target_se=0.001, report=reports.append)
+    assert std.n_.tolist() == [[500, 500], [500, 500]] and reports[0].sample == {"image": 500, "text": 500}
+
+
 @pytest.mark.parametrize("candidates", [16, 1])
 def test_bfloat16_candidates_give_the_float32_fit(folder, monkeypatch, candidates):
     """Certified: the bfloat16 pass keeps what its error bound proves; the rest is scored again in float32.
@@ -225,5 +250,11 @@ def test_cli_two_commands_make_a_fitted_index(folder, tmp_path):
     assert wrong.returncode == 1 and "--out" in wrong.stderr and "Traceback" not in wrong.stderr
     other = write_clip_folder(tmp_path / "other", np.asarray(index.reconstruct(np.arange(200)))[None].repeat(2, 0),
                               sizes=(200,))
+    auto = _cli("fit", "--embeddings", folder, "--out", tmp_path / "auto.json", "--sample", "auto",
+                "--target-se", "0.1", "--search", "exact")
+    assert auto.returncode == 0, auto.stderr
+    assert "with 100 image, 100 text pseudo queries" in auto.stderr and "at most 0.1" in auto.stderr
+    bad = _cli("fit", "--embeddings", folder, "--out", tmp_path / "x.json", "--sample", "lots")
+    assert bad.returncode == 2 and "'auto'" in bad.stderr and not (tmp_path / "x.json").exists()
     mismatch = _cli("fit", "--embeddings", other, "--index", db, "--sample", "50")
     assert mismatch.returncode == 1 and "build the index from this folder" in mismatch.stderr

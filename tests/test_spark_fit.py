@@ -45,6 +45,18 @@ def test_spark_fit_equals_the_local_fit(spark, features, tmp_path):
     assert spark.sparkContext._jsc is not None  # a session handed in is left running for its owner
 
 
+def test_adaptive_spark_fit_runs_a_job_per_round(spark, features, tmp_path):
+    folder = write_clip_folder(tmp_path, features("clip"))
+    reports = []
+    local = fit_embeddings(folder, sample="auto", target_se=0.07, seed=2, piece_rows=256)
+    distributed = fit_embeddings(folder, sample="auto", target_se=0.07, seed=2, piece_rows=256,
+                                 runner=SparkRunner(spark), report=reports.append)
+    np.testing.assert_array_equal(distributed.n_, local.n_)
+    np.testing.assert_allclose(distributed.mean_, local.mean_, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(distributed.std_, local.std_, rtol=0, atol=1e-6)
+    assert reports[0].extra["jobs"] == reports[0].extra["rounds"] >= 1
+
+
 def test_bad_master_is_a_clear_error(tmp_path):
     from simstd.spark.fit import session
 

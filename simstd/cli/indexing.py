@@ -222,12 +222,13 @@ def fit(index_path: str | None, embeddings_dir: str | None, out: str | None, spa
         raise SimstdError("pass --index db.faiss (or set SIMSTD_INDEX), or fit from files with "
                           "--embeddings DIR --out std.json")
     with writer_lock(index_path, lock_timeout, create=False):
-        _fit(index_path, queries, query_modality, sample, seed, n_pseudo, method, hubness_k, hubness_bank,
-             with_uncertainty, fmt)
+        _fit(index_path, queries, query_modality, sample, target_se, seed, n_pseudo, method, hubness_k,
+             hubness_bank, with_uncertainty, fmt)
 
 
-def _fit(index_path: str, queries: str | None, query_modality: str | None, sample: int, seed: int,
-         n_pseudo: int, method: str, hubness_k: int, hubness_bank: int, with_uncertainty: bool, fmt: str) -> None:
+def _fit(index_path: str, queries: str | None, query_modality: str | None, sample: int | str, target_se: float,
+         seed: int, n_pseudo: int, method: str, hubness_k: int, hubness_bank: int, with_uncertainty: bool,
+         fmt: str) -> None:
     index = MixedIndex.load(index_path, load_standardizer=False)
     qvec = None
     if queries is not None:
@@ -237,7 +238,7 @@ def _fit(index_path: str, queries: str | None, query_modality: str | None, sampl
     elif query_modality is not None:
         raise SimstdError("--query-modality describes --queries; pass the query vectors too")
     std = Standardizer(method=method, hubness_k=hubness_k, hubness_bank=hubness_bank or None,
-                       n_pseudo=n_pseudo, sample=sample or None, seed=seed)
+                       n_pseudo=n_pseudo, sample=sample or None, target_se=target_se, seed=seed)
     std.fit(index, queries=qvec, query_modalities=query_modality)
     std.check_degenerate()  # refuse before anything is written
     index.standardizer = std
@@ -247,7 +248,8 @@ def _fit(index_path: str, queries: str | None, query_modality: str | None, sampl
     if with_uncertainty:
         from ..uncertainty.model import UncertaintyModel  # lazy, like every optional part: it loads scipy.special
 
-        index.uncertainty = UncertaintyModel(sample=sample or None, seed=seed).fit(index, std)
+        settings = {"sample": sample or None} if sample != "auto" else {}  # auto sizes the standardizer's sample only
+        index.uncertainty = UncertaintyModel(seed=seed, **settings).fit(index, std)
     elif index.uncertainty is not None:  # it was fitted with the previous standardizer
         index.uncertainty = None
         note = "removed the uncertainty model fitted with the previous standardizer (refit it with --uncertainty)"

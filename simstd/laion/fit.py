@@ -45,7 +45,8 @@ import numpy as np
 
 from ..errors import SimstdError
 from ..standardizer import Standardizer
-from ..stats import TARGET_SE, merge_moments, pair_moments, rows_for_precision, sampling_errors
+from ..stats import (SAMPLE_AUTO, TARGET_SE, first_round, merge_moments, next_round, pair_moments, round_rng,
+                     sampling_errors)
 from ..validation import check_label
 from .ivf import MIN_RECALL, probe, train_centroids
 from .reader import PIECE_ROWS, ClipRetrievalFolder, EmbeddingFiles, Piece
@@ -54,13 +55,6 @@ from .worker import SEARCHES, LocalRunner, Runner
 
 logger = logging.getLogger(__name__)
 
-#: ``sample=AUTO``: size the sample by the precision of each pair's statistics.
-AUTO = "auto"
-#: The smallest extra round of an adaptive sample, per query modality.
-MIN_ROUND = 256
-#: An extra round asks for this much more than the errors so far extrapolate
-#: to, so that one extra round is usually the last.
-ROUND_MARGIN = 1.1
 
 
 @dataclass
@@ -122,7 +116,8 @@ class _Sample:
 
     def __init__(self, files: EmbeddingFiles, seed: int) -> None:
         self.files = files
-        self.rng = np.random.default_rng(seed)
+        # a stream per query modality, as simstd.mining draws: the same rows as Standardizer(sample="auto")
+        self.rngs = {m: round_rng(seed, m) for m in files.modalities}
         self.taken = {m: np.empty(0, np.int64) for m in files.modalities}
         self.scores: dict[tuple[str, str], list[np.ndarray]] = {}
         self.parts: list[tuple[str, str, tuple[int, float, float]]] = []
@@ -133,10 +128,12 @@ class _Sample:
         for m, w in want.items():
             n, taken = self.files.count(m), self.taken[m]
             w = min(int(w), n - len(taken))
+            rng = self.rngs[m]
             if len(taken) == 0:
-                rows = self.rng.choice(n, size=w, replace=False)
-            else:  # the complement is small next to the files at the sizes a sample reaches
-                rows = self.rng.choice(np.setdiff1d(np.arange(n), taken, assume_unique=True), size=w, replace=False)
+                rows = rng.choice(n, size=w, replace=False)
+            else:  # the rows not drawn yet, ascending
+                left = np.setdiff1d(np.arange(n), taken, assume_unique=True)
+                rows = left[rng.choice(len(left), size=w, replace=False)]
             out[m] = rows.astype(np.int64)
             self.taken[m] = np.concatenate([taken, out[m]])
         return out
@@ -156,12 +153,12 @@ class _Sample:
 
     def shortfall(self, target: float) -> dict[str, int]:
         """Per query modality whose pairs miss ``target``: how many more rows to draw (none when all meet it)."""
-        need: dict[str, int] = {}
-        for (qm, tm), parts in self.scores.items():
-            n, se_mean, se_std = sampling_errors(np.concatenate(parts))
-            if max(se_mean, se_std) > target and len(self.taken[qm]) < self.files.count(qm):
-                rows = int(np.ceil(rows_for_precision(se_mean, se_std, n, target) * ROUND_MARGIN))
-                need[qm] = max(need.get(qm, 0), max(MIN_ROUND, rows - len(self.taken[qm])))
+        need = {}
+        for qm, taken in self.taken.items():
+            pairs = [np.concatenate(parts) for (q, _tm), parts in self.scores.items() if q == qm]
+            more = next_round(pairs, len(taken), target) if len(taken) < self.files.count(qm) else 0
+            if more:
+                need[qm] = more
         return need
 
 
@@ -240,8 +237,8 @@ def fit_embeddings(
       below 99% recall).
     """
     adaptive = isinstance(sample, str)
-    if adaptive and sample != AUTO:
-        raise SimstdError(f"sample must be a positive integer, None (every item) or {AUTO!r}, got {sample!r}")
+    if adaptive and sample != SAMPLE_AUTO:
+        raise SimstdError(f"sample must be a positive integer, None (every item) or {SAMPLE_AUTO!r}, got {sample!r}")
     if isinstance(target_se, bool) or not isinstance(target_se, (int, float)) or not 0 < target_se < 1:
         raise SimstdError(f"target_se must be a number in (0, 1) (a standard error in units of std), "
                           f"got {target_se!r}")
@@ -261,7 +258,7 @@ def fit_embeddings(
     drawn = _Sample(files, seed)
     extra: dict = {"search": search, "recomputed": 0} if search == "bfloat16" else {"search": search}
     ivf_checks: list[dict] = []
-    want = {m: int(np.ceil(1 / target_se**2)) for m in files.modalities} if adaptive else None
+    want = {m: first_round(target_se) for m in files.modalities} if adaptive else None
     rounds, query_bytes = 0, 0
     while True:
         if adaptive:

@@ -1,0 +1,90 @@
+"""sample="auto": pseudo queries drawn in rounds until every pair's mean and std reach a target precision."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from simstd import SimstdError, Standardizer
+from simstd.engines import ArraySearcher
+from simstd.stats import first_round, next_round, sampling_errors
+
+
+def test_sampling_errors_match_the_textbook_formulas():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((40_000, 1))
+    n, se_mean, se_std = sampling_errors(x)
+    assert n == 40_000 and se_mean == pytest.approx(1 / 200)
+    assert se_std == pytest.approx(np.sqrt(2 / (4 * 40_000)), rel=0.05)  # normal: kurtosis 3
+    heavy = np.where(rng.random((40_000, 1)) < 0.1, 1.0, 0.5)  # 10% near-duplicates: kurtosis ~8.1
+    assert sampling_errors(heavy)[2] == pytest.approx(np.sqrt(7.1 / (4 * 40_000)), rel=0.05)
+    # rows without a score do not count as queries; an all-empty pair has no precision at all
+    assert sampling_errors(np.array([[0.5], [-np.inf], [0.7]]))[0] == 2
+    assert sampling_errors(np.full((3, 1), -np.inf))[1] == np.inf
+
+
+def test_next_round_stops_at_the_target_and_extrapolates_otherwise():
+    rng = np.random.default_rng(1)
+    normal = rng.standard_normal((first_round(0.05), 1))
+    assert first_round(0.05) == 400 and next_round([normal], 400, 0.05) == 0
+    heavy = np.where(rng.random((400, 1)) < 0.1, 1.0, 0.5)
+    more = next_round([normal, heavy], 400, 0.05)  # the heavy pair's std needs ~(8.1 - 1) / 4 / 0.05^2 = 710
+    assert 600 - 400 < more < 1000 - 400
+
+
+def _heavy_store(seed: int = 0):
+    """Two modalities; 5% of the images come as near-identical pairs, so image->image top-1 scores
+    are bimodal (a heavy tail in kurtosis terms: its std needs more queries than its mean)."""
+    rng = np.random.default_rng(seed)
+    dim, n = 32, 3000
+    base = rng.standard_normal((n, dim))
+    twins = rng.choice(n, size=int(0.05 * n) // 2 * 2, replace=False)
+    base[twins[1::2]] = base[twins[::2]] + 0.01 * rng.standard_normal((len(twins) // 2, dim))
+    text = rng.standard_normal((n, dim)) + 2.0 * np.eye(dim)[0]
+    X = np.concatenate([base, text]).astype(np.float32)
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    return ArraySearcher(X, ["image"] * n + ["text"] * n)
+
+
+def test_auto_draws_until_every_pair_reaches_the_target():
+    store = _heavy_store()
+    target = 0.04
+    std = Standardizer(sample="auto", target_se=target, seed=3).fit(store)
+    queries = std.n_  # n_pseudo=1: one score per query and pair
+    assert (queries[1] == first_round(target)).all()  # text pairs: a light tail, one round suffices
+    assert (queries[0] > first_round(target)).all()  # image pairs: the twins' tail asked for more
+    assert (queries < 3000).all()
+    # and what it reached: each pair's standard errors at most the target, on the scores it mined
+    from simstd.mining import mine_pseudo_positives
+
+    qm, tm, s = mine_pseudo_positives(store, sample="auto", target_se=target, seed=3)
+    for a in ("image", "text"):
+        for b in ("image", "text"):
+            n, se_mean, se_std = sampling_errors(s[(qm == a) & (tm == b)][:, None])
+            assert n == std.n_[std.modalities_.index(a), std.modalities_.index(b)]
+            assert max(se_mean, se_std) <= target
+
+
+def test_auto_with_a_target_beyond_reach_uses_every_item():
+    store = _heavy_store()
+    std = Standardizer(sample="auto", target_se=0.001, seed=0).fit(store)  # would need 10^6 queries
+    np.testing.assert_array_equal(std.n_, [[3000, 3000], [3000, 3000]])
+    full = Standardizer(sample=None).fit(store)
+    np.testing.assert_allclose(std.mean_, full.mean_, atol=1e-12)
+    np.testing.assert_allclose(std.std_, full.std_, atol=1e-12)
+
+
+def test_auto_is_seeded_and_saved():
+    store = _heavy_store()
+    a = Standardizer(sample="auto", target_se=0.05, seed=7).fit(store)
+    b = Standardizer(sample="auto", target_se=0.05, seed=7).fit(store)
+    np.testing.assert_array_equal(a.mean_, b.mean_)
+    again = Standardizer.from_dict(a.to_dict())
+    assert again.sample == "auto" and again.target_se == 0.05
+    assert "sample='auto'" in repr(a)
+
+
+@pytest.mark.parametrize("bad", [{"sample": "all"}, {"target_se": 0}, {"target_se": 1.5}, {"target_se": True},
+                                 {"sample": "auto", "method": "hubness"}])
+def test_bad_adaptive_settings_are_refused(bad):
+    with pytest.raises(SimstdError):
+        Standardizer(**bad).fit(_heavy_store())
