@@ -47,7 +47,7 @@ import numpy as np
 
 from .engines.base import Searchable, count, search_session
 from .errors import SimstdError
-from .stats import topk_mean
+from .stats import TARGET_SE, draw_sample, topk_mean
 
 #: Items per block when computing terms (bounds the block's (rows, bank) work).
 BLOCK = 16_384
@@ -204,29 +204,37 @@ def pseudo_positive_scores(
     searchable: Searchable,
     terms_of,
     k: int,
-    sample: int | None,
+    sample: int | str | None,
     seed: int,
     width: int = MINING_WIDTH,
+    target_se: float = TARGET_SE,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(query modality, target modality, 2u - r_q, cosine)`` of each sampled
     item's best item-corrected neighbour in every modality (itself left out):
     the pseudo positives of the corrected score (see :func:`query_terms`), and
     the cosine of its best raw neighbour (the paper's pseudo positive, which
-    the uncertainty model describes)."""
+    the uncertainty model describes). ``sample`` is drawn as
+    :func:`simstd.stats.draw_sample` draws it (``"auto"``: rounds until every
+    pair reaches ``target_se``)."""
     rng = np.random.default_rng(seed)
     out_q, out_t, out_v, out_s = [], [], [], []
     with search_session(searchable):
-        for a, q_ids, X in sample_queries(searchable, sample, rng):
-            for b in searchable.modalities:
-                u, _, r, s1 = query_terms(searchable, X, b, terms_of, a, k, q_ids if a == b else None, width)
-                if u.shape[1] == 0:
-                    continue
-                v = 2 * u[:, 0] - r
-                found = np.isfinite(v)
-                out_q.append(np.full(found.sum(), a, dtype=object))
-                out_t.append(np.full(found.sum(), b, dtype=object))
-                out_v.append(v[found])
-                out_s.append(s1[found])
+        for a in searchable.modalities:
+            def score(q_ids: np.ndarray) -> list[np.ndarray]:
+                X, out = searchable.reconstruct(q_ids), []
+                for b in searchable.modalities:
+                    u, _, r, s1 = query_terms(searchable, X, b, terms_of, a, k, q_ids if a == b else None, width)
+                    v = 2 * u[:, 0] - r if u.shape[1] else np.full(len(X), -np.inf)
+                    out += [np.where(np.isfinite(v), v, -np.inf)[:, None], s1[:, None]]
+                return out
+
+            found = draw_sample(searchable.ids(a), sample, score, rng=rng, seed=seed, modality=a, target=target_se)
+            for b, v, s1 in zip(searchable.modalities, found[::2], found[1::2]):
+                keep = np.isfinite(v[:, 0])
+                out_q.append(np.full(keep.sum(), a, dtype=object))
+                out_t.append(np.full(keep.sum(), b, dtype=object))
+                out_v.append(v[keep, 0])
+                out_s.append(s1[keep, 0])
     if not out_v:
         return np.empty(0, object), np.empty(0, object), np.empty(0), np.empty(0)
     return np.concatenate(out_q), np.concatenate(out_t), np.concatenate(out_v), np.concatenate(out_s)
@@ -257,15 +265,6 @@ def tail_scales(searchable: Searchable, columns: list[str], quantile: float, see
             excess = float(tail.mean() - cut) if tail.size else 0.0
             out[i, j] = excess if excess > 0 else (float(v.std()) or 1.0)
     return out
-
-
-def sample_queries(searchable: Searchable, sample: int | None, rng: np.random.Generator):
-    """``(modality, ids, vectors)`` of a seeded sample of each modality's stored items."""
-    for a in searchable.modalities:
-        q_ids = searchable.ids(a)
-        if sample is not None and sample < len(q_ids):
-            q_ids = q_ids[np.sort(rng.choice(len(q_ids), size=int(sample), replace=False))]
-        yield a, q_ids, searchable.reconstruct(q_ids)
 
 
 def nearest_mean(S: np.ndarray, valid: np.ndarray, k: int) -> np.ndarray:

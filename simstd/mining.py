@@ -15,7 +15,7 @@ import numpy as np
 
 from .engines.base import Searchable, count, drop_self, missing_mask, search_session
 from .errors import SimstdError
-from .stats import SAMPLE_AUTO, TARGET_SE, first_round, next_round, round_rng
+from .stats import TARGET_SE, draw_sample
 from .validation import as_embeddings, check_label
 
 Pairs = tuple[np.ndarray, np.ndarray, np.ndarray]
@@ -51,32 +51,17 @@ def mine_pseudo_positives(
     copies = 0
     with search_session(searchable):
         for qm, pool, fetch, stored in _query_pools(searchable, queries, query_modalities):
-            found: dict[str, list[np.ndarray]] = {tm: [] for tm in searchable.modalities}
-            if sample == SAMPLE_AUTO:  # a stream per query modality: its rounds do not shift the others' draws
-                rounds_rng, left, want = round_rng(seed, qm), pool, first_round(target_se)
-            else:
-                left, want = np.empty(0, pool.dtype), 0
-                if sample is not None and sample < len(pool):
-                    pool = pool[np.sort(rng.choice(len(pool), size=sample, replace=False))]
-            batch = pool if sample != SAMPLE_AUTO else None
-            while True:
-                if batch is None:  # the next adaptive round: rows not drawn yet
-                    pick = rounds_rng.choice(len(left), size=min(want, len(left)), replace=False)
-                    batch, left = np.sort(left[pick]), np.delete(left, pick)
-                vectors = fetch(batch)
+            def score(batch: np.ndarray) -> list[np.ndarray]:
+                nonlocal copies
+                vectors, out = fetch(batch), []
                 for tm in searchable.modalities:
                     D, n_copies = _top_scores(searchable, vectors, batch if stored else None, qm, tm, k)
                     copies += n_copies
-                    found[tm].append(D)
-                want = 0
-                if sample == SAMPLE_AUTO and len(left):
-                    scores = [np.where(np.isnan(D), -np.inf, D) for D in map(np.concatenate, found.values())]
-                    want = next_round(scores, len(pool) - len(left), target_se)
-                if not want:
-                    break
-                batch = None
-            for tm, parts in found.items():
-                D = np.concatenate(parts)
+                    out.append(D)
+                return out
+
+            found = draw_sample(pool, sample, score, rng=rng, seed=seed, modality=qm, target=target_se)
+            for tm, D in zip(searchable.modalities, found):
                 D = D[np.isfinite(D)]
                 out_q.append(np.full(D.size, qm, dtype=object))
                 out_t.append(np.full(D.size, tm, dtype=object))
@@ -92,7 +77,7 @@ def mine_pseudo_positives(
 
 def _top_scores(searchable: Searchable, vectors: np.ndarray, self_ids: np.ndarray | None, qm: str, tm: str,
                 k: int) -> tuple[np.ndarray, int]:
-    """Each query's ``k`` best cosines among the items of ``tm`` (NaN where fewer), itself left out."""
+    """Each query's ``k`` best cosines among the items of ``tm`` (-inf where fewer), itself left out."""
     D, I = searchable.search_modality(vectors, tm, k + 1)
     D = np.where(missing_mask(I), np.nan, D).astype(np.float64)  # fewer results than asked
     if self_ids is not None and tm == qm:
@@ -100,7 +85,8 @@ def _top_scores(searchable: Searchable, vectors: np.ndarray, self_ids: np.ndarra
         found = 0
     else:
         D, found = _drop_copies(D, k)
-    return D[:, :k], found
+    D = D[:, :k]
+    return np.where(np.isnan(D), -np.inf, D), found
 
 
 def _drop_copies(D: np.ndarray, k: int) -> tuple[np.ndarray, int]:

@@ -169,7 +169,6 @@ class Standardizer:
         validate_params(self, self._parameter_constraints)
         if self.method == "hubness":
             paper_only = [name for name, on in (("source='labeled'", self.source != "pseudo"),
-                                                ("sample='auto'", self.sample == SAMPLE_AUTO),
                                                 ("query_shift", bool(self.query_shift)),
                                                 ("n_pseudo > 1", self.n_pseudo != 1)) if on]
             if paper_only:
@@ -252,7 +251,8 @@ class Standardizer:
                               f"{columns}), got shape {terms.shape}")
         col = {m: j for j, m in enumerate(columns)}
         qm, tm, v, cosines = hubness.pseudo_positive_scores(
-            searchable, lambda ids, a: terms[ids, col[a]], int(self.hubness_k), self.sample, int(self.seed)
+            searchable, lambda ids, a: terms[ids, col[a]], int(self.hubness_k), self.sample, int(self.seed),
+            target_se=float(self.target_se),
         )
         self._fit_pairs(qm, tm, v)
         if self.modalities_ != columns:

@@ -10,7 +10,7 @@ scikit-learn's ``StandardScaler.partial_fit`` uses.
 from __future__ import annotations
 
 import zlib
-from typing import Iterable
+from typing import Callable, Iterable
 
 import numpy as np
 
@@ -127,3 +127,37 @@ def next_round(pairs: Iterable[np.ndarray], drawn: int, target: float) -> int:
         if max(se_mean, se_std) > target:
             need = max(need, int(np.ceil(rows_for_precision(se_mean, se_std, n, target) * ROUND_MARGIN)))
     return max(MIN_ROUND, need - drawn) if need else 0
+
+
+def draw_sample(
+    pool: np.ndarray,
+    sample: int | str | None,
+    score: Callable[[np.ndarray], list[np.ndarray]],
+    *,
+    rng: np.random.Generator,
+    seed: int,
+    modality: str,
+    target: float = TARGET_SE,
+) -> list[np.ndarray]:
+    """Score the pseudo queries of one query modality, drawn from ``pool`` (ids or rows).
+
+    ``sample`` is a count (a seeded draw from ``rng`` without replacement),
+    ``None`` (the whole pool) or ``"auto"``: rounds from the modality's own
+    stream (:func:`round_rng`) until :func:`next_round` finds every pair at
+    ``target``. ``score(batch)`` returns, per target modality, the batch's
+    ``(len(batch), k)`` scores (``-inf`` where there are none); the result is
+    those arrays over all rounds.
+    """
+    if sample != SAMPLE_AUTO:
+        if sample is not None and sample < len(pool):
+            pool = pool[np.sort(rng.choice(len(pool), size=int(sample), replace=False))]
+        return score(pool)
+    rounds = round_rng(seed, modality)
+    left, want, found = pool, first_round(target), None
+    while want:
+        pick = rounds.choice(len(left), size=min(want, len(left)), replace=False)
+        batch, left = np.sort(left[pick]), np.delete(left, pick)
+        got = score(batch)
+        found = got if found is None else [np.concatenate([a, b]) for a, b in zip(found, got)]
+        want = next_round(found, len(pool) - len(left), target) if len(left) else 0
+    return found

@@ -84,7 +84,15 @@ def test_auto_is_seeded_and_saved():
 
 
 @pytest.mark.parametrize("bad", [{"sample": "all"}, {"target_se": 0}, {"target_se": 1.5}, {"target_se": True},
-                                 {"sample": "auto", "method": "hubness"}])
+                                 {"sample": 0}])
 def test_bad_adaptive_settings_are_refused(bad):
     with pytest.raises(SimstdError):
         Standardizer(**bad).fit(_heavy_store())
+
+
+def test_auto_sizes_the_hubness_fit_too():
+    store = _heavy_store()
+    std = Standardizer(method="hubness", sample="auto", target_se=0.05, hubness_bank=None).fit(store)
+    assert (std.n_ >= first_round(0.05)).all() and (std.n_ < 3000).all()
+    fixed = Standardizer(method="hubness", sample=400, hubness_bank=None).fit(store)
+    assert fixed.n_.tolist() == [[400, 400], [400, 400]]
