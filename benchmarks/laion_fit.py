@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import shlex
 import shutil
 import sys
 import time
@@ -171,6 +173,8 @@ def main() -> None:
             print(f"auto-bfloat16 seed {s}: {spread[-1]}", flush=True)
         collection["auto_bfloat16_seeds"] = spread
     result = {
+        "command": "python benchmarks/laion_fit.py " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+        "load_average_after": os.getloadavg(),
         "n": n, "sample": args.sample, "seed": args.seed, "repeats": args.repeats,
         "seconds": {k: v for k, v in runs.items() if v},
         "median_seconds": {k: float(np.median(v)) for k, v in runs.items() if v},

@@ -24,7 +24,7 @@ from .engines.base import count
 from .errors import CorruptFileError, FingerprintMismatchError, NotFittedError, SimstdError, StaleFitWarning
 from .fileio import atomic_path, check_format, read_json, write_json_atomic
 from .mining import labeled_pair_scores, mine_pseudo_positives
-from .stats import SAMPLE_AUTO, TARGET_SE, merge_moments, pair_moments, topk_mean
+from .stats import SAMPLE_AUTO, TARGET_SE, merge_moments, pair_moments, sampling_errors, topk_mean
 from .validation import Interval, Options, check_is_fitted, check_label, validate_params
 
 FORMAT = "simstd.standardizer"
@@ -111,6 +111,9 @@ class Standardizer:
     n_ : (M, M) int64, number of positive scores per (query, target) modality
     mean_, var_, std_ : (M, M) float64, their mean, variance (ddof=0), std
         (of the raw cosine, or with ``method="hubness"`` of ``2u - r_q``)
+    standard_error_ : (M, M, 2) float64, the sampling error of each pair's mean
+        and std in units of its std (:func:`simstd.stats.sampling_errors`;
+        NaN where unknown, e.g. after :meth:`merge`)
     dim_, model_, index_fingerprint_ : what the fit was made on (may be None)
     terms_ : (n_items, M) float32, ``method="hubness"`` only: ``rho`` of item
         id ``i`` for query modality ``modalities_[j]`` at ``[i, j]``
@@ -363,6 +366,10 @@ class Standardizer:
         pair = codes[: scores.size] * m + codes[scores.size :]
         n, mean, m2 = pair_moments(pair, scores, m * m)
         self._set_stats([str(x) for x in labels], n.reshape(m, m), mean.reshape(m, m), m2.reshape(m, m))
+        per_query = int(self.n_pseudo) if self.source == "pseudo" else 1  # a query's top-k are not independent
+        for code in np.unique(pair):
+            _n, se_mean, se_std = sampling_errors(scores[pair == code][:, None])
+            self.standard_error_[code // m, code % m] = np.array([se_mean, se_std]) * np.sqrt(per_query)
         self.dim_ = None
         self.model_ = None
         self.index_fingerprint_ = None
@@ -397,6 +404,7 @@ class Standardizer:
         self.mean_ = np.where(seen, mean, np.nan)
         self.var_ = np.where(seen, np.divide(m2, n, out=np.zeros_like(m2, dtype=np.float64), where=seen), np.nan)
         self.std_ = np.sqrt(self.var_)
+        self.standard_error_ = np.full(n.shape + (2,), np.nan)  # known only to a fit that saw the scores
 
     # ---------------------------------------------------------------- applying
     def _check_fitted(self) -> None:
@@ -591,6 +599,9 @@ class Standardizer:
                             "mean": float(self.mean_[i, j]),
                             "std": float(self.std_[i, j]),
                             "var": float(self.var_[i, j]),
+                            **({"se_mean": float(self.standard_error_[i, j, 0]),
+                                "se_std": float(self.standard_error_[i, j, 1])}
+                               if np.isfinite(self.standard_error_[i, j]).all() else {}),
                             **({"centre": float(self.centre_[i, j]), "scale": float(self.scale_[i, j])}
                                if self.method == "hubness" else {}),
                         }
@@ -673,6 +684,10 @@ class Standardizer:
                         raise CorruptFileError(f"{source} is invalid: pair ({row['query_modality']!r}, "
                                                f"{row['target_modality']!r}) has hubness scale {row['scale']!r}; {fix}")
             std._set_stats(labels, n, mean, m2)
+            for row in data["pairs"]:
+                if "se_mean" in row:
+                    i, j = labels.index(row["query_modality"]), labels.index(row["target_modality"])
+                    std.standard_error_[i, j] = float(row["se_mean"]), float(row["se_std"])
             if std.method == "hubness":
                 std.centre_, std.scale_ = centre, scale
             std.dim_ = data.get("dim")

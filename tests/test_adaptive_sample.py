@@ -96,3 +96,15 @@ def test_auto_sizes_the_hubness_fit_too():
     assert (std.n_ >= first_round(0.05)).all() and (std.n_ < 3000).all()
     fixed = Standardizer(method="hubness", sample=400, hubness_bank=None).fit(store)
     assert fixed.n_.tolist() == [[400, 400], [400, 400]]
+
+
+def test_a_fit_states_its_sampling_error_and_keeps_it():
+    store = _heavy_store()
+    std = Standardizer(sample="auto", target_se=0.04, seed=3).fit(store)
+    assert std.standard_error_.shape == (2, 2, 2) and (std.standard_error_ <= 0.04).all()
+    np.testing.assert_allclose(std.standard_error_[..., 0], std.n_**-0.5)  # the mean's: 1/sqrt(queries)
+    again = Standardizer.from_dict(std.to_dict())
+    np.testing.assert_array_equal(again.standard_error_, std.standard_error_)
+    assert np.isnan(std.merge(again).standard_error_).all()  # pooled fits: unknown, not made up
+    fixed = Standardizer(sample=100, seed=3).fit(store)
+    assert (fixed.standard_error_[..., 0] == pytest.approx(0.1)) and (fixed.standard_error_ > 0.04).any()

@@ -208,9 +208,11 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
 
 
 def _stats_table(std: Standardizer) -> str:
-    rows = [[r["query_modality"], r["target_modality"], r["n"], f"{r['mean']:.4f}", f"{r['std']:.4f}"]
+    """The fitted pairs; ``± std`` is the larger sampling error of the pair's mean and std, in units of its std."""
+    rows = [[r["query_modality"], r["target_modality"], r["n"], f"{r['mean']:.4f}", f"{r['std']:.4f}",
+             f"{max(r['se_mean'], r['se_std']):.3f}" if "se_mean" in r else "–"]
             for r in std.table()]
-    return _table(["query", "target", "n", "mean", "std"], rows)
+    return _table(["query", "target", "n", "mean", "std", "± std"], rows)
 
 
 def _payload(meta: dict) -> str:

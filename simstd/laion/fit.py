@@ -296,6 +296,9 @@ def fit_embeddings(
     labels = sorted(files.modalities)
     n, mean, m2 = pool(labels, drawn.parts)
     std = from_moments(probe_std, labels, n, mean, m2, dim=files.dim)
+    for pair, e in extra["standard_error"].items():
+        qm, tm = pair.split("->")
+        std.standard_error_[labels.index(qm), labels.index(tm)] = e["mean"], e["std"]
     if report is not None:
         report(FitReport(files.counts, counts, len(pieces), time.perf_counter() - started, query_bytes,
                          getattr(runner, "engine", type(runner).__name__), extra))
