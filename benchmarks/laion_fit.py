@@ -8,8 +8,8 @@ then, in one process and alternating repeat by repeat:
 - ``index``: the fit on a Flat MixedIndex of the same vectors (what ``simstd fit --index`` does);
 - ``float32``: :func:`simstd.laion.fit_embeddings` streaming the files, exact float32 products;
 - ``bfloat16``: the same with bfloat16 candidates re-scored in float32 and certified;
-- ``auto-float32`` / ``auto-bfloat16``: ``sample="auto"``, rounds of pseudo queries until every
-  pair's mean and std has a standard error of at most ``--target-se`` of its std.
+- ``auto-float32`` / ``auto-bfloat16`` / ``auto-index``: ``sample="auto"``, rounds of pseudo
+  queries until every pair's mean and std has a standard error of at most ``--target-se`` of its std.
 
 Each fit's pair statistics are compared, in units of that pair's std, with the float32 fit of
 the same pseudo queries (same seed) and, with ``--reference-sample S``, with an exact fit on S
@@ -132,6 +132,7 @@ def main() -> None:
     p.add_argument("--piece-rows", type=int, default=65_536, help="rows per task (piece)")
     p.add_argument("--spark", default=None, help="also fit on Spark with this master, e.g. local[2]")
     p.add_argument("--out", default=str(HERE / "results" / "laion_fit.json"))
+    p.add_argument("--key", default=None, help="key of this run in --out (default: N-SAMPLE[-spark])")
     args = p.parse_args()
     n = parse_size(args.n)
     root = Path(args.dir) / f"n{n}"
@@ -139,7 +140,7 @@ def main() -> None:
     write_folder(root, n, args.seed)
     print(f"folder {root}: {time.perf_counter() - t:.1f} s", flush=True)
     index = None
-    if "index" in args.methods.split(","):
+    if {"index", "auto-index"} & set(args.methods.split(",")):
         index = MixedIndex.from_arrays(stored(root), factory="Flat")
     methods = args.methods.split(",")
     runs: dict[str, list] = {name: [] for name in methods}
@@ -148,8 +149,9 @@ def main() -> None:
     for r in range(args.repeats):
         for name in methods:
             t = time.perf_counter()
-            if name == "index":
-                fits[name] = Standardizer(sample=args.sample, seed=args.seed).fit(index)
+            if name in ("index", "auto-index"):
+                sample = "auto" if name == "auto-index" else args.sample
+                fits[name] = Standardizer(sample=sample, target_se=args.target_se, seed=args.seed).fit(index)
             else:
                 fits[name] = fit_file(root, name, args, args.seed, reports[name].append)
             runs[name].append(time.perf_counter() - t)
@@ -159,7 +161,12 @@ def main() -> None:
     collection = {}
     if args.reference_sample:
         t = time.perf_counter()
-        big = fit_embeddings(root, sample=args.reference_sample, seed=1000, search="bfloat16")  # certified exact
+        cached = root / f"reference-{args.reference_sample}-seed1000.json"  # the folder's own statistics
+        if cached.exists():
+            big = Standardizer.load(cached)
+        else:
+            big = fit_embeddings(root, sample=args.reference_sample, seed=1000, search="bfloat16")  # certified exact
+            big.save(cached)
         print(f"reference ({args.reference_sample} per modality): {time.perf_counter() - t:.1f} s", flush=True)
         collection = {"reference_sample": args.reference_sample, "reference_seed": 1000,
                       "reference_own_se": args.reference_sample ** -0.5,
@@ -184,6 +191,7 @@ def main() -> None:
         "reports": {name: [{"sample": rep.sample, "seconds": rep.seconds, **rep.extra} for rep in reps]
                     for name, reps in reports.items() if reps},
         "error_vs_reference": {k: errors(v, ref) for k, v in fits.items() if k != ref_name},
+        "stated_se": {k: float(np.nanmax(v.standard_error_)) for k, v in fits.items()},
         "collection": collection,
         "pairs": ref.table(),
     }
@@ -224,7 +232,7 @@ def main() -> None:
         runner.close()
     out = Path(args.out)
     data = json.loads(out.read_text()) if out.exists() else {}
-    data[f"{args.n}-{args.sample}" + ("-spark" if args.spark else "")] = result
+    data[args.key or f"{args.n}-{args.sample}" + ("-spark" if args.spark else "")] = result
     out.write_text(json.dumps(data, indent=2))
     print(json.dumps({k: v for k, v in result.items() if k != "pairs"}, indent=2))
 
