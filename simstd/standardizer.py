@@ -87,7 +87,8 @@ class Standardizer:
         ``None`` uses every item. Fitting a 10M-item index needs only a sample.
         ``"auto"`` (paper's method): draw rounds until the standard error of
         every pair's mean and std is at most ``target_se`` of its std (about
-        ``1/target_se**2`` queries per modality; more for a heavy tail).
+        ``1/target_se**2`` queries per modality, 10,000 at the default 0.01;
+        more for a heavy tail).
     target_se:
         Precision of ``sample="auto"``, in units of each pair's std.
     seed:
