@@ -254,6 +254,11 @@ def test_cli_two_commands_make_a_fitted_index(folder, tmp_path):
                 "--target-se", "0.1", "--search", "exact")
     assert auto.returncode == 0, auto.stderr
     assert "with 100 image, 100 text pseudo queries" in auto.stderr and "at most 0.1" in auto.stderr
+    on_index = _cli("fit", "--index", db, "--sample", "auto", "--target-se", "0.1")
+    assert on_index.returncode == 0, on_index.stderr
+    assert "± std" in on_index.stdout and MixedIndex.load(db).standardizer.n_.tolist() == [[100, 100], [100, 100]]
+    wrong_search = _cli("fit", "--index", db, "--search", "bfloat16")
+    assert wrong_search.returncode == 1 and "--embeddings" in wrong_search.stderr
     bad = _cli("fit", "--embeddings", folder, "--out", tmp_path / "x.json", "--sample", "lots")
     assert bad.returncode == 2 and "'auto'" in bad.stderr and not (tmp_path / "x.json").exists()
     mismatch = _cli("fit", "--embeddings", other, "--index", db, "--sample", "50")
