@@ -248,7 +248,8 @@ def unit_rows(block: np.ndarray, where: str, rows: np.ndarray | None = None) -> 
     if renorm.any():
         if block is given:  # never scale a caller's array in place
             block = block.copy()
-        block[renorm] = (block[renorm] / norms[renorm, None]).astype(np.float32)
+        # in place, no fancy-indexed copies: float16 files need it on nearly every row
+        np.divide(block, norms[:, None], out=block, where=renorm[:, None], casting="same_kind")
     return block, int(off.sum())
 
 
