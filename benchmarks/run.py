@@ -924,12 +924,13 @@ def _fit_from_files_section(add, path: Path) -> None:  # noqa: ANN001
         "*CPU time / cores* is the process's CPU seconds over the machine's cores (the wall time an idle "
         "machine would show; the wall time grows with other jobs' load). "
         "*vs same queries* against the exact float32 fit of the same pseudo queries (what the search method "
-        "costs); *vs the collection* against an exact fit on many other pseudo queries (seed 1000; its own "
+        "costs; bfloat16 also says how many queries its bound could not certify); *vs the collection* against an exact fit on many other pseudo queries (seed 1000; its own "
         "standard error is given), so it holds the fit's sampling error; *stated* is the largest standard error "
         "the fit reports for itself (`Standardizer.standard_error_`). Raw JSON: "
         "`benchmarks/results/laion_fit.json`.\n"
     )
-    for key, r in sorted(runs.items()):
+    # the quietest run first: its wall times are the ones an idle machine shows
+    for key, r in sorted(runs.items(), key=lambda kv: (kv[1].get("load_average_after") or [99.0])[0]):
         c = r["collection"]
         add(f"Key `{key}`, reference: {c['reference_sample']:,} pseudo queries per modality "
             f"(standard error {c['reference_own_se']:.3f}); load average after the run "
@@ -949,8 +950,12 @@ def _fit_from_files_section(add, path: Path) -> None:  # noqa: ANN001
             drawn = " / ".join(f"{v:,}" for v in sample.values()) if sample else (
                 "auto" if name.startswith("auto") else f"{r['sample']:,}")
             same = r["error_vs_reference"].get(name)
+            drawn_alike = name.startswith("auto") == r["reference"].startswith("auto")  # else other queries
             same_txt = "(reference)" if name == r["reference"] else (
-                f"{_fmt(same['mean_shift_over_std'])}, {_fmt(same['std_rel_error'])}" if same else "–")
+                f"{_fmt(same['mean_shift_over_std'])}, {_fmt(same['std_rel_error'])}" if same and drawn_alike else "–")
+            redone = rep.get("recomputed")
+            if redone is not None:
+                same_txt += f" ({redone} queries re-scored in float32)"
             coll = c["error_vs_reference"].get(name)
             se = rep.get("standard_error")
             stated = max(max(e["mean"], e["std"]) for e in se.values()) if se else r.get("stated_se", {}).get(name)
