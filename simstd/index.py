@@ -48,12 +48,17 @@ if TYPE_CHECKING:  # pragma: no cover
 
 FORMAT_VERSION = 1
 
-#: HNSW beam width while mining. Pseudo queries of the other modality lie far
-#: from a shard's graph and a narrow beam misses their true top-1, biasing the
-#: fit: on 30k+30k CLIP-like vectors (HNSW16, 2000 queries) efSearch 16 gave
-#: std 1.6-2.4x the exact fit's and means off by up to 1.4 std; 256 is within
-#: 0.01 std. (At 1M, efSearch 128 had std off by 205%: docs/performance.md.)
+#: HNSW beam width while mining with ``mining="graph"``. Pseudo queries of the
+#: other modality lie far from a shard's graph and a narrow beam misses their
+#: true top-1, biasing the fit: on 30k+30k CLIP-like vectors (HNSW16, 2000
+#: queries) efSearch 16 gave std 1.6-2.4x the exact fit's; 256 is within 0.01
+#: std there, but at 1M even 256 left the text->image std at 0.0377 against
+#: 0.0247 exact. Hence the default ``mining="exhaustive"``.
 MINING_EF_SEARCH = 256
+#: How a fit searches HNSW shards: "exhaustive" scans the graph's stored
+#: vectors (its flat storage: the exact top-k, a Flat fit's cost), "graph"
+#: walks the graph with a beam of :data:`MINING_EF_SEARCH` (faster, biased).
+MINING_MODES = ("exhaustive", "graph")
 
 #: Entry points of a bridged cross-modal HNSW search: the bridges of this many
 #: of the query's own-modality results (build_bridges).
@@ -92,6 +97,9 @@ class MixedIndex:
         # source item (row order) the target row of its nearest target item.
         self._bridges: dict[tuple[str, str], np.ndarray] = {}
         self._fingerprint = _digest(f"simstd:{FORMAT_VERSION}:{self.dim}:{factory}:{uuid.uuid4()}".encode())
+        #: How fits search HNSW shards (MINING_MODES); other shards are searched as they are.
+        self.mining = "exhaustive"
+        self._exhaustive = False  # inside an exhaustive mining session
         self._check_factory()
 
     def _check_factory(self) -> None:
@@ -361,17 +369,28 @@ class MixedIndex:
 
     @contextlib.contextmanager
     def mining_session(self) -> Iterator[None]:
-        """Raise every HNSW shard's efSearch to :data:`MINING_EF_SEARCH` while
-        mining (:func:`simstd.engines.base.search_session`), then restore it."""
+        """The searches of a fit (:func:`simstd.engines.base.search_session`).
+
+        With ``mining="exhaustive"`` (default) an HNSW shard is searched over its
+        stored vectors, not its graph: the exact top-k, as on ``Flat``, because a
+        fit's statistics are only as good as its pseudo positives. With
+        ``mining="graph"`` its beam is raised to :data:`MINING_EF_SEARCH` instead.
+        Restored afterwards either way.
+        """
+        if self.mining not in MINING_MODES:
+            raise SimstdError(f"mining must be one of {MINING_MODES}, got {self.mining!r}")
         saved = []
-        for shard in self._shards.values():
-            inner = faiss.downcast_index(shard.index)
-            if isinstance(inner, faiss.IndexHNSW) and inner.hnsw.efSearch < MINING_EF_SEARCH:
-                saved.append((inner, inner.hnsw.efSearch))
-                inner.hnsw.efSearch = MINING_EF_SEARCH
+        if self.mining == "graph":
+            for shard in self._shards.values():
+                inner = faiss.downcast_index(shard.index)
+                if isinstance(inner, faiss.IndexHNSW) and inner.hnsw.efSearch < MINING_EF_SEARCH:
+                    saved.append((inner, inner.hnsw.efSearch))
+                    inner.hnsw.efSearch = MINING_EF_SEARCH
+        outer, self._exhaustive = self._exhaustive, self.mining == "exhaustive"
         try:
             yield
         finally:
+            self._exhaustive = outer
             for inner, ef in saved:
                 inner.hnsw.efSearch = ef
 
@@ -542,6 +561,8 @@ class MixedIndex:
         FAISS search parameters for this call only.
         """
         inner = self._shards[modality].index
+        if self._exhaustive:  # a fit: the exact top-k of an HNSW shard from its stored vectors
+            inner, params = _exhaustive(inner), None
         if params is None:
             D, I = inner.search(self._pad(queries), k)
         else:
@@ -834,6 +855,7 @@ class MixedIndex:
         index._folded = folded
         index._pair_params = {}
         index._bridges = {}
+        index.mining, index._exhaustive = "exhaustive", False
         return index
 
     @property
@@ -929,6 +951,12 @@ def _load_bridges(index: MixedIndex, path: Path) -> None:
 
 
 register_part(Part(BRIDGES, _save_bridges, _load_bridges))
+
+
+def _exhaustive(inner: faiss.Index) -> faiss.Index:
+    """The flat storage of an HNSW index (rows = the graph's ids), else ``inner`` itself."""
+    hnsw = faiss.downcast_index(inner)
+    return faiss.downcast_index(hnsw.storage) if isinstance(hnsw, faiss.IndexHNSW) else inner
 
 
 def _is_hnsw(shard: faiss.Index) -> bool:

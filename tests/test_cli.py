@@ -142,3 +142,18 @@ def test_demo_runs_offline_on_generated_data():
     row = next(line for line in r.output.splitlines() if line.startswith("generated"))
     r20_raw, r20_std = map(float, row.split()[-2:])
     assert r20_raw == 0.0 and r20_std > 0.8
+
+
+def test_fit_mining_modes_on_an_hnsw_index(files):
+    db = files / "hnsw.faiss"
+    r = run("build", "-e", f"text={files / 't.npy'}", "-e", f"image={files / 'i.npy'}", "--factory", "HNSW8",
+            "--out", db)
+    assert r.exit_code == 0, r.output
+    exhaustive = run("fit", "--index", db)
+    assert exhaustive.exit_code == 0, exhaustive.output
+    graph = run("fit", "--index", db, "--mining", "graph", "--format", "json")
+    assert graph.exit_code == 0, graph.output
+    bad = run("fit", "--index", db, "--mining", "fast")
+    assert bad.exit_code == 2 and "exhaustive" in bad.output
+    wrong = run("fit", "--embeddings", files, "--out", files / "s.json", "--mining", "graph")
+    assert wrong.exit_code == 1 and "--mining" in wrong.output and not (files / "s.json").exists()

@@ -197,19 +197,34 @@ def test_bad_settings_are_named():
         Standardizer(source="oracle").fit(mixed_index())
 
 
-def test_hnsw_fit_matches_the_exact_fit_and_keeps_the_search_beam():
-    """Mining widens the HNSW beam: cross-modal pseudo queries are far from a
-    shard's graph and a narrow beam biases the statistics."""
+def test_hnsw_fit_is_the_exact_fit_and_keeps_the_search_beam(monkeypatch):
+    """A fit scans an HNSW shard's stored vectors: its pseudo positives are the exact ones, whatever
+    the beam (a narrow beam misses cross-modal top-1s; at 1M even efSearch 256 left a std 50% off).
+    mining="graph" walks the graph instead, with a wider beam: close, not exact."""
     import faiss
 
+    import simstd.index
     from simstd.datasets import synthetic_pairs
 
     pairs = synthetic_pairs(4000, 128, seed=1)  # clustered, CLIP-like gap: what HNSW is built for
     arrays = {"image": pairs[0], "text": pairs[1]}
     exact = Standardizer(sample=300).fit(MixedIndex.from_arrays(arrays))
     hnsw = MixedIndex.from_arrays(arrays, factory="HNSW8")
-    hnsw.set_search_params("efSearch=4")  # with this beam the fit was off by 1 std, std 4x
+    hnsw.set_search_params("efSearch=4")  # with this beam a graph fit was off by 1 std, std 4x
+    monkeypatch.setattr(simstd.index, "MINING_EF_SEARCH", 4)  # and no wider mining beam either
+    got = Standardizer(sample=300).fit(hnsw)
+    np.testing.assert_array_equal(got.n_, exact.n_)
+    np.testing.assert_allclose(got.mean_, exact.mean_, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(got.std_, exact.std_, rtol=0, atol=1e-6)
+    assert faiss.downcast_index(hnsw.shards["text"].index).hnsw.efSearch == 4
+    assert not hnsw._exhaustive  # searches after the fit walk the graph again
+
+    monkeypatch.setattr(simstd.index, "MINING_EF_SEARCH", 256)
+    hnsw.mining = "graph"
     approx = Standardizer(sample=300).fit(hnsw)
     np.testing.assert_allclose((approx.mean_ - exact.mean_) / exact.std_, 0, atol=0.1)
     np.testing.assert_allclose(approx.std_ / exact.std_, 1, atol=0.05)
     assert faiss.downcast_index(hnsw.shards["text"].index).hnsw.efSearch == 4
+    hnsw.mining = "fast"
+    with pytest.raises(SimstdError, match="mining must be one of"):
+        Standardizer(sample=300).fit(hnsw)

@@ -186,6 +186,9 @@ def add(index_path: str, embeddings: tuple[str, ...], meta: tuple[str, ...], loc
               help="--method hubness: neighbours averaged in each item's term.")
 @click.option("--hubness-bank", default=4096, show_default=True, type=click.IntRange(min=0),
               help="--method hubness: items per modality the terms are measured against (0 = all, exact).")
+@click.option("--mining", type=click.Choice(["exhaustive", "graph"]), default="exhaustive", show_default=True,
+              help="How the fit searches HNSW shards: exhaustive scans their stored vectors (exact pseudo "
+                   "positives, a Flat fit's cost); graph walks the graph with a wide beam (faster, biased).")
 @click.option("--uncertainty", "with_uncertainty", is_flag=True,
               help="Also fit the label-free uncertainty model (confidences, --rerank uncertainty); "
                    "costs about one more pass over the pseudo queries.")
@@ -193,7 +196,7 @@ def add(index_path: str, embeddings: tuple[str, ...], meta: tuple[str, ...], loc
 @lock_timeout_option
 def fit(index_path: str | None, embeddings_dir: str | None, out: str | None, spark_master: str | None,
         queries: str | None, query_modality: str | None, sample: int | str, target_se: float, search: str, seed: int,
-        n_pseudo: int, method: str, hubness_k: int, hubness_bank: int, with_uncertainty: bool, fmt: str,
+        n_pseudo: int, method: str, hubness_k: int, hubness_bank: int, mining: str, with_uncertainty: bool, fmt: str,
         lock_timeout: float) -> None:
     """Fit the standardizer on pseudo-positive pairs and commit it with the index.
 
@@ -206,6 +209,9 @@ def fit(index_path: str | None, embeddings_dir: str | None, out: str | None, spa
         if method != "paper" and explicit:
             raise SimstdError("a fit from files (--embeddings) fits the paper's standardizer; --method hubness "
                               "needs an index: simstd build --from DIR, then simstd fit --index --method hubness")
+        if mining != "exhaustive":
+            raise SimstdError("--mining chooses how a fit searches an index's HNSW shards; a fit from files "
+                              "(--embeddings) scans every item (or its --search candidates)")
         if method != "paper":
             click.echo("note: a fit from files fits the paper's method (--method paper); for the hubness "
                        "correction fit the built index: simstd fit --index ...", err=True)
@@ -223,13 +229,14 @@ def fit(index_path: str | None, embeddings_dir: str | None, out: str | None, spa
                           "--embeddings DIR --out std.json")
     with writer_lock(index_path, lock_timeout, create=False):
         _fit(index_path, queries, query_modality, sample, target_se, seed, n_pseudo, method, hubness_k,
-             hubness_bank, with_uncertainty, fmt)
+             hubness_bank, mining, with_uncertainty, fmt)
 
 
 def _fit(index_path: str, queries: str | None, query_modality: str | None, sample: int | str, target_se: float,
-         seed: int, n_pseudo: int, method: str, hubness_k: int, hubness_bank: int, with_uncertainty: bool,
-         fmt: str) -> None:
+         seed: int, n_pseudo: int, method: str, hubness_k: int, hubness_bank: int, mining: str,
+         with_uncertainty: bool, fmt: str) -> None:
     index = MixedIndex.load(index_path, load_standardizer=False)
+    index.mining = mining
     qvec = None
     if queries is not None:
         if query_modality is None:
