@@ -109,6 +109,35 @@ def round_rng(seed: int, modality: str) -> np.random.Generator:
     return np.random.default_rng([int(seed), zlib.crc32(modality.encode())])
 
 
+class RoundDraw:
+    """One query modality's adaptive sample: rounds of positions in ``[0, n)``, drawn
+    without replacement from the modality's own stream (:func:`round_rng`).
+
+    The one draw every fit makes, from an index (positions into its ids) or
+    from files (row numbers), so both draw the same rows for the same seed.
+    """
+
+    def __init__(self, n: int, seed: int, modality: str) -> None:
+        self.n = int(n)
+        self.rng = round_rng(seed, modality)
+        self.taken = np.empty(0, np.int64)
+
+    @property
+    def exhausted(self) -> bool:
+        return len(self.taken) >= self.n
+
+    def next(self, want: int) -> np.ndarray:
+        """Up to ``want`` positions not drawn before, ascending."""
+        want = min(int(want), self.n - len(self.taken))
+        if len(self.taken) == 0:  # no list of every position: n may be a billion rows
+            pick = self.rng.choice(self.n, size=want, replace=False)
+        else:  # the positions not drawn yet, ascending
+            left = np.setdiff1d(np.arange(self.n), self.taken, assume_unique=True)
+            pick = left[self.rng.choice(len(left), size=want, replace=False)]
+        self.taken = np.concatenate([self.taken, pick.astype(np.int64)])
+        return np.sort(pick).astype(np.int64)
+
+
 def first_round(target: float) -> int:
     """Queries per modality of an adaptive sample's first round: what the mean
     needs (``1/target^2``); a normal tail's std needs half as many."""
@@ -144,8 +173,8 @@ def draw_sample(
     """Score the pseudo queries of one query modality, drawn from ``pool`` (ids or rows).
 
     ``sample`` is a count (a seeded draw from ``rng`` without replacement),
-    ``None`` (the whole pool) or ``"auto"``: rounds from the modality's own
-    stream (:func:`round_rng`) until :func:`next_round` finds every pair at
+    ``None`` (the whole pool) or ``"auto"``: rounds of a :class:`RoundDraw`
+    until :func:`next_round` finds every pair at
     ``target``. ``score(batch)`` returns, per target modality, the batch's
     ``(len(batch), k)`` scores (``-inf`` where there are none); the result is
     those arrays over all rounds.
@@ -154,12 +183,10 @@ def draw_sample(
         if sample is not None and sample < len(pool):
             pool = pool[np.sort(rng.choice(len(pool), size=int(sample), replace=False))]
         return score(pool)
-    rounds = round_rng(seed, modality)
-    left, want, found = pool, first_round(target), None
+    rounds = RoundDraw(len(pool), seed, modality)
+    want, found = first_round(target), None
     while want:
-        pick = rounds.choice(len(left), size=min(want, len(left)), replace=False)
-        batch, left = np.sort(left[pick]), np.delete(left, pick)
-        got = score(batch)
+        got = score(pool[rounds.next(want)])
         found = got if found is None else [np.concatenate([a, b]) for a, b in zip(found, got)]
-        want = next_round(found, len(pool) - len(left), target) if len(left) else 0
+        want = 0 if rounds.exhausted else next_round(found, len(rounds.taken), target)
     return found

@@ -45,7 +45,7 @@ import numpy as np
 
 from ..errors import SimstdError
 from ..standardizer import Standardizer
-from ..stats import (SAMPLE_AUTO, TARGET_SE, first_round, merge_moments, next_round, pair_moments, round_rng,
+from ..stats import (SAMPLE_AUTO, TARGET_SE, RoundDraw, first_round, merge_moments, next_round, pair_moments,
                      sampling_errors)
 from ..validation import check_label
 from .ivf import MIN_RECALL, probe, train_centroids
@@ -116,27 +116,18 @@ class _Sample:
 
     def __init__(self, files: EmbeddingFiles, seed: int) -> None:
         self.files = files
-        # a stream per query modality, as simstd.mining draws: the same rows as Standardizer(sample="auto")
-        self.rngs = {m: round_rng(seed, m) for m in files.modalities}
-        self.taken = {m: np.empty(0, np.int64) for m in files.modalities}
+        # the draw simstd.mining makes: the same rows as Standardizer(sample="auto") on an index of these files
+        self.draws = {m: RoundDraw(files.count(m), seed, m) for m in files.modalities}
         self.scores: dict[tuple[str, str], list[np.ndarray]] = {}
         self.parts: list[tuple[str, str, tuple[int, float, float]]] = []
 
     def more(self, want: dict[str, int]) -> dict[str, np.ndarray]:
         """``want[m]`` more rows of each modality, never one already drawn."""
-        out = {}
-        for m, w in want.items():
-            n, taken = self.files.count(m), self.taken[m]
-            w = min(int(w), n - len(taken))
-            rng = self.rngs[m]
-            if len(taken) == 0:
-                rows = rng.choice(n, size=w, replace=False)
-            else:  # the rows not drawn yet, ascending
-                left = np.setdiff1d(np.arange(n), taken, assume_unique=True)
-                rows = left[rng.choice(len(left), size=w, replace=False)]
-            out[m] = rows.astype(np.int64)
-            self.taken[m] = np.concatenate([taken, out[m]])
-        return out
+        return {m: self.draws[m].next(w) for m, w in want.items()}
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return {m: len(d.taken) for m, d in self.draws.items()}
 
     def add(self, tops: Tops) -> None:
         for (qm, _b, tm), (s, _bound) in sorted(tops.items()):
@@ -154,9 +145,9 @@ class _Sample:
     def shortfall(self, target: float) -> dict[str, int]:
         """Per query modality whose pairs miss ``target``: how many more rows to draw (none when all meet it)."""
         need = {}
-        for qm, taken in self.taken.items():
+        for qm, draw in self.draws.items():
             pairs = [np.concatenate(parts) for (q, _tm), parts in self.scores.items() if q == qm]
-            more = next_round(pairs, len(taken), target) if len(taken) < self.files.count(qm) else 0
+            more = 0 if draw.exhausted else next_round(pairs, len(draw.taken), target)
             if more:
                 need[qm] = more
         return need
@@ -282,7 +273,7 @@ def fit_embeddings(
             break
         want = drawn.shortfall(target_se)
         if not want:
-            counts = {m: len(r) for m, r in drawn.taken.items()}
+            counts = drawn.counts
             break
     if ivf_checks:
         extra.update(_ivf_summary(ivf_checks))
