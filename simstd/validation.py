@@ -214,11 +214,12 @@ def validate_params(estimator: object, constraints: Mapping[str, Sequence[object
     ``_parameter_constraints`` + ``validate_parameter_constraints``: declared
     once per estimator, checked by one function, so ``True`` is refused as a
     count everywhere. ``params`` defaults to the estimator's attributes of
-    those names. Raises :class:`SimstdError` naming the parameter, the allowed
+    those names (a function's settings are passed as ``params``). Raises :class:`SimstdError` naming the parameter, the allowed
     values and the value given.
     """
     for name, allowed in constraints.items():
         value = params[name] if params is not None else getattr(estimator, name)
         if not any(_satisfies(value, c) for c in allowed):
             options = " or ".join(_describe(c) for c in allowed)
-            raise SimstdError(f"{type(estimator).__name__}: {name} must be {options}, got {value!r}")
+            owner = getattr(estimator, "__name__", None) or type(estimator).__name__  # a function names itself
+            raise SimstdError(f"{owner}: {name} must be {options}, got {value!r}")

@@ -47,7 +47,7 @@ from ..errors import SimstdError
 from ..standardizer import Standardizer
 from ..stats import (SAMPLE_AUTO, TARGET_SE, RoundDraw, first_round, merge_moments, next_round, pair_moments,
                      sampling_errors)
-from ..validation import check_label
+from ..validation import Interval, Options, check_label, validate_params
 from .ivf import MIN_RECALL, probe, train_centroids
 from .reader import PIECE_ROWS, ClipRetrievalFolder, EmbeddingFiles, Piece
 from .topk import PseudoQueries, Tops, uncertified
@@ -173,10 +173,13 @@ def pool(modalities: Sequence[str], parts: list[tuple[str, str, tuple[int, float
     return total
 
 
-def _positive_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise SimstdError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
+#: The settings of :func:`fit_embeddings` the Standardizer does not check.
+_PARAMETER_CONSTRAINTS: dict = {
+    "piece_rows": [Interval(int, 1)],
+    "search": [Options(SEARCHES)],
+    "nprobe": [Interval(int, 1)],
+    "check": [Interval(int, 1)],
+}
 
 
 def fit_embeddings(
@@ -227,19 +230,13 @@ def fit_embeddings(
       and the shift it causes (in units of std) are reported (warned about
       below 99% recall).
     """
-    adaptive = isinstance(sample, str)
-    if adaptive and sample != SAMPLE_AUTO:
-        raise SimstdError(f"sample must be a positive integer, None (every item) or {SAMPLE_AUTO!r}, got {sample!r}")
-    if isinstance(target_se, bool) or not isinstance(target_se, (int, float)) or not 0 < target_se < 1:
-        raise SimstdError(f"target_se must be a number in (0, 1) (a standard error in units of std), "
-                          f"got {target_se!r}")
-    # the paper's per-pair fit, whatever the default method; it validates sample, seed and n_pseudo
-    probe_std = Standardizer(method="paper", n_pseudo=n_pseudo, sample=None if adaptive else sample, seed=seed)
+    # the paper's per-pair fit, whatever the default method; it validates sample, target_se, seed and n_pseudo
+    probe_std = Standardizer(method="paper", n_pseudo=n_pseudo, sample=sample, target_se=target_se, seed=seed)
     probe_std._check_params()
-    piece_rows = _positive_int("piece_rows", piece_rows)
-    if search not in SEARCHES:
-        raise SimstdError(f"search must be one of {SEARCHES}, got {search!r}")
-    nprobe, check = _positive_int("nprobe", nprobe), _positive_int("check", check)
+    validate_params(fit_embeddings, _PARAMETER_CONSTRAINTS,
+                    {"piece_rows": piece_rows, "search": search, "nprobe": nprobe, "check": check})
+    adaptive = sample == SAMPLE_AUTO
+    piece_rows, nprobe, check = int(piece_rows), int(nprobe), int(check)
     files = open_files(source)
     runner = LocalRunner() if runner is None else runner
     started = time.perf_counter()
