@@ -85,7 +85,7 @@ class Standardizer:
         Number of pseudo queries per query modality drawn (without
         replacement) when the pseudo queries are the indexed items themselves;
         ``None`` uses every item. Fitting a 10M-item index needs only a sample.
-        ``"auto"`` (paper's method): draw rounds until the standard error of
+        ``"auto"``: draw rounds until the standard error of
         every pair's mean and std is at most ``target_se`` of its std (about
         ``1/target_se**2`` queries per modality, 10,000 at the default 0.01;
         more for a heavy tail).

@@ -20,6 +20,7 @@ import click
 from ..errors import SimstdError
 from ..index import MixedIndex, SearchResult
 from ..standardizer import Standardizer
+from ..stats import SAMPLE_AUTO
 from ..validation import check_label, load_npy
 
 INDEX_ENV = "SIMSTD_INDEX"
@@ -37,8 +38,8 @@ class SampleSize(click.ParamType):
             text = str(value)
         else:
             text = str(value).strip().lower()
-        if text == "auto":
-            return "auto"
+        if text == SAMPLE_AUTO:
+            return SAMPLE_AUTO
         if text.isdigit():
             return int(text)
         self.fail(f"{value!r} is not a count of pseudo queries (0 = all) or 'auto'", param, ctx)

@@ -16,7 +16,7 @@ from ..index import MixedIndex
 from ..storage import writer_lock
 from ..laion.worker import SEARCHES
 from ..standardizer import Standardizer
-from ..stats import TARGET_SE
+from ..stats import SAMPLE_AUTO, TARGET_SE
 from ..validation import load_npy
 from ._common import (
     _echo_counts,
@@ -255,7 +255,7 @@ def _fit(index_path: str, queries: str | None, query_modality: str | None, sampl
     if with_uncertainty:
         from ..uncertainty.model import UncertaintyModel  # lazy, like every optional part: it loads scipy.special
 
-        settings = {"sample": sample or None} if sample != "auto" else {}  # auto sizes the standardizer's sample only
+        settings = {"sample": sample or None} if sample != SAMPLE_AUTO else {}  # auto sizes the standardizer's only
         index.uncertainty = UncertaintyModel(seed=seed, **settings).fit(index, std)
     elif index.uncertainty is not None:  # it was fitted with the previous standardizer
         index.uncertainty = None
