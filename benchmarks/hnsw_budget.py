@@ -260,28 +260,23 @@ def markdown(data: dict) -> list[str]:
             f"| {bs['work']:,.0f} | {bs['recall']:.3f} | {_split_cells(row['bridged_budget'])} "
             f"| {t['params']['text']}, {t['params']['image']} | {t['work']:,.0f} | {t['recall']:.3f} "
             f"| **{t['work'] / r['work']:.2f}** |")
+    split_tables = [("\nThe same splits without bridges (each graph searched from its top):\n",
+                     "simstd_target", "simstd_budget")]
     if "bridged_log_target" in data["rows"][0]:
-        lines.append(f"\nThe bridged splits tuned on a query log instead ({data['tune_queries']} other fresh "
-                     f"{data['query_modality']} vectors, `tune_search_params(queries=...)`), not on stored items:\n")
+        split_tables.insert(0, (f"\nThe bridged splits tuned on a query log instead ({data['tune_queries']} other "
+                                f"fresh {data['query_modality']} vectors, `tune_search_params(queries=...)`), not on "
+                                "stored items:\n", "bridged_log_target", "bridged_log_budget"))
+    for title, target_key, budget_key in split_tables:
+        lines.append(title)
         lines.append("| efSearch | raw work | raw recall | split at raw's work | work | **recall** | split for raw's "
                      "recall | work | recall | **work / raw work** |")
         lines.append("|---|---|---|---|---|---|---|---|---|---|")
         for row in data["rows"]:
-            r, t = row["raw"], row["bridged_log_target"]
+            r, t = row["raw"], row[target_key]
             lines.append(
-                f"| {r['efSearch']} | {r['work']:,.0f} | {r['recall']:.3f} | {_split_cells(row['bridged_log_budget'])} "
+                f"| {r['efSearch']} | {r['work']:,.0f} | {r['recall']:.3f} | {_split_cells(row[budget_key])} "
                 f"| {t['params']['text']}, {t['params']['image']} | {t['work']:,.0f} | {t['recall']:.3f} "
                 f"| **{t['work'] / r['work']:.2f}** |")
-    lines.append("\nThe same splits without bridges (each graph searched from its top):\n")
-    lines.append("| efSearch | raw work | raw recall | split at raw's work | work | **recall** | split for raw's recall "
-                 "| work | recall | **work / raw work** |")
-    lines.append("|---|---|---|---|---|---|---|---|---|---|")
-    for row in data["rows"]:
-        r, t = row["raw"], row["simstd_target"]
-        lines.append(
-            f"| {r['efSearch']} | {r['work']:,.0f} | {r['recall']:.3f} | {_split_cells(row['simstd_budget'])} "
-            f"| {t['params']['text']}, {t['params']['image']} | {t['work']:,.0f} | {t['recall']:.3f} "
-            f"| **{t['work'] / r['work']:.2f}** |")
     if data["build"].get("bridges_s"):
         lines.append(f"\nBuilding the bridges (`build_bridges()`, efSearch 32, both directions) took "
                      f"{data['build']['bridges_s']:.0f} s on this shared machine"
