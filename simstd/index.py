@@ -38,8 +38,6 @@ from .errors import CorruptFileError, FingerprintMismatchError, NotFittedError, 
 from .fileio import check_format, dump_json, read_json
 from .standardizer import Standardizer
 from .storage.layout import Part, register_part
-from .hubness import nearest_mean
-from .stats import topk_mean
 from .store import MetadataStore
 from .validation import Interval, as_embeddings, check_label, load_npy
 
@@ -195,7 +193,7 @@ class MixedIndex:
             return vectors
         std = self.standardizer
         rho = np.zeros((len(vectors), width), dtype=np.float32)
-        covered = (std is not None and std.method == "hubness" and self._folded == getattr(std, "terms_digest_", None)
+        covered = (std is not None and std.has_item_terms and self._folded == getattr(std, "terms_digest_", None)
                    and len(std.terms_) == ids[0] and std.modalities_ == self._term_modalities)
         if covered:
             rho = std.extend_terms(self, ids, vectors)
@@ -688,7 +686,7 @@ class MixedIndex:
         available = sum(sizes)
         if k > available:
             raise SimstdError(f"k={k} is larger than the {available} searchable items; use k <= {available}")
-        hub = False
+        method = None
         if not raw:
             standardizer = standardizer or self.standardizer
             if standardizer is None:
@@ -698,17 +696,13 @@ class MixedIndex:
                 )
             standardizer.check_index(self, strict=strict)
             maps = [standardizer.affine(query_modality, m) for m in names]
-            hub = standardizer.method == "hubness"
-        # Each shard's top candidates: k, the query term's (query_shift's shift_k or the
+            method = standardizer.backend_
+        # Each shard's top candidates: k, the method's query term's (query_shift's shift_k or the
         # hubness query term's hubness_k best), and the uncertainty model's depth (its tail
         # model). A search_like query's own item is one more candidate in its own shard.
-        needed = k
-        shift = 0.0 if raw or hub else float(standardizer.query_shift)
-        if shift:
-            needed = max(needed, int(standardizer.shift_k))
+        needed = k if raw else max(k, standardizer.query_depth)
         column = None
-        if hub:
-            needed = max(needed, int(standardizer.hubness_k))
+        if not raw and standardizer.has_item_terms:
             self.fold_terms(standardizer)
             column = self._term_modalities.index(query_modality)
         tail = 0 if uncertainty is None else int(uncertainty.depth)
@@ -731,16 +725,10 @@ class MixedIndex:
         else:
             mean = np.repeat(np.array([a for a, _ in maps], dtype=np.float32), widths)
             std = np.repeat(np.array([b for _, b in maps], dtype=np.float32), widths)
-            if hub:  # FAISS returned u = s - rho/2 (engines/faiss.py): z of 2u - r_q
-                U = S
-                rho = standardizer.item_terms(np.where(missing, 0, I), query_modality).astype(np.float32)
-                S = U + np.float32(0.5) * rho  # the raw cosines
-                V = self._query_term(U, S, missing, widths, int(standardizer.hubness_k))
-                Z = (V - mean) / std
-            else:
-                Z = (S - mean) / std
-            if shift:
-                Z = self._query_shift(Z, I, widths, shift, int(standardizer.shift_k))
+            # The method's score of each candidate (hubness: FAISS returned u = s - rho/2, its
+            # terms folded into the shards; the score is 2u - r_q), and the raw cosines.
+            S, V = method.block_scores(standardizer, S, I, missing, widths, query_modality)
+            Z = method.adjust_blocks(standardizer, (V - mean) / std, I, widths)
         if missing.any():
             Z = np.where(missing, np.float32(-np.inf), Z).astype(np.float32, copy=False)
         U = None
@@ -764,34 +752,6 @@ class MixedIndex:
             return SearchResult(Z, I, S, labels, query_modality, not raw, self.store)
         U = U[rows, pos]
         return SearchResult(Z, I, S, labels, query_modality, not raw, self.store, np.exp(-U), U)
-
-    @staticmethod
-    def _query_term(U: np.ndarray, S: np.ndarray, missing: np.ndarray, widths: list[int],
-                    hubness_k: int) -> np.ndarray:
-        """``2u - r_q`` per shard block, ``r_q`` the mean cosine of its ``hubness_k`` best
-        by ``u`` (:func:`simstd.hubness.corrected_scores`); a shard's columns arrive
-        sorted by ``u``, best first, so those are its first valid columns."""
-        V = 2 * U
-        start = 0
-        for width in widths:
-            block = slice(start, start + width)
-            local = nearest_mean(S[:, block], ~missing[:, block], hubness_k)
-            V[:, block] -= local[:, None].astype(np.float32)
-            start += width
-        return V
-
-    @staticmethod
-    def _query_shift(Z: np.ndarray, I: np.ndarray, widths: list[int], shift: float, shift_k: int) -> np.ndarray:
-        """Subtract ``shift`` x the mean of each shard's ``shift_k`` best z per query
-        (Standardizer's ``query_shift``); shard columns arrive sorted, best first."""
-        Z = Z.copy()
-        start = 0
-        for width in widths:
-            block = slice(start, start + width)
-            local = topk_mean(np.where(I[:, block] >= 0, Z[:, block], -np.inf), shift_k)
-            Z[:, block] -= np.float32(shift) * local[:, None].astype(np.float32)
-            start += width
-        return Z
 
     def search_like(self, ids: Sequence[int] | int, k: int = 10, **kwargs: object) -> SearchResult:
         """Use indexed items as queries (their own modality); each item itself is
@@ -876,7 +836,7 @@ ITEM_TERMS = "item_terms.npy"
 
 def _save_item_terms(index: MixedIndex, path: Path) -> bool:
     std = index.standardizer
-    if std is None or std.method != "hubness":
+    if std is None or not std.has_item_terms:
         return False
     std.save_terms(path)
     return True
@@ -884,7 +844,7 @@ def _save_item_terms(index: MixedIndex, path: Path) -> bool:
 
 def _load_item_terms(index: MixedIndex, path: Path) -> None:
     std = index.standardizer
-    if std is not None and std.method == "hubness":
+    if std is not None and std.has_item_terms:
         std.load_terms(path)
 
 

@@ -445,13 +445,10 @@ def _check(index: "MixedIndex", budget: float | None, target_recall: float | Non
 
 def _widths(index: "MixedIndex", std: object, query_modality: str, k: int) -> tuple[dict[str, int], int | None]:
     """How many results :meth:`MixedIndex.search` asks each shard for, and the query's term column."""
-    needed, column = k, None
-    if std.method == "hubness":
-        needed = max(k, int(std.hubness_k))
+    needed, column = max(k, std.query_depth), None
+    if std.has_item_terms:
         index.fold_terms(std)
         column = index._term_modalities.index(query_modality)
-    elif float(std.query_shift):
-        needed = max(k, int(std.shift_k))
     return {t: min(needed, n) for t, n in index.counts.items()}, column
 
 

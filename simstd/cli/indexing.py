@@ -146,7 +146,7 @@ def add(index_path: str, embeddings: tuple[str, ...], meta: tuple[str, ...], loc
         index.save(index_path)
     _echo_counts(index, f"updated {index_path}")
     std = index.standardizer
-    if std is not None and std.method == "hubness":
+    if std is not None and std.has_item_terms:
         click.echo("the hubness fit gave the new items their terms (against its fitted banks); it is stale but "
                    f"keeps serving: refresh it with simstd fit --index {index_path}", err=True)
     elif std is not None:
@@ -249,7 +249,7 @@ def _fit(index_path: str, queries: str | None, query_modality: str | None, sampl
     std.fit(index, queries=qvec, query_modalities=query_modality)
     std.check_degenerate()  # refuse before anything is written
     index.standardizer = std
-    if std.method == "hubness":  # the terms go into the shards once, here, not at every query
+    if std.has_item_terms:  # the terms go into the shards once, here, not at every query
         index.fold_terms(std)
     note = None
     if with_uncertainty:

@@ -226,6 +226,8 @@ class Transform(Protocol):
 
     query_shift: float
     shift_k: int
+    has_item_terms: bool
+    query_depth: int
 
     def affine(self, query_modality: str, target_modality: str) -> tuple[float, float]: ...
 
@@ -250,8 +252,8 @@ class SearchPlan:
 
     @property
     def hubness(self) -> bool:
-        """A ``method="hubness"`` fit: per-item terms reorder items within a modality."""
-        return self.standardizer is not None and getattr(self.standardizer, "method", "paper") == "hubness"
+        """A fit with per-item terms (``method="hubness"``): they reorder items within a modality."""
+        return self.standardizer is not None and bool(getattr(self.standardizer, "has_item_terms", False))
 
     @property
     def client_side(self) -> bool:
@@ -301,10 +303,8 @@ def plan_search(
         standardizer.check_index(searchable)
         for m in names:  # fail before searching if a pair was never fitted
             standardizer.affine(query_modality, m)
-        if standardizer.query_shift:  # the query-adaptive shift needs each modality's shift_k best
-            depth = max(depth, int(standardizer.shift_k))
-        if getattr(standardizer, "method", "paper") == "hubness":  # the query term needs hubness_k best by u
-            depth = max(depth, int(standardizer.hubness_k))
+        # A query-side term (query_shift's shift_k best, the hubness query term's hubness_k best by u).
+        depth = max(depth, int(getattr(standardizer, "query_depth", 0)))
     return SearchPlan(queries, query_modality, int(k), names, depth, standardizer)
 
 

@@ -52,7 +52,7 @@ QUERY_VECTOR = "{{query_vector}}"
 
 
 def _maps(std, query_modality: str, targets: Sequence[str] | None) -> list[tuple[str, float, float]]:
-    if getattr(std, "method", "paper") != "paper":
+    if getattr(std, "has_item_terms", False):
         raise SimstdError(f"export covers the paper's per-pair map; a method={std.method!r} fit also needs per-item "
                           "terms inside the engine (docs/default.md): refit with method='paper' to export")
     check_label(query_modality, "query modality")

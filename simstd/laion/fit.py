@@ -310,7 +310,7 @@ def from_moments(std: Standardizer, modalities: Sequence[str], n: np.ndarray, me
                  *, dim: int | None = None) -> Standardizer:
     """Fit the paper's ``std`` from pooled ``(M, M)`` count/mean/M2 arrays indexed ``[query, target]``
     (the statistics :meth:`Standardizer.merge` pools the same way); no index fingerprint."""
-    if std.method != "paper":
+    if not std.backend_.mergeable:
         raise SimstdError('a fit from pooled moments is the paper\'s method; method="hubness" needs the store '
                           "(Standardizer.fit(index)) to measure its per-item terms")
     labels = [check_label(str(x)) for x in modalities]

@@ -135,7 +135,7 @@ class UncertaintyModel:
                     pass
         none = np.empty(0, np.int64)
         bg_mean, bg_std = background_moments([vecs[x].astype(np.float64) for x in labels])
-        if std.method == "hubness":  # wins of the hubness ranking's own merged top-1
+        if std.has_item_terms:  # wins of the corrected ranking's own merged top-1
             self.hubs_ = {a: _hub_wins(index.search_like(ids[a], 1, standardizer=std).ids[:, 0], len(ids[a]))
                           if self.hubness else (none, none, len(ids[a])) for a in labels}
         else:

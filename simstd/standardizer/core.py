@@ -1,4 +1,4 @@
-"""Similarity standardization per (query modality, target modality) pair.
+"""The Standardizer: per-(query modality, target modality) pair statistics, shared by every method.
 
 Method: Yamashita, Shirafuji and Saito, "Bridging the Modality Gap by
 Similarity Standardization with Pseudo-Positive Samples" (2025). For every pair
@@ -11,36 +11,26 @@ modalities on one scale so that a single merged ranking is meaningful.
 """
 from __future__ import annotations
 
-import hashlib
 import warnings
 from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
 
-from . import hubness
-from .engines import Searchable, as_searchable
-from .engines.base import count
-from .errors import CorruptFileError, FingerprintMismatchError, NotFittedError, SimstdError, StaleFitWarning
-from .fileio import atomic_path, check_format, read_json, write_json_atomic
-from .mining import labeled_pair_scores, mine_pseudo_positives
-from .stats import SAMPLE_AUTO, TARGET_SE, merge_moments, pair_moments, sampling_errors, topk_mean
-from .validation import Interval, Options, check_is_fitted, check_label, validate_params
+from ..engines import Searchable, as_searchable
+from ..errors import CorruptFileError, FingerprintMismatchError, NotFittedError, SimstdError, StaleFitWarning
+from ..fileio import check_format, read_json, write_json_atomic
+from ..stats import SAMPLE_AUTO, TARGET_SE, merge_moments, pair_moments, sampling_errors
+from ..validation import Interval, Options, check_is_fitted, check_label, validate_params
+from .corrected import terms_path
+from .method import Method
+from .registry import METHODS, backend
 
 FORMAT = "simstd.standardizer"
 FORMAT_VERSION = 1
 SOURCES = ("pseudo", "labeled")
-METHODS = ("paper", "hubness")
-#: Per-item terms of a ``method="hubness"`` fit are kept beside its JSON file:
-#: ``db.standardizer.json`` -> ``db.standardizer.terms.npy``.
-TERMS_SUFFIX = ".terms.npy"
-
-
-def terms_path(path: str | Path) -> Path:
-    """Where the per-item terms of the standardizer saved at ``path`` live."""
-    path = Path(path)
-    stem = path.name[: -len(".json")] if path.name.endswith(".json") else path.name
-    return path.with_name(stem + TERMS_SUFFIX)
+#: The method ``Standardizer()`` fits.
+DEFAULT_METHOD = "paper"
 
 
 #: A fitted pair needs at least this many positive scores (a spread needs two).
@@ -125,7 +115,7 @@ class Standardizer:
 
     def __init__(
         self,
-        method: str = "paper",
+        method: str = DEFAULT_METHOD,
         hubness_k: int = 10,
         hubness_bank: int | None = 4096,
         hubness_scale: str = "tail",
@@ -171,14 +161,12 @@ class Standardizer:
 
     def _check_params(self) -> None:
         validate_params(self, self._parameter_constraints)
-        if self.method == "hubness":
-            paper_only = [name for name, on in (("source='labeled'", self.source != "pseudo"),
-                                                ("query_shift", bool(self.query_shift)),
-                                                ("n_pseudo > 1", self.n_pseudo != 1)) if on]
-            if paper_only:
-                raise SimstdError(f"{', '.join(paper_only)} belong to the paper's method: use "
-                                  f"Standardizer(method='paper', ...) (the default, method='hubness', has its own "
-                                  "query term and fits on the stored items)")
+        backend(self.method).check_settings(self)
+
+    @property
+    def backend_(self) -> Method:
+        """The method's backend (:mod:`simstd.standardizer.method`), picked by ``method``."""
+        return backend(self.method)
 
     def fit(
         self,
@@ -212,104 +200,41 @@ class Standardizer:
         """
         self._check_params()
         searchable = as_searchable(X, modalities)
-        if self.method == "hubness":
-            if queries is not None or positives is not None:
-                raise SimstdError("method='hubness' (the default) measures every stored item against the others: "
-                                  "fit it on the store alone (no queries/positives), or use "
-                                  "Standardizer(method='paper') with a query log or gold pairs")
-            return self._fit_hubness(searchable, terms)
-        if terms is not None:
-            raise SimstdError('terms are per-item hubness terms: use them with Standardizer(method="hubness")')
-        if self.source == "pseudo":
-            if positives is not None:
-                raise SimstdError('positives are gold pairs: use them with Standardizer(source="labeled")')
-            qm, tm, scores = mine_pseudo_positives(
-                searchable, queries, query_modalities, k=int(self.n_pseudo), sample=self.sample, seed=self.seed,
-                target_se=float(self.target_se),
-            )
-        else:
-            if positives is None:
-                raise SimstdError('source="labeled" needs positives: an (P, 2) array of (query, target id) pairs')
-            qm, tm, scores = labeled_pair_scores(searchable, positives, queries, query_modalities)
-        self.fit_scores(qm, tm, scores)
+        self.backend_.fit(self, searchable, queries=queries, query_modalities=query_modalities,
+                          positives=positives, terms=terms)
         self.dim_ = int(searchable.dim)
         self.model_ = getattr(searchable, "model", None)
         self.index_fingerprint_ = getattr(searchable, "fingerprint", None)
         return self
 
-    def _fit_hubness(self, searchable: Searchable, terms: np.ndarray | None = None) -> "Standardizer":
-        if count(searchable) == 0:
-            raise SimstdError("the index is empty: add vectors before fitting")
-        all_ids = np.sort(np.concatenate([np.asarray(searchable.ids(m)) for m in searchable.modalities]))
-        if all_ids.dtype == object or not np.array_equal(all_ids, np.arange(len(all_ids))):
-            raise SimstdError(f"method='hubness' keeps one term row per id and needs the ids 0..n-1; the "
-                              f"{type(searchable).__name__} has other ids: compute the terms with "
-                              "simstd.hubness.item_terms and carry them in the store")
-        columns = sorted(searchable.modalities)
-        banks = hubness.fit_banks(searchable, int(self.hubness_k), self.hubness_bank)
-        if terms is None:
-            terms = hubness.compute_terms(searchable, columns, banks, int(self.seed), all_ids)
-        terms = np.asarray(terms, dtype=np.float32)
-        if terms.shape != (len(all_ids), len(columns)) or not np.isfinite(terms).all():
-            raise SimstdError(f"terms must be a finite ({len(all_ids)}, {len(columns)}) array (row = id, columns = "
-                              f"{columns}), got shape {terms.shape}")
-        col = {m: j for j, m in enumerate(columns)}
-        qm, tm, v, cosines = hubness.pseudo_positive_scores(
-            searchable, lambda ids, a: terms[ids, col[a]], int(self.hubness_k), self.sample, int(self.seed),
-            target_se=float(self.target_se),
-        )
-        self._fit_pairs(qm, tm, v)
-        if self.modalities_ != columns:
-            raise SimstdError(f"pseudo positives cover {self.modalities_}, the store holds {columns}")
-        self._set_terms(terms, banks)
-        self.cosine_moments_ = self._pair_moments(qm, tm, cosines)
-        if self.hubness_scale == "tail":
-            self.centre_ = np.zeros_like(self.mean_)
-            self.scale_ = hubness.tail_scales(searchable, columns, float(self.hubness_quantile), int(self.seed))
-        else:
-            self.centre_, self.scale_ = self.mean_.copy(), self.std_.copy()
-        self.dim_ = int(searchable.dim)
-        self.model_ = getattr(searchable, "model", None)
-        self.index_fingerprint_ = getattr(searchable, "fingerprint", None)
-        return self
+    # ------------------------------------------------------------ item terms
+    @property
+    def has_item_terms(self) -> bool:
+        """Whether this method fits a term per item and query modality (``method="hubness"``),
+        which a store keeps beside each vector (FAISS shards: as extra dimensions)."""
+        return self.backend_.has_item_terms
 
-    def _set_terms(self, terms: np.ndarray, banks: dict) -> None:
-        self.terms_ = np.ascontiguousarray(terms, dtype=np.float32)
-        self.banks_ = dict(banks)
-        self._term_columns = {m: j for j, m in enumerate(self.modalities_)}
-        self.terms_digest_ = hashlib.blake2b(self.terms_, digest_size=16).hexdigest()
+    @property
+    def query_depth(self) -> int:
+        """Best candidates per target modality a query's result needs beyond ``k``
+        (the method's query-side term; 0 for the plain paper map)."""
+        return self.backend_.query_depth(self)
+
+    def _terms_backend(self):
+        self._check_fitted()
+        if not self.has_item_terms:
+            raise SimstdError(f"per-item terms exist only in fits of a method that has them "
+                              f"(method='hubness'); this fit is method={self.method!r}")
+        return self.backend_
 
     def item_terms(self, ids: np.ndarray, query_modality: str) -> np.ndarray:
         """``rho^a`` of the items ``ids`` for queries of modality ``a`` (``method="hubness"``)."""
-        self._check_hubness()
-        col = self._term_columns.get(query_modality)
-        if col is None:
-            raise NotFittedError(f"no hubness terms for queries of modality {query_modality!r} (fitted: "
-                                 f"{list(self._term_columns)}); refit on data that includes it")
-        ids = np.asarray(ids, dtype=np.int64)
-        if ids.size and (ids.min() < 0 or ids.max() >= len(self.terms_)):
-            raise SimstdError(f"ids must lie in 0..{len(self.terms_) - 1} (the items the hubness terms cover); "
-                              "items added since the fit get theirs with extend_terms")
-        return self.terms_[ids, col]
+        return self._terms_backend().item_terms(self, ids, query_modality)
 
     def extend_terms(self, searchable: Searchable, ids: np.ndarray, vectors: np.ndarray | None = None) -> np.ndarray:
         """Give new items (ids ``len(terms_)`` on) their terms against the fitted banks,
         without refitting anything else; returns their ``(n, M)`` terms."""
-        self._check_hubness()
-        ids = np.asarray(ids, dtype=np.int64)
-        if not np.array_equal(ids, np.arange(len(self.terms_), len(self.terms_) + len(ids))):
-            raise SimstdError(f"new items must take the ids {len(self.terms_)}.. in order, got {ids[:3]}...")
-        new = hubness.compute_terms(searchable, self.modalities_, self.banks_, int(self.seed), ids, vectors)
-        self._set_terms(np.concatenate([self.terms_, new]), self.banks_)
-        return new
-
-    def _check_hubness(self) -> None:
-        self._check_fitted()
-        if self.method != "hubness":
-            raise SimstdError('per-item terms exist only in a Standardizer(method="hubness") fit')
-        if not hasattr(self, "terms_"):
-            raise CorruptFileError("this hubness fit was loaded without its per-item terms file (item_terms.npy "
-                                   "of the index, or <name>.terms.npy beside the JSON); refit with `simstd fit`")
+        return self._terms_backend().extend_terms(self, searchable, ids, vectors)
 
     def fit_scores(
         self,
@@ -324,9 +249,9 @@ class Standardizer:
         ``target_modalities[i]`` (a single label is broadcast).
         """
         self._check_params()
-        if self.method == "hubness":
-            raise SimstdError("fit_scores fits the paper's method from raw scores: use "
-                              "Standardizer(method='paper').fit_scores(...); the default, method='hubness', needs "
+        if not self.backend_.mergeable:
+            raise SimstdError(f"fit_scores fits the paper's method from raw scores: use "
+                              f"Standardizer(method='paper').fit_scores(...); method={self.method!r} needs "
                               "the store (fit(index)) to measure its per-item terms")
         return self._fit_pairs(query_modalities, target_modalities, scores)
 
@@ -342,15 +267,11 @@ class Standardizer:
         """``(mean, std)`` of a pair's pseudo-positive *cosines* (each pseudo query's
         raw top-1, the paper's statistics): what the uncertainty model describes,
         for either method."""
-        if self.method == "paper":
-            return self.positive_moments(query_modality, target_modality)
         self._check_fitted()
-        q, t = self._code(query_modality), self._code(target_modality)
-        n, mean, m2 = (x[q, t] for x in self.cosine_moments_)
-        if n < 2 or not m2 > 0:
-            raise NotFittedError(f"too few pseudo positives of pair ({query_modality!r}, {target_modality!r}) "
-                                 "for their cosine distribution; refit on more items")
-        return float(mean), float(np.sqrt(m2 / n))
+        moments = getattr(self.backend_, "cosine_moments", None)
+        if moments is None:  # the method standardizes the cosine itself
+            return self.positive_moments(query_modality, target_modality)
+        return moments(self, query_modality, target_modality)
 
     def _fit_pairs(self, query_modalities, target_modalities, scores) -> "Standardizer":
         scores = np.asarray(scores, dtype=np.float64).ravel()
@@ -426,15 +347,8 @@ class Standardizer:
         standardized score is ``(score - centre) / scale``, with ``score`` the raw
         cosine (paper) or ``2u - r_q`` (hubness); for the paper these are the
         mean and std of the pseudo positives."""
-        if self.method == "hubness":
-            self._check_hubness()
-            q, t = self._code(query_modality), self._code(target_modality)
-            centre, scale = float(self.centre_[q, t]), float(self.scale_[q, t])
-            if not (np.isfinite(centre) and scale > 0):
-                raise NotFittedError(f"pair ({query_modality!r}, {target_modality!r}) has no hubness scale "
-                                     "(too few items of those modalities); index more items and refit")
-            return centre, scale
-        return self.positive_moments(query_modality, target_modality)
+        self._check_fitted()
+        return self.backend_.affine(self, query_modality, target_modality)
 
     def positive_moments(self, query_modality: str, target_modality: str) -> tuple[float, float]:
         """``(mean, std)`` of a pair's positive scores (the score the method standardizes)."""
@@ -497,26 +411,11 @@ class Standardizer:
                 f"cannot align scores of shape {scores.shape} with query modalities of shape {qshape} "
                 f"and target modalities of shape {tshape}"
             ) from None
-        if self.method == "hubness":
-            if ids is None:
-                raise SimstdError('method="hubness" needs the item id of every score: transform(..., ids=...)')
-            ids = np.broadcast_to(np.asarray(ids, dtype=np.int64), scores.shape)
-            if qlab.size != 1:
-                raise SimstdError('method="hubness" transforms one query modality at a time')
-            rho = self.item_terms(ids, str(qlab[0]))
-            scores = hubness.corrected_scores(scores, rho, ti, int(self.hubness_k))
+        if self.has_item_terms and qlab.size != 1:
+            raise SimstdError(f"method={self.method!r} transforms one query modality at a time")
+        scores = self.backend_.scores(self, scores, str(qlab[0]), ti, ids)
         z = (scores - mean[qi, ti]) / std[qi, ti]
-        return self._shift(z, ti) if self.query_shift else z
-
-    def _shift(self, z: np.ndarray, codes: np.ndarray) -> np.ndarray:
-        """``z - query_shift * mean(row's shift_k largest finite z of the same target modality)``."""
-        out = np.array(z, dtype=np.float64, ndmin=1)
-        codes = np.broadcast_to(codes, z.shape).reshape(out.shape)
-        for code in np.unique(codes):
-            mine = codes == code
-            local = topk_mean(np.where(mine, out, -np.inf), int(self.shift_k))
-            out = out - np.where(mine, float(self.query_shift) * local[..., None], 0.0)
-        return out.reshape(np.shape(z))
+        return self.backend_.adjust(self, z, ti)
 
     # ----------------------------------------------------------------- merging
     def merge(self, other: "Standardizer") -> "Standardizer":
@@ -527,9 +426,10 @@ class Standardizer:
         """
         self._check_fitted()
         other._check_fitted()
-        if self.method != "paper" or other.method != "paper":
-            raise SimstdError('merge pools the paper\'s statistics; a method="hubness" fit holds per-item terms '
-                              "of one store: fit it on the whole store (its banks are sampled, so that is cheap)")
+        if not (self.backend_.mergeable and other.backend_.mergeable):
+            raise SimstdError(f"merge pools the paper's statistics; a method={self.method!r} fit holds per-item "
+                              "terms of one store: fit it on the whole store (its banks are sampled, so that is "
+                              "cheap)")
         labels = sorted(set(self.modalities_) | set(other.modalities_))
         m = len(labels)
         moments = []
@@ -603,8 +503,7 @@ class Standardizer:
                             **({"se_mean": float(self.standard_error_[i, j, 0]),
                                 "se_std": float(self.standard_error_[i, j, 1])}
                                if np.isfinite(self.standard_error_[i, j]).all() else {}),
-                            **({"centre": float(self.centre_[i, j]), "scale": float(self.scale_[i, j])}
-                               if self.method == "hubness" else {}),
+                            **self.backend_.table_row(self, i, j),
                         }
                     )
         return rows
@@ -635,23 +534,7 @@ class Standardizer:
             },
             "modalities": list(self.modalities_),
             "pairs": self.table(),
-            **({"hubness": self._hubness_dict()} if self.method == "hubness" else {}),
-        }
-
-    def _hubness_dict(self) -> dict:
-        self._check_hubness()
-        return {
-            "terms_file": TERMS_SUFFIX,
-            "n_items": int(len(self.terms_)),
-            "terms_digest": self.terms_digest_,
-            "banks": {m: {"population": b.population, "size": b.size, "k": b.k} for m, b in self.banks_.items()},
-            # The paper's statistics of the same pseudo queries (raw top-1 cosines), for the uncertainty model.
-            "cosine_pairs": [
-                {"query_modality": q, "target_modality": t, "n": int(n[i, j]), "mean": float(mean[i, j]),
-                 "var": float(m2[i, j] / n[i, j])}
-                for n, mean, m2 in [self.cosine_moments_]
-                for i, q in enumerate(self.modalities_) for j, t in enumerate(self.modalities_) if n[i, j] > 0
-            ],
+            **({self.method: section} if (section := self.backend_.to_dict(self)) is not None else {}),
         }
 
     @classmethod
@@ -666,7 +549,6 @@ class Standardizer:
             n = np.zeros((m, m), dtype=np.int64)
             mean = np.zeros((m, m))
             m2 = np.zeros((m, m))
-            centre, scale = np.full((m, m), np.nan), np.full((m, m), np.nan)
             for row in data["pairs"]:
                 i, j = labels.index(row["query_modality"]), labels.index(row["target_modality"])
                 n[i, j] = int(row["n"])
@@ -679,60 +561,26 @@ class Standardizer:
                         f"a finite variance >= 0); {fix}"
                     )
                 m2[i, j] = var * n[i, j]
-                if std.method == "hubness":
-                    centre[i, j], scale[i, j] = float(row["centre"]), float(row["scale"])
-                    if not (np.isfinite(centre[i, j]) and scale[i, j] > 0):
-                        raise CorruptFileError(f"{source} is invalid: pair ({row['query_modality']!r}, "
-                                               f"{row['target_modality']!r}) has hubness scale {row['scale']!r}; {fix}")
             std._set_stats(labels, n, mean, m2)
             for row in data["pairs"]:
                 if "se_mean" in row:
                     i, j = labels.index(row["query_modality"]), labels.index(row["target_modality"])
                     std.standard_error_[i, j] = float(row["se_mean"]), float(row["se_std"])
-            if std.method == "hubness":
-                std.centre_, std.scale_ = centre, scale
             std.dim_ = data.get("dim")
             std.model_ = data.get("model")
             std.index_fingerprint_ = data.get("index_fingerprint")
-            if std.method == "hubness":
-                info = data["hubness"]
-                std._pending_terms = (int(info["n_items"]), str(info["terms_digest"]))
-                std.banks_ = {m: hubness.Bank(int(b["population"]), int(b["size"]), int(b["k"]))
-                              for m, b in info["banks"].items()}
-                cn, cmean, cm2 = np.zeros((m, m), np.int64), np.full((m, m), np.nan), np.zeros((m, m))
-                for row in info["cosine_pairs"]:
-                    i, j = labels.index(row["query_modality"]), labels.index(row["target_modality"])
-                    cn[i, j], cmean[i, j] = int(row["n"]), float(row["mean"])
-                    cm2[i, j] = float(row["var"]) * cn[i, j]
-                std.cosine_moments_ = (cn, cmean, cm2)
+            std.backend_.from_dict(std, data.get(std.method), data["pairs"], source)
         except (KeyError, TypeError, ValueError) as exc:
             raise CorruptFileError(f"{source} is malformed ({exc!r}); {fix}") from None
         return std
 
     def save_terms(self, path: str | Path) -> None:
         """Write the per-item terms (``method="hubness"``) as a ``.npy`` file, atomically."""
-        self._check_hubness()
-        with atomic_path(path) as tmp:
-            with open(tmp, "wb") as fh:
-                np.save(fh, self.terms_)
+        self._terms_backend().save_terms(self, path)
 
     def load_terms(self, path: str | Path) -> "Standardizer":
         """Read the per-item terms saved by :meth:`save_terms` and check them against the JSON."""
-        n, digest = getattr(self, "_pending_terms", (None, None))
-        fix = "refit with `simstd fit` to rewrite it"
-        try:
-            terms = np.load(path, allow_pickle=False)
-        except FileNotFoundError:
-            raise CorruptFileError(f"hubness terms file {path} is missing; {fix}") from None
-        except (OSError, ValueError) as exc:
-            raise CorruptFileError(f"cannot read hubness terms file {path} ({exc}); {fix}") from None
-        if terms.dtype != np.float32 or terms.shape != (n, len(self.modalities_)):
-            raise CorruptFileError(f"hubness terms file {path} holds {terms.dtype} {terms.shape}, expected float32 "
-                                   f"({n}, {len(self.modalities_)}); {fix}")
-        self._set_terms(terms, self.banks_)
-        if digest is not None and self.terms_digest_ != digest:
-            del self.terms_
-            raise CorruptFileError(f"hubness terms file {path} does not belong to its standardizer file; {fix}")
+        self._terms_backend().load_terms(self, path)
         return self
 
     def save(self, path: str | Path, *, terms: bool = True) -> None:
@@ -741,7 +589,7 @@ class Standardizer:
         (:func:`terms_path`) unless ``terms=False`` (an index version stores
         them as its own named file, ``item_terms.npy``)."""
         data = self.to_dict()
-        if self.method == "hubness" and terms:
+        if self.has_item_terms and terms:
             self.save_terms(terms_path(path))
         write_json_atomic(path, data)
 
@@ -751,14 +599,14 @@ class Standardizer:
         then :meth:`load_terms` must follow before a hubness fit can serve)."""
         data = read_json(path, "standardizer file", "run `simstd fit` to (re)create it")
         std = cls.from_dict(data, str(path))
-        if std.method == "hubness" and terms:
+        if std.has_item_terms and terms:
             std.load_terms(terms_path(path))
         return std
 
     def __repr__(self) -> str:
         state = f", modalities={self.modalities_}" if hasattr(self, "n_") else ", unfitted"
         shift = f", query_shift={self.query_shift}, shift_k={self.shift_k}" if self.query_shift else ""
-        method = f"method={self.method!r}, " + (f"hubness_k={self.hubness_k}, " if self.method == "hubness" else "")
+        method = f"method={self.method!r}, " + (f"hubness_k={self.hubness_k}, " if self.has_item_terms else "")
         return (f"Standardizer({method}n_pseudo={self.n_pseudo}, source={self.source!r}, sample={self.sample!r}"
                 f"{shift}{state})")
 
