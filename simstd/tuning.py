@@ -40,7 +40,8 @@ import numpy as np
 
 from .engines.faiss import shard_kind, search_parameters
 from .errors import NotFittedError, SimstdError
-from .index import BRIDGE_ENTRIES
+from .index import search as pipeline
+from .index.bridges import BRIDGE_ENTRIES, level0_search
 from .validation import Interval, as_embeddings, check_label
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -233,8 +234,8 @@ def measure(
     Q, tune_ids = _as_queries(index, tune_ids)
     truth = exact_search(index, Q, query_modality, k, tune_ids, std)
     widths, column = _widths(index, std, query_modality, k)
-    padded = index._pad(Q, column)
-    bridged = index._bridged(query_modality, index.modalities)
+    padded = index.shard_set.pad(Q, column)
+    bridged = index.bridge_table.bridged(query_modality, index.modalities)
     own = None
     if bridged:  # entries of the bridged shards: the own shard's best results at its smallest setting
         kind = shard_kind(index.shards[query_modality])
@@ -274,9 +275,10 @@ def _shard_run(index: "MixedIndex", target: str, padded: np.ndarray, width: int,
     params = search_parameters(shard, values)
     with _counter(shard_kind(shard)) as counted:
         if own is None:
-            _, I = index._shard_search(target, padded, width, params)
+            _, I = index.shard_set.search(target, padded, width, params)
         else:
-            _, I = index._level0_search(target, padded, width, index._entries(query_modality, target, own), params)
+            entries = index.bridge_table.entries(index.shard_set, query_modality, target, own)
+            _, I = level0_search(index.shard_set, target, padded, width, entries, params)
     extra = 0 if own is None else BRIDGE_ENTRIES  # the entry points' distances
     if ids is not None:
         I = np.where(I == ids[:, None], -3, I)
@@ -295,7 +297,7 @@ def _as_queries(index: "MixedIndex", queries: np.ndarray) -> tuple[np.ndarray, n
 
 def entry_work(index: "MixedIndex", query_modality: str) -> int:
     """Distances per query computed outside FAISS's counter: the entry points of bridged shards."""
-    return BRIDGE_ENTRIES * len(index._bridged(query_modality, index.modalities))
+    return BRIDGE_ENTRIES * len(index.bridge_table.bridged(query_modality, index.modalities))
 
 
 def pick(tables: list[PairTable], total: int, *, budget: float | None = None,
@@ -352,8 +354,8 @@ def evaluate(index: "MixedIndex", plan: SearchBudget, eval_ids: np.ndarray, stan
     for name, settings in (("eval", plan.params), ("baseline", plan.baseline_params)):
         params = [search_parameters(index.shards[t], settings.get(t)) for t in index.modalities]
         with _counter(*kinds) as counted:
-            got = index._search(Q, q, plan.k, std, False, None, None, None, 1.0, exclude=eval_ids,
-                                shard_params=params).ids
+            got = pipeline.search(index, Q, q, plan.k, standardizer=std, exclude=eval_ids,
+                                  shard_params=params).ids
         setattr(plan, f"{name}_work", counted() / len(Q) + entry_work(index, q))
         setattr(plan, f"{name}_recall", recall_at(got, truth))
     plan.n_eval = len(Q)
@@ -365,8 +367,8 @@ def exact_search(index: "MixedIndex", queries: np.ndarray, query_modality: str, 
     brute-force search of every shard's stored vectors (as stored: exact for
     Flat and HNSW-Flat, the codes' own scores for SQ/PQ)."""
     std = standardizer or index.standardizer
-    return index._search(queries, query_modality, k, std, False, None, None, None, 1.0, exclude=exclude,
-                         shard_search=_brute_force(index)).ids
+    return pipeline.search(index, queries, query_modality, k, standardizer=std, exclude=exclude,
+                           shard_search=_brute_force(index)).ids
 
 
 def recall_at(found: np.ndarray, truth: np.ndarray) -> float:
@@ -448,7 +450,7 @@ def _widths(index: "MixedIndex", std: object, query_modality: str, k: int) -> tu
     needed, column = max(k, std.query_depth), None
     if std.has_item_terms:
         index.fold_terms(std)
-        column = index._term_modalities.index(query_modality)
+        column = index.shard_set.term_modalities.index(query_modality)
     return {t: min(needed, n) for t, n in index.counts.items()}, column
 
 
@@ -467,7 +469,7 @@ def _current(index: "MixedIndex", query_modality: str, tables: list[PairTable]) 
     out = {}
     for tb in tables:
         own = index.shard_search_params(tb.target)
-        pair = index._pair_params.get((query_modality, tb.target), {})
+        pair = index.pair_params.get(query_modality, tb.target)
         out[tb.target] = {tb.param: int(pair.get(tb.param, own[tb.param]))}
     return out
 

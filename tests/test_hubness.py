@@ -161,7 +161,7 @@ def test_save_load_round_trip_and_terms_file(tmp_path):
     data = json.loads(files["standardizer.json"].read_text())
     assert data["settings"]["method"] == "hubness" and data["hubness"]["n_items"] == index.ntotal
     again = MixedIndex.load(tmp_path / "db.faiss")
-    assert again._term_modalities == index._term_modalities  # the folded shards were saved: no refold
+    assert again.shard_set.term_modalities == index.shard_set.term_modalities  # the folded shards were saved: no refold
     after = again.search(q, "image", 12)
     assert np.array_equal(before.ids, after.ids)
     np.testing.assert_allclose(before.scores, after.scores, atol=1e-6)
@@ -249,7 +249,7 @@ def test_cli_fit_method_hubness_query_and_add(tmp_path):
     r = run("fit", "--index", db, "--method", "hubness", "--uncertainty")
     assert r.exit_code == 0, r.output
     index = MixedIndex.load(db)
-    assert index.standardizer.method == "hubness" and index._folded == index.standardizer.terms_digest_
+    assert index.standardizer.method == "hubness" and index.shard_set.folded == index.standardizer.terms_digest_
     expected = index.search(np.load(tmp_path / "q.npy"), "text", 5).ids
     r = run("query", "--vector", tmp_path / "q.npy", "--query-modality", "text", "--index", db, "-k", 5,
             "--format", "jsonl")

@@ -134,7 +134,7 @@ def mixed_index(seed=0, n_text=60, n_image=50, dim=16):
 def test_self_mined_fit_equals_brute_force_top1_excluding_self():
     index = mixed_index()
     std = Standardizer(sample=None).fit(index)
-    X = {m: index.reconstruct(index._ids[m]) for m in index.modalities}
+    X = {m: index.reconstruct(index.ids(m)) for m in index.modalities}
     for q in index.modalities:
         for t in index.modalities:
             S = X[q].astype(np.float64) @ X[t].T.astype(np.float64)

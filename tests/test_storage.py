@@ -10,12 +10,11 @@ import pytest
 
 from simstd import MixedIndex, Standardizer
 from simstd.errors import ConcurrentWriteError, CorruptFileError, LockTimeoutError
+from simstd.index.persistence import PARTS, Part, register_part
 from simstd.storage import (
-    Part,
     current_version,
     legacy_paths,
     open_version,
-    register_part,
     store_dir,
     version_files,
     writer_lock,
@@ -96,7 +95,7 @@ def test_extra_named_file_round_trips(tmp_path):
     def load(index, p):
         index.item_terms_ = np.load(p)
 
-    register_part(Part("item_terms_test.npy", save, load))
+    register_part(Part("item_terms_test.npy", save, load))  # an extension's own named file
     try:
         path = tmp_path / "db.faiss"
         index = small_index()
@@ -107,7 +106,7 @@ def test_extra_named_file_round_trips(tmp_path):
         assert "item_terms_test.npy" in open_version(path).manifest.files  # checksummed like the core files
         np.testing.assert_array_equal(MixedIndex.load(path).item_terms_, index.item_terms_)
     finally:
-        layout._PARTS.pop("item_terms_test.npy")
+        PARTS.pop("item_terms_test.npy")
 
 
 def test_old_single_file_index_loads_and_converts_on_the_next_write(tmp_path):
@@ -178,14 +177,14 @@ def test_a_reader_whose_version_is_removed_under_it_reads_the_new_one(tmp_path, 
     original = layout._load_version_files
     calls = []
 
-    def racing(cls, version, *args):
+    def racing(version, *args):
         calls.append(version.version)
         if len(calls) == 1:  # a writer commits twice right after this reader read the manifest
             for seed in (1, 2):
                 writer.add(unit_rows(np.random.default_rng(seed), 2, 8), "text")
                 writer.save(path)
             assert not version.folder.exists()
-        return original(cls, version, *args)
+        return original(version, *args)
 
     monkeypatch.setattr(layout, "_load_version_files", racing)
     index = MixedIndex.load(path)

@@ -84,13 +84,11 @@ def test_pair_params_are_saved_with_the_index(hnsw, tmp_path):
 
 
 def test_a_damaged_search_params_file_is_refused(hnsw, tmp_path):
-    from simstd.index import _load_search_params
-
     bad = tmp_path / "search_params.json"
     bad.write_text('{"format": "simstd-search-params", "format_version": 1, "pairs": '
                    '[{"query_modality": "text", "target": "image", "params": {"efSearch": -3}}]}')
     with pytest.raises(CorruptFileError, match="positive integer"):
-        _load_search_params(hnsw, bad)
+        hnsw.pair_params.load(hnsw.shard_set, bad)
 
 
 @pytest.mark.parametrize("params, kwargs, message", [
@@ -247,7 +245,7 @@ def bridged(arrays) -> MixedIndex:
 
 def test_bridges_point_near_each_items_cross_modal_neighbour(bridged, arrays):
     S = arrays["text"] @ arrays["image"].T
-    got = S[np.arange(len(S)), bridged._bridges[("text", "image")]]
+    got = S[np.arange(len(S)), bridged.bridge_table.rows[("text", "image")]]
     assert (got >= S.max(axis=1) - 1e-6).mean() > 0.6  # mostly the exact top-1 (a graph search, ef 32)
     assert np.median(got / S.max(axis=1)) > 0.99
 
@@ -255,7 +253,7 @@ def test_bridges_point_near_each_items_cross_modal_neighbour(bridged, arrays):
 def test_bridged_search_recalls_more_for_less_work(bridged):
     q = bridged.reconstruct(bridged.ids("text")[::10])
     truth = tuning.exact_search(bridged, q, "text", 10)
-    with_bridges = bridged._bridges
+    with_bridges = dict(bridged.bridge_table.rows)
     faiss.cvar.hnsw_stats.reset()
     hit = tuning.recall_at(bridged.search(q, "text", 10).ids, truth)
     work = faiss.cvar.hnsw_stats.ndis + tuning.entry_work(bridged, "text") * len(q)
@@ -263,7 +261,7 @@ def test_bridged_search_recalls_more_for_less_work(bridged):
     faiss.cvar.hnsw_stats.reset()
     plain = tuning.recall_at(bridged.search(q, "text", 10).ids, truth)
     assert work < faiss.cvar.hnsw_stats.ndis and hit > plain - 0.01 and hit > 0.75
-    bridged._bridges = with_bridges
+    bridged.bridge_table.rows = with_bridges
     # one query at a time (the thread-pool path) gives the batch's answer, and search_like works
     single = np.vstack([bridged.search(q[i : i + 1], "text", 10).ids for i in range(8)])
     np.testing.assert_array_equal(single, bridged.search(q[:8], "text", 10).ids)
@@ -287,17 +285,16 @@ def test_bridges_are_saved_and_dropped_for_a_modality_that_grows(bridged, arrays
 
 
 def test_bad_bridges_are_refused(bridged, tmp_path):
-    from simstd.index import _load_bridges, _save_bridges
-
-    rows = bridged._bridges[("text", "image")]
-    bridged._bridges[("text", "image")] = rows[:-1]  # one item short
-    _save_bridges(bridged, tmp_path / "bridges.npz")
-    bridged._bridges[("text", "image")] = rows
+    table = bridged.bridge_table
+    rows = table.rows[("text", "image")]
+    table.rows[("text", "image")] = rows[:-1]  # one item short
+    table.save(tmp_path / "bridges.npz")
+    table.rows[("text", "image")] = rows
     with pytest.raises(CorruptFileError, match="do not match the index"):
-        _load_bridges(bridged, tmp_path / "bridges.npz")
+        table.load(bridged.shard_set, tmp_path / "bridges.npz")
     (tmp_path / "junk.npz").write_bytes(b"not a zip")
     with pytest.raises(CorruptFileError, match="cannot read the bridges"):
-        _load_bridges(bridged, tmp_path / "junk.npz")
+        table.load(bridged.shard_set, tmp_path / "junk.npz")
     with pytest.raises(SimstdError, match="ef_search must be a positive integer"):
         bridged.build_bridges(ef_search=0)
 

@@ -9,8 +9,9 @@ Public surface:
 
 - :func:`current_version` -- the version id an index serves now (cheap; for hot reload);
 - :func:`writer_lock` -- hold the writer lock across load, change and save;
-- :func:`register_part` / :class:`Part` -- add a named file to every version
-  (e.g. per-item terms ``item_terms.npy``) without changing this package;
+- :class:`IndexParts` / :func:`save_parts` / :func:`load_parts` -- what an
+  index hands over to be committed (facts, shards, store, named files) and
+  gets back; storage never imports the index;
 - :func:`open_version` / :class:`Version` -- read a version's named files;
 - :func:`verify` -- check every file against the manifest; :func:`check_index`
   also checks their content (``simstd check``);
@@ -20,7 +21,16 @@ Public surface:
 """
 from __future__ import annotations
 
-from .layout import CheckReport, Part, check_index, legacy_paths, parts, register_part, version_files
+from .layout import (
+    CheckReport,
+    IndexParts,
+    LoadedParts,
+    check_index,
+    legacy_paths,
+    load_parts,
+    save_parts,
+    version_files,
+)
 from .lock import DEFAULT_TIMEOUT, holds_lock, store_dir, writer_lock
 from .manifest import FileEntry, Manifest, read_manifest
 from .versions import (
@@ -39,7 +49,8 @@ __all__ = [
     "CheckReport",
     "FileEntry",
     "Manifest",
-    "Part",
+    "IndexParts",
+    "LoadedParts",
     "Version",
     "VersionWriter",
     "check_index",
@@ -48,10 +59,10 @@ __all__ = [
     "holds_lock",
     "legacy_paths",
     "open_version",
-    "parts",
+    "load_parts",
     "read_manifest",
     "read_version",
-    "register_part",
+    "save_parts",
     "rollback",
     "store_dir",
     "verify",

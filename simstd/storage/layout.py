@@ -1,12 +1,14 @@
-"""What a version of a :class:`~simstd.MixedIndex` holds, and how it is read back.
+"""The files of an index version, and how they are committed and read back.
 
 Named files of a version (versions.py writes and checksums them):
 
 ``shards.faiss``       the FAISS shards, one ``IndexIDMap`` per modality, back to back;
 ``items.sqlite``       modality and JSON payload per id (store.py);
-``standardizer.json``  the fitted :class:`~simstd.Standardizer`, if any;
-``uncertainty.json``   the fitted uncertainty model, if any;
-plus any file registered with :func:`register_part` (e.g. per-item terms).
+and any other named file the index hands over (:class:`IndexParts`): the
+fitted standardizer (``standardizer.json``), its per-item terms, the
+uncertainty model, search parameters, bridges. Storage writes, checksums and
+reads them back as files; what they mean is the index's business
+(``simstd.index.persistence``), so this module never imports the index.
 
 The manifest's ``index`` section holds the facts a loader checks cheaply:
 dimension, factory, model, fingerprint and the count of every shard.
@@ -22,28 +24,24 @@ manifest), then removes the old sidecars.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Callable, Protocol, TypeVar
 
 import faiss
 import numpy as np
 
 from ..errors import CorruptFileError, SimstdError
-from ..standardizer import Standardizer
 from ..store import MetadataStore
 from .lock import DEFAULT_TIMEOUT, store_dir
 from .manifest import is_manifest
 from .versions import ANY, Version, VersionWriter, commit, current_version, read_version
 
-if TYPE_CHECKING:  # pragma: no cover
-    from ..index import MixedIndex
-
 SHARDS = "shards.faiss"
 ITEMS = "items.sqlite"
 STANDARDIZER = "standardizer.json"
 UNCERTAINTY = "uncertainty.json"
-CORE_FILES = (SHARDS, ITEMS, STANDARDIZER, UNCERTAINTY)
+CORE_FILES = (SHARDS, ITEMS)
 #: Files up to this size are checksummed on every load (BLAKE2b hashed about
 #: 300 MiB/s on a busy 2-core machine: at most ~0.05 s each); larger ones only
 #: by ``simstd check`` or ``MixedIndex.load(path, verify=True)``; their sizes
@@ -55,39 +53,49 @@ VERIFY_LIMIT = 16 << 20
 SPOT_CHECK_ROWS = 4096
 LEGACY_FORMAT_VERSION = 1
 
+#: A named file's writer: writes the file at the path and returns True, or
+#: returns False when there is nothing to store (the version then has no such file).
+Writer = Callable[[Path], bool]
+T = TypeVar("T")
 
-# -------------------------------------------------------------- extra parts
-@dataclass(frozen=True)
-class Part:
-    """An extra named file of every index version that has it.
 
-    ``save(index, path)`` writes the file for ``index`` at ``path`` and returns
-    True, or returns False when the index has nothing to store (no file then).
-    ``load(index, path)`` reads it into a freshly loaded index. Both run for
-    every save/load; ``load`` runs after the core files are loaded.
+# ------------------------------------------------------------- the parts record
+@dataclass
+class IndexParts:
+    """What storage commits of an index; the index side builds it (``simstd.index.persistence``).
+
+    ``facts`` go into the manifest's ``index`` section (``dim``, ``factory``,
+    ``model``, ``fingerprint``, ``counts`` as ``[[modality, n], ...]`` in
+    shard order, ``ntotal``, and any other small facts). ``shards_key``: the
+    facts that fix the shards' bytes; a commit over a version with the same
+    ones hard-links its shards file instead of writing it. ``files``: every
+    other named file (standardizer, per-item terms, ...) with its writer.
+    ``origin``: ``(real path, version)`` the index was loaded from, for the
+    lost-update check (None: a new index).
     """
 
-    name: str
-    save: Callable[[Any, Path], bool]
-    load: Callable[[Any, Path], None]
+    facts: dict
+    shards: list[faiss.Index]
+    store: MetadataStore
+    files: dict[str, Writer] = field(default_factory=dict)
+    shards_key: dict = field(default_factory=dict)
+    origin: tuple[str, str | None] | None = None
 
 
-_PARTS: dict[str, Part] = {}
+@dataclass
+class LoadedParts:
+    """A version read back: its facts, shards (by modality), store, and the paths of its other named files."""
 
+    handle: Path
+    version: str | None
+    facts: dict
+    shards: dict[str, faiss.IndexIDMap]
+    store: MetadataStore
+    files: dict[str, Path]
 
-def register_part(part: Part) -> None:
-    """Add a named file to every index version (e.g. ``item_terms.npy``).
-
-    The storage layer checksums, commits and cleans it like the core files;
-    nothing else needs to change. Registering the same name twice replaces it.
-    """
-    if part.name in CORE_FILES:
-        raise SimstdError(f"{part.name!r} is a core file of an index version; choose another name")
-    _PARTS[part.name] = part
-
-
-def parts() -> dict[str, Part]:
-    return dict(_PARTS)
+    @property
+    def origin(self) -> tuple[str, str | None]:
+        return os.path.realpath(self.handle), self.version
 
 
 def check_path(path: str | Path) -> Path:
@@ -103,68 +111,44 @@ def check_path(path: str | Path) -> Path:
 
 
 # ------------------------------------------------------------------- saving
-def save_index(index: "MixedIndex", path: str | Path, *, lock_timeout: float | None = DEFAULT_TIMEOUT) -> str:
-    """Commit ``index`` as a new version of the index at ``path``; returns the version id.
+def save_parts(parts: IndexParts, path: str | Path, *, lock_timeout: float | None = DEFAULT_TIMEOUT
+               ) -> tuple[str, tuple[str, str]]:
+    """Commit ``parts`` as a new version of the index at ``path``; returns the version
+    id and the new origin ``(real path, version)``.
 
-    If ``index`` was loaded from ``path``, the commit is refused when another
-    writer committed since (no lost update); otherwise it replaces whatever
-    is there (``simstd build`` over an existing index).
+    If the parts were loaded from ``path`` (``origin``), the commit is refused
+    when another writer committed since (no lost update); otherwise it
+    replaces whatever is there (``simstd build`` over an existing index).
     """
     path = check_path(path)
-    if index.standardizer is not None:
-        index.standardizer.check_degenerate()  # a saved fit that cannot standardize fails every query
     here = os.path.realpath(path)
-    origin = getattr(index, "_origin", None)
-    same = origin is not None and origin[0] == here
-    expect = origin[1] if same else ANY
+    same = parts.origin is not None and parts.origin[0] == here
+    expect = parts.origin[1] if same else ANY
 
     def write(w: VersionWriter) -> dict:
         base = w.base.manifest.index if (same and w.base is not None) else None
-        unchanged = base is not None and base.get("fingerprint") == index.fingerprint
-        # Hubness terms folded into the shards change them without adding items.
-        shards_unchanged = unchanged and _terms_facts(base) == _terms_facts(_index_terms(index))
+        unchanged = base is not None and base.get("fingerprint") == parts.facts.get("fingerprint")
+        shards_unchanged = unchanged and all(base.get(k) == v for k, v in parts.shards_key.items())
         if shards_unchanged and w.can_keep(SHARDS):
             w.keep(SHARDS)
         else:
             writer = faiss.FileIOWriter(str(w.path(SHARDS)))
-            for shard in index.shards.values():
+            for shard in parts.shards:
                 faiss.write_index(shard, writer)
             del writer  # closes the file
-        if unchanged and not index.store.modified and w.can_keep(ITEMS):
+        if unchanged and not parts.store.modified and w.can_keep(ITEMS):
             w.keep(ITEMS)
         else:
-            index.store.save(w.path(ITEMS))
-        if index.standardizer is not None:
-            index.standardizer.save(w.path(STANDARDIZER), terms=False)  # terms: a registered part
-        if getattr(index, "uncertainty", None) is not None:
-            index.uncertainty.save(w.path(UNCERTAINTY))
-        for part in _PARTS.values():
-            if not part.save(index, w.path(part.name)):
-                w.discard(part.name)
-        return {
-            "dim": index.dim,
-            "factory": index.factory,
-            "model": index.model,
-            "fingerprint": index.fingerprint,
-            "counts": [[m, int(n)] for m, n in index.counts.items()],
-            "ntotal": int(index.ntotal),
-            **_index_terms(index),
-        }
+            parts.store.save(w.path(ITEMS))
+        for name, save in parts.files.items():
+            if name in CORE_FILES:
+                raise SimstdError(f"{name!r} is a core file of an index version; choose another name")
+            if not save(w.path(name)):
+                w.discard(name)
+        return dict(parts.facts)
 
     manifest = commit(path, write, expect=expect, lock_timeout=lock_timeout, after=_drop_legacy_sidecars)
-    index.version = manifest.version
-    index._origin = (here, manifest.version)
-    return manifest.version
-
-
-def _index_terms(index: "MixedIndex") -> dict:
-    """Which hubness terms the shards hold as extra dimensions (engines/faiss.py)."""
-    modalities = list(getattr(index, "_term_modalities", []))
-    return {"term_modalities": modalities, "folded_terms": getattr(index, "_folded", None)} if modalities else {}
-
-
-def _terms_facts(facts: dict) -> tuple:
-    return tuple(facts.get("term_modalities") or ()), facts.get("folded_terms")
+    return manifest.version, (here, manifest.version)
 
 
 def legacy_paths(path: str | Path) -> dict[str, Path]:
@@ -186,9 +170,12 @@ def _drop_legacy_sidecars(path: Path, base: object) -> None:
 
 
 # ------------------------------------------------------------------ loading
-def load_index(cls: type, path: str | Path, *, load_standardizer: bool = True,
-               verify: bool | None = None) -> "MixedIndex":
-    """Open the current version of the index at ``path`` (or an old single-file index).
+def load_parts(path: str | Path, build: Callable[[LoadedParts], T], *, skip: tuple[str, ...] = (),
+               verify: bool | None = None) -> T:
+    """Open the current version of the index at ``path`` (or an old single-file
+    index) and return ``build(parts)``. ``build`` runs inside the reader's retry:
+    if two commits remove the version while it is read, it starts again on the
+    new one. Named files in ``skip`` are neither verified nor offered.
 
     ``verify``: None checksums files up to VERIFY_LIMIT bytes, True all, False none.
     """
@@ -197,13 +184,13 @@ def load_index(cls: type, path: str | Path, *, load_standardizer: bool = True,
         raise SimstdError(f"index file {path} does not exist; build it with `simstd build`")
     for _ in range(3):
         if is_manifest(path):
-            return read_version(path, lambda v: _load_version(cls, v, load_standardizer, verify))
+            return read_version(path, lambda v: _load_version(v, build, skip, verify))
         if store_dir(path).is_dir() and not legacy_paths(path)["sqlite"].exists():
             raise CorruptFileError(f"index manifest {path} is corrupt (not JSON, and no old single-file index "
                                    f"beside it); `simstd rollback --index {path}` restores the newest intact "
                                    "version, or rebuild with `simstd build`")
         try:
-            return _load_legacy(cls, path, load_standardizer)
+            return build(_load_legacy(path, skip))
         except (CorruptFileError, FileNotFoundError):
             if is_manifest(path):  # a writer converted it while we read: read the new layout
                 continue
@@ -211,7 +198,7 @@ def load_index(cls: type, path: str | Path, *, load_standardizer: bool = True,
     raise SimstdError(f"index {path} changed while being opened; try again")
 
 
-def _facts(version: Version) -> tuple[int, str, str | None, str, list, list, str | None]:
+def _facts(version: Version) -> dict:
     facts = version.manifest.index
     dim, factory, counts = facts.get("dim"), facts.get("factory"), facts.get("counts")
     ok = (isinstance(dim, int) and dim > 0 and isinstance(factory, str) and isinstance(counts, list)
@@ -223,30 +210,33 @@ def _facts(version: Version) -> tuple[int, str, str | None, str, list, list, str
     terms, folded = facts.get("term_modalities") or [], facts.get("folded_terms")
     if not (isinstance(terms, list) and all(isinstance(t, str) for t in terms)) or not isinstance(folded, (str, type(None))):
         raise CorruptFileError(f"{version.handle} has malformed hubness term facts; refit with `simstd fit`")
-    return dim, factory, facts.get("model"), facts["fingerprint"], counts, terms, folded
+    return dict(facts)
 
 
-def _load_version(cls: type, version: Version, load_standardizer: bool, verify: bool | None) -> "MixedIndex":
+def _load_version(version: Version, build: Callable[[LoadedParts], T], skip: tuple[str, ...],
+                  verify: bool | None) -> T:
     try:
-        return _load_version_files(cls, version, load_standardizer, verify)
+        return build(_load_version_files(version, skip, verify))
     except CorruptFileError:
         if not version.folder.is_dir():  # removed by two commits while we read: read_version retries
             raise FileNotFoundError(str(version.folder)) from None
         raise
 
 
-def _load_version_files(cls: type, version: Version, load_standardizer: bool, verify: bool | None) -> "MixedIndex":
-    dim, factory, model, fingerprint, counts, terms, folded = _facts(version)
+def _load_version_files(version: Version, skip: tuple[str, ...], verify: bool | None) -> LoadedParts:
+    facts = _facts(version)
+    dim, counts = facts["dim"], facts["counts"]
     for name in (SHARDS, ITEMS):
         if not version.has(name):
             raise CorruptFileError(f"{version.handle}: version {version.version} lists no {name}; rebuild the index")
     for name, entry in version.manifest.files.items():
-        if name == STANDARDIZER and not load_standardizer:
+        if name in skip:
             continue
         checksum = verify if verify is not None else entry.size <= VERIFY_LIMIT
         version.check_file(name, checksum=bool(checksum))
     shards_path = version.file(SHARDS)
-    shards = _read_shards(shards_path, counts, dim + len(terms), f"it does not match {version.handle}")
+    width = dim + len(facts.get("term_modalities") or [])
+    shards = _read_shards(shards_path, counts, width, f"it does not match {version.handle}")
     if not (verify if verify is not None else version.manifest.files[SHARDS].size <= VERIFY_LIMIT):
         _spot_check_vectors(shards, dim, shards_path, version.handle)
     store = MetadataStore.load(version.file(ITEMS))
@@ -255,23 +245,9 @@ def _load_version_files(cls: type, version: Version, load_standardizer: bool, ve
     if (ntotal == 0 and top is not None) or (ntotal > 0 and top != ntotal - 1):
         raise CorruptFileError(f"{version.file(ITEMS)} does not match {shards_path} (its ids end at {top}, "
                                f"the shards hold {ntotal} items); {_rebuild(version.handle)}")
-    index = cls._restore(dim, factory, model, store, shards, fingerprint, terms, folded)
-    if load_standardizer and version.has(STANDARDIZER):
-        std = Standardizer.load(version.file(STANDARDIZER), terms=False)  # terms: a registered part
-        if std.dim_ is not None and std.dim_ != dim:
-            raise CorruptFileError(f"{version.file(STANDARDIZER)} was fitted on dimension {std.dim_}, the index "
-                                   f"has {dim}; refit with `simstd fit --index {version.handle}`")
-        index.standardizer = std
-    if version.has(UNCERTAINTY):
-        from ..uncertainty.model import UncertaintyModel  # lazy: it imports scipy
-
-        index.uncertainty = UncertaintyModel.load(version.file(UNCERTAINTY))
-    for name, part in _PARTS.items():
-        if version.has(name):
-            part.load(index, version.file(name))
-    index.version = version.version
-    index._origin = (os.path.realpath(version.handle), version.version)
-    return index
+    files = {name: version.file(name) for name in version.manifest.files
+             if name not in CORE_FILES and name not in skip}
+    return LoadedParts(version.handle, version.version, facts, shards, store, files)
 
 
 def _rebuild(handle: Path) -> str:
@@ -321,7 +297,7 @@ def _read_shards(path: Path, counts: list, dim: int, mismatch: str) -> dict[str,
     return shards
 
 
-def _load_legacy(cls: type, path: Path, load_standardizer: bool) -> "MixedIndex":
+def _load_legacy(path: Path, skip: tuple[str, ...]) -> LoadedParts:
     """The old single-file layout: FAISS shards at ``path`` plus sidecars."""
     paths = legacy_paths(path)
     store = MetadataStore.load(paths["sqlite"])
@@ -332,18 +308,11 @@ def _load_legacy(cls: type, path: Path, load_standardizer: bool) -> "MixedIndex"
             "rebuild the index with `simstd build`"
         )
     shards = _read_shards(paths["faiss"], layout, dim, f"does not match the sidecar {paths['sqlite']}")
-    index = cls._restore(dim, store.get_info("factory"), store.get_info("model"), store, shards,
-                         store.get_info("fingerprint"))
-    if load_standardizer and paths["standardizer"].exists():
-        index.standardizer = Standardizer.load(paths["standardizer"])
-    if paths["uncertainty"].exists():
-        from ..uncertainty.model import UncertaintyModel
-
-        index.uncertainty = UncertaintyModel.load(paths["uncertainty"])
-    version = current_version(path)
-    index.version = version
-    index._origin = (os.path.realpath(path), version)
-    return index
+    facts = {"dim": dim, "factory": store.get_info("factory"), "model": store.get_info("model"),
+             "fingerprint": store.get_info("fingerprint"), "counts": layout}
+    files = {name: paths[key] for name, key in ((STANDARDIZER, "standardizer"), (UNCERTAINTY, "uncertainty"))
+             if paths[key].exists() and name not in skip}
+    return LoadedParts(path, current_version(path), facts, shards, store, files)
 
 
 def version_files(path: str | Path) -> dict[str, Path]:
@@ -370,7 +339,20 @@ class CheckReport:
         return not self.problems
 
 
-def check_index(path: str | Path, cls: type) -> CheckReport:
+class Checked(Protocol):
+    """What a content check reads of an opened index."""
+
+    counts: dict[str, int]
+    fit_is_stale: bool
+
+
+class Opener(Protocol):
+    """The index class a check opens with (:class:`~simstd.MixedIndex`)."""
+
+    def load(self, path: str | Path, *, verify: bool | None = None) -> Checked: ...
+
+
+def check_index(path: str | Path, cls: Opener) -> CheckReport:
     """Verify the index at ``path`` completely: every file of the current version
     against the manifest (exists, size, BLAKE2b), then every file's content
     (FAISS shards deserialize with the manifest's counts and dimension, SQLite
@@ -410,11 +392,11 @@ def check_index(path: str | Path, cls: type) -> CheckReport:
     return report
 
 
-def _check_content(cls: type, path: Path, report: CheckReport, items: Path | None) -> None:
+def _check_content(cls: Opener, path: Path, report: CheckReport, items: Path | None) -> None:
     import sqlite3
 
     try:
-        index = load_index(cls, path, verify=True)  # opened like a reader does, every checksum verified
+        index = cls.load(path, verify=True)  # opened like a reader does, every checksum verified
     except SimstdError as exc:
         report.problems.append(str(exc))
         return
