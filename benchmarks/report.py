@@ -93,10 +93,11 @@ def _header(results: dict) -> list[str]:
     add = lines.append
     add("# Performance\n")
     add(
-        "Everything on this page is written by `benchmarks/run.py` from its own measurements "
-        "(raw numbers: `benchmarks/results/results.json`, prose below the tables: "
-        "`benchmarks/notes.md`). Do not edit the tables by hand; rerun (needs simstd installed and "
-        "`pip install matplotlib` for the plot; `--docs-only` rewrites this page from the JSON):\n"
+        "Everything on this page is rendered by `python benchmarks/run.py` from the benchmarks' results "
+        "(raw numbers: `benchmarks/results/*.json`, prose below the tables: `benchmarks/notes.md`; "
+        "`pip install matplotlib` for the plot). Do not edit it by hand: rerun the command written with "
+        "a table (it rewrites that benchmark's JSON), then `python benchmarks/run.py`. The tables up to "
+        "*Recall*, and those of fitting, memory and cold start, are measured by `benchmarks/vs_faiss.py`:\n"
     )
     made_by: dict[str, list[str]] = {}
     for n, run, kind, r in _rows(results):
