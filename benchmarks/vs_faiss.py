@@ -16,6 +16,10 @@ and reported as medians: the machine is shared and noisy.
 
 Results of earlier runs at other sizes stay in the JSON (a run replaces only
 the sizes it measures), so ``--sizes 10m`` adds the 10M row to the tables.
+
+About 590 lines, one file on purpose: the child phases and the parent that
+runs them are one protocol (a phase's name, its JSON config, its JSON line
+back) that this script speaks to itself with ``--phase``.
 """
 from __future__ import annotations
 
