@@ -17,22 +17,19 @@ Settings were chosen on seeds 0-4; the report uses seeds 5-9::
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
+from common import FEATURES  # first: puts this checkout's simstd on sys.path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from simstd import Standardizer
+from simstd.datasets import load_pairs
+from simstd.evaluation.frontier import excess
+from simstd.evaluation.relevance import find_caption_metadata, load_relevance
+from simstd.evaluation.run import cross_share, evaluate
+from simstd.evaluation.tasks import mixed_task, universal_task
+from simstd.methods import ScoreMethod
 
-from simstd import Standardizer  # noqa: E402
-from simstd.datasets import load_pairs  # noqa: E402
-from simstd.evaluation.frontier import excess  # noqa: E402
-from simstd.evaluation.relevance import find_caption_metadata, load_relevance  # noqa: E402
-from simstd.evaluation.run import cross_share, evaluate  # noqa: E402
-from simstd.evaluation.tasks import mixed_task, universal_task  # noqa: E402
-from simstd.methods import ScoreMethod  # noqa: E402
-
-FEATURES = Path(__file__).resolve().parents[2] / "shared" / "data" / "modality-gap-features"
 TRAINED = ("clip", "convirt", "videoclip", "clasp")
 
 

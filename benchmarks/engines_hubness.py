@@ -12,26 +12,22 @@ Run: python benchmarks/engines_hubness.py [--data ../shared/data/modality-gap-fe
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
-from pathlib import Path
 
 import numpy as np
+from common import FEATURES  # first: puts this checkout's simstd on sys.path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from simstd import MixedIndex, Standardizer  # noqa: E402
-from simstd.datasets import load_pairs, mixed_split  # noqa: E402
-from simstd.engines.base import gather, merge_topk, plan_search  # noqa: E402
-from simstd.engines.lancedb import LanceDBSearcher  # noqa: E402
+from simstd import MixedIndex, Standardizer
+from simstd.datasets import load_pairs, mixed_split
+from simstd.engines.base import gather, merge_topk, plan_search
+from simstd.engines.lancedb import LanceDBSearcher
 
 K = 20
 
 
 def main() -> None:
-    here = Path(__file__).resolve().parents[2] / "shared" / "data" / "modality-gap-features" / "features_clip.npy"
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default=str(here))
+    parser.add_argument("--data", default=str(FEATURES / "features_clip.npy"))
     args = parser.parse_args()
     import lancedb
 

@@ -3,7 +3,7 @@
 
     python benchmarks/hnsw_budget.py --size 1m
 
-Data: the synthetic CLIP-like vectors of ``benchmarks/run.py`` (``synth.py``),
+Data: the synthetic CLIP-like vectors of ``benchmarks/vs_faiss.py`` (``synth.py``),
 half text, half image. ``raw``: one FAISS ``HNSW16`` over all N vectors,
 searched for its raw top-k; ``simstd``: a ``MixedIndex`` of ``HNSW16`` shards
 (one per modality) with a fitted standardizer, searched for the standardized
@@ -20,37 +20,24 @@ Sweeps, on fresh text queries that no tuning step sees:
   items used as pseudo queries (label-free), never on the evaluation queries.
 
 Built indexes are cached under ``--workdir`` (two 1M HNSW16 graphs take about
-70 s each here). Results: ``benchmarks/results/hnsw_budget.json``; the section
-of ``docs/performance.md`` is rendered from it by ``benchmarks/run.py``
-(this script calls it).
+70 s each here). Results: ``benchmarks/results/hnsw_budget.json``; its section
+of ``docs/performance.md`` is rendered from it by ``python benchmarks/run.py``.
 """
 from __future__ import annotations
 
 import argparse
 import datetime as _dt
 import json
-import shlex
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+from common import CHUNK, DIM, RESULTS, command, logger, parse_size
+from synth import Synth
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(ROOT))
-
-from synth import Synth  # noqa: E402
-
-DIM = 512
-CHUNK = 250_000
 EFS = (16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512)
-RESULTS = HERE / "results" / "hnsw_budget.json"
-
-
-def _log(msg: str, t0: list[float] = [time.perf_counter()]) -> None:  # noqa: B006 (start time)
-    print(f"[{time.perf_counter() - t0[0]:7.1f}s] {msg}", flush=True)
+_log = logger()
 
 
 def build(n: int, workdir: Path, seed: int):
@@ -204,114 +191,11 @@ def run(args) -> dict:
     return {
         "n": args.n, "k": k, "query_modality": q_mod, "queries": len(Q), "tune_queries": len(tune_ids),
         "factory": "HNSW16", "date": _dt.date.today().isoformat(), "faiss": faiss.__version__,
-        # --no-docs and --results change where the numbers go, not the numbers
-        "command": "python benchmarks/hnsw_budget.py " + " ".join(shlex.quote(a) for a in _measuring(args.argv)),
+        # --results changes where the numbers go, not the numbers
+        "command": command("hnsw_budget.py", args.argv, drop=["--results"]),
         "build": facts, "standardized_topk_share": share, "control_shard": other, "rows": rows, "shard_tables": shard_tables,
         "fit": std.table(),
     }
-
-
-def _measuring(argv: list[str]) -> list[str]:
-    out, skip = [], False
-    for a in argv:
-        if skip:
-            skip = False
-        elif a == "--results":
-            skip = True
-        elif a != "--no-docs" and not a.startswith("--results="):
-            out.append(a)
-    return out
-
-
-def _split_cells(b: dict) -> str:
-    if "error" in b:
-        return "below every split | – | –"
-    return f"{b['params']['text']}, {b['params']['image']} | {b['work']:,.0f} | **{b['recall']:.3f}**"
-
-
-def markdown(data: dict) -> list[str]:
-    """The docs/performance.md section (benchmarks/run.py renders it)."""
-    lines = ["## HNSW: standardized recall at equal work\n"]
-    n = data["n"]
-    label = f"{n // 1_000_000}M" if n % 1_000_000 == 0 else f"{n // 1000}k"
-    lines.append(
-        f"{label} items (half text, half image), `HNSW16`, k={data['k']}, {data['queries']} fresh "
-        f"{data['query_modality']} queries. *work*: distance computations per query, FAISS's `hnsw_stats.ndis` "
-        "(simstd: summed over its two shards, plus the entry points' distances with bridges). *raw*: one FAISS "
-        "index over all items, raw recall@k against the exact raw top-k. simstd: standardized recall@k against "
-        "the exact standardized top-k. *same efSearch*: the raw row's `efSearch` on both shards, each graph "
-        "searched from its top; *bridged*: the cross-modal shard entered from the bridges of the query's own "
-        "best results (`MixedIndex.build_bridges`). *split at raw's work*: the per-shard `efSearch` "
-        "(text shard, image shard) that `simstd.tuning` picks with the raw row's work as budget; *split for "
-        "raw's recall*: the cheapest split it expects to reach the raw row's recall. It picks from tables "
-        f"measured on {data['tune_queries']} stored {data['query_modality']} items used as pseudo queries "
-        "(label-free), never on these queries. Measured by:\n")
-    lines.append("```bash")
-    lines.append(data["command"])
-    lines.append("```\n")
-    lines.append("| efSearch | raw work | raw recall | same efSearch: work | recall | bridged, same efSearch: "
-                 "work | recall | bridged split at raw's work | work | **recall** | bridged split for raw's recall "
-                 "| work | recall | **work / raw work** |")
-    lines.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
-    for row in data["rows"]:
-        r, s, bs, t = row["raw"], row["simstd_same_ef"], row["bridged_same_ef"], row["bridged_target"]
-        lines.append(
-            f"| {r['efSearch']} | {r['work']:,.0f} | {r['recall']:.3f} | {s['work']:,.0f} | {s['recall']:.3f} "
-            f"| {bs['work']:,.0f} | {bs['recall']:.3f} | {_split_cells(row['bridged_budget'])} "
-            f"| {t['params']['text']}, {t['params']['image']} | {t['work']:,.0f} | {t['recall']:.3f} "
-            f"| **{t['work'] / r['work']:.2f}** |")
-    split_tables = [("\nThe same splits without bridges (each graph searched from its top):\n",
-                     "simstd_target", "simstd_budget")]
-    if "bridged_log_target" in data["rows"][0]:
-        split_tables.insert(0, (f"\nThe bridged splits tuned on a query log instead ({data['tune_queries']} other "
-                                f"fresh {data['query_modality']} vectors, `tune_search_params(queries=...)`), not on "
-                                "stored items:\n", "bridged_log_target", "bridged_log_budget"))
-    for title, target_key, budget_key in split_tables:
-        lines.append(title)
-        lines.append("| efSearch | raw work | raw recall | split at raw's work | work | **recall** | split for raw's "
-                     "recall | work | recall | **work / raw work** |")
-        lines.append("|---|---|---|---|---|---|---|---|---|---|")
-        for row in data["rows"]:
-            r, t = row["raw"], row[target_key]
-            lines.append(
-                f"| {r['efSearch']} | {r['work']:,.0f} | {r['recall']:.3f} | {_split_cells(row[budget_key])} "
-                f"| {t['params']['text']}, {t['params']['image']} | {t['work']:,.0f} | {t['recall']:.3f} "
-                f"| **{t['work'] / r['work']:.2f}** |")
-    if data["build"].get("bridges_s"):
-        lines.append(f"\nBuilding the bridges (`build_bridges()`, efSearch 32, both directions) took "
-                     f"{data['build']['bridges_s']:.0f} s on this shared machine"
-                     + (f"; building the two shards took {data['build']['build_mixed_s']:.0f} s"
-                        if data["build"].get("build_mixed_s") else "") + ".")
-    share = ", ".join(f"{m} {v:.0%}" for m, v in data["standardized_topk_share"].items())
-    lines.append(f"\nShare of each modality in the exact standardized top-{data['k']}: {share}.\n")
-    lines.append("Each shard's part of the exact standardized top-k that it finds (*hits*, share of all top-k "
-                 "items) and its work, per `efSearch`, on the pseudo queries (the tables the splits are picked "
-                 "from):\n")
-    plain, bridged = data["shard_tables"]["plain"], data["shard_tables"]["bridged"]
-    own = [tb for tb in plain if tb["target"] == data["query_modality"]][0]
-    cross = [tb for tb in plain if tb["target"] != data["query_modality"]][0]
-    bcross = [tb for tb in bridged if tb["target"] == cross["target"]][0]
-    c = cross["target"]
-    lines.append(f"| efSearch | {own['target']} shard: hits | work | {c} shard: hits | work "
-                 f"| {c} shard, bridged: hits | work |")
-    lines.append("|---|---|---|---|---|---|---|")
-    for j, ef in enumerate(own["efSearch"]):
-        lines.append(f"| {ef} | {own['hits'][j]:.3f} | {own['work'][j]:,.0f} | {cross['hits'][j]:.3f} "
-                     f"| {cross['work'][j]:,.0f} | {bcross['hits'][j]:.3f} | {bcross['work'][j]:,.0f} |")
-    c = data["control_shard"]
-    lines.append(f"\nControl: the {c} shard alone is a plain FAISS `HNSW16` over the {c} items. Its raw recall@"
-                 f"{data['k']} for fresh {c} queries (same modality, the case raw FAISS is measured on above) and "
-                 f"for the {data['query_modality']} queries (cross-modal: their raw top-k among the {c} items, "
-                 "what most of the standardized top-k is made of), per `efSearch`, searched from the top:\n")
-    lines.append(f"| efSearch | {c} queries: work | recall | {data['query_modality']} queries (cross-modal): "
-                 "work | recall |")
-    lines.append("|---|---|---|---|---|")
-    for row in data["rows"]:
-        o, x = row["shard_control"]["own"], row["shard_control"]["cross"]
-        lines.append(f"| {row['raw']['efSearch']} | {o['work']:,.0f} | {o['recall']:.3f} | {x['work']:,.0f} "
-                     f"| {x['recall']:.3f} |")
-    lines.append("")
-    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -323,23 +207,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--query-modality", default="text")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workdir", default="/tmp/simstd-hnsw-budget", help="cache of the built indexes")
-    p.add_argument("--results", default=str(RESULTS))
-    p.add_argument("--no-docs", action="store_true", help="do not rewrite docs/performance.md")
+    p.add_argument("--results", default=str(RESULTS / "hnsw_budget.json"))
     args = p.parse_args(argv)
     args.argv = list(argv if argv is not None else sys.argv[1:])
-    size = args.size.lower()
-    args.n = int(float(size[:-1]) * {"k": 1e3, "m": 1e6}[size[-1]]) if size[-1] in "km" else int(size)
+    args.n = parse_size(args.size)
     data = run(args)
     out = Path(args.results)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(data, indent=1) + "\n")
-    _log(f"wrote {out}")
-    if not args.no_docs and out.resolve() == RESULTS.resolve():
-        import run as bench  # benchmarks/run.py renders docs/performance.md, this section included
-
-        bench.main(["--docs-only"])
-        _log("rewrote docs/performance.md")
-    print("\n".join(markdown(data)))
+    _log(f"wrote {out}; render docs/performance.md with: python benchmarks/run.py")
     return 0
 
 

@@ -29,21 +29,17 @@ import argparse
 import json
 import os
 import resource
-import sys
 import time
 from pathlib import Path
 
 import faiss
 import numpy as np
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))
-sys.path.insert(0, str(HERE))
+from common import FEATURES, sgemm_gflops  # first: puts this checkout's simstd on sys.path
+from synth import Synth
 
-from synth import Synth  # noqa: E402
-
-from simstd import MixedIndex, Standardizer  # noqa: E402
-from simstd.hubness import compute_terms, fit_banks, item_terms  # noqa: E402
+from simstd import MixedIndex, Standardizer
+from simstd.hubness import compute_terms, fit_banks, item_terms
 
 SIZES = {"100k": 100_000, "1m": 1_000_000}
 K = 10
@@ -58,17 +54,6 @@ def timed(fn):
     t, c = time.perf_counter(), cpu()
     out = fn()
     return out, time.perf_counter() - t, cpu() - c
-
-
-def gemm_gflops() -> float:
-    a = np.random.default_rng(0).standard_normal((4096, 512)).astype(np.float32)
-    b = np.random.default_rng(1).standard_normal((512, 8192)).astype(np.float32)
-    best = np.inf
-    for _ in range(3):
-        t = time.perf_counter()
-        a @ b
-        best = min(best, time.perf_counter() - t)
-    return 2 * 4096 * 512 * 8192 / best / 1e9
 
 
 def build(n: int, chunk: int = 50_000):
@@ -172,7 +157,7 @@ def factories(features: Path, specs: list[tuple[str, str]], n_queries: int = 500
 
 
 def run(name: str, n: int, repeats: int, error_items: int, bank: int | None, check: bool) -> dict:
-    res: dict = {"n": n, "bank": bank, "hubness_k": K, "gemm_gflops": gemm_gflops(), "load_before": os.getloadavg()[0]}
+    res: dict = {"n": n, "bank": bank, "hubness_k": K, "gemm_gflops": sgemm_gflops(4096, 512, 8192, 3), "load_before": os.getloadavg()[0]}
     (synth, index, flat), t, _ = timed(lambda: build(n))
     res["build_s"] = t
     cols = sorted(index.modalities)
@@ -203,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=None, help="JSON file to write")
     args = p.parse_args(argv)
     if args.factories:
-        features = HERE.parents[1] / "shared" / "data" / "modality-gap-features" / "features_clip.npy"
+        features = FEATURES / "features_clip.npy"
         report = {"factories": factories(features, [("IVF32,Flat", "nprobe=4"), ("IVF32,Flat", "nprobe=16"),
                                                     ("HNSW32", "efSearch=64"), ("HNSW32", "efSearch=256"),
                                                     ("SQ8", ""), ("IVF32,SQ8", "nprobe=16")])}

@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shlex
 import shutil
 import sys
 import time
@@ -37,23 +36,11 @@ from pathlib import Path
 
 import numpy as np
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(HERE.parent))
+from common import CHUNK, DIM, RESULTS, command, parse_size  # first: puts this checkout's simstd on sys.path
+from synth import Synth
 
-from synth import Synth  # noqa: E402
-
-from simstd import MixedIndex, Standardizer  # noqa: E402
-from simstd.laion import fit_embeddings  # noqa: E402
-
-DIM = 512
-CHUNK = 250_000
-
-
-def parse_size(text: str) -> int:
-    text = text.strip().lower()
-    mult = {"k": 1_000, "m": 1_000_000}.get(text[-1], 1)
-    return int(float(text[:-1] if text[-1] in "km" else text) * mult)
+from simstd import MixedIndex, Standardizer
+from simstd.laion import fit_embeddings
 
 
 def write_folder(root: Path, n: int, seed: int) -> None:
@@ -131,7 +118,7 @@ def main() -> None:
     p.add_argument("--nprobe", type=int, default=32)
     p.add_argument("--piece-rows", type=int, default=65_536, help="rows per task (piece)")
     p.add_argument("--spark", default=None, help="also fit on Spark with this master, e.g. local[2]")
-    p.add_argument("--out", default=str(HERE / "results" / "laion_fit.json"))
+    p.add_argument("--out", default=str(RESULTS / "laion_fit.json"))
     p.add_argument("--key", default=None, help="key of this run in --out (default: N-SAMPLE[-spark])")
     args = p.parse_args()
     n = parse_size(args.n)
@@ -183,7 +170,7 @@ def main() -> None:
             print(f"auto-bfloat16 seed {s}: {spread[-1]}", flush=True)
         collection["auto_bfloat16_seeds"] = spread
     result = {
-        "command": "python benchmarks/laion_fit.py " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+        "command": command("laion_fit.py", sys.argv[1:]),
         "load_average_after": os.getloadavg(),
         "n": n, "sample": args.sample, "seed": args.seed, "repeats": args.repeats,
         "seconds": {k: v for k, v in runs.items() if v},

@@ -29,24 +29,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))
+from common import FEATURES, RESULTS  # first: puts this checkout's simstd on sys.path
 
-from simstd import Standardizer  # noqa: E402
-from simstd.datasets import load_pairs  # noqa: E402
-from simstd.engines import ArraySearcher  # noqa: E402
-from simstd.evaluation.metrics import query_metrics  # noqa: E402
-from simstd.evaluation.relevance import find_caption_metadata, load_relevance  # noqa: E402
-from simstd.evaluation.tasks import universal_task  # noqa: E402
-from simstd.mining import mine_pseudo_positives  # noqa: E402
-from simstd.stats import first_round, next_round  # noqa: E402
-
-FEATURES = HERE.parents[1] / "shared" / "data" / "modality-gap-features"
+from simstd import Standardizer
+from simstd.datasets import load_pairs
+from simstd.engines import ArraySearcher
+from simstd.evaluation.metrics import query_metrics
+from simstd.evaluation.relevance import find_caption_metadata, load_relevance
+from simstd.evaluation.tasks import universal_task
+from simstd.mining import mine_pseudo_positives
+from simstd.stats import first_round, next_round
 
 
 def sampled_fit(store: ArraySearcher, scores: dict[tuple[str, str], np.ndarray], target: float,
@@ -82,7 +78,7 @@ def main() -> None:
     p.add_argument("--targets", default="0.01,0.02,0.03,0.05,0.1")
     p.add_argument("--draws", type=int, default=20)
     p.add_argument("--features-dir", default=str(FEATURES))
-    p.add_argument("--out", default=str(HERE / "results" / "sample_precision.json"))
+    p.add_argument("--out", default=str(RESULTS / "sample_precision.json"))
     args = p.parse_args()
     path = Path(args.features_dir) / "features_clip.npy"
     pairs = load_pairs(path)

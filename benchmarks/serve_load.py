@@ -36,20 +36,10 @@ from pathlib import Path
 
 import numpy as np
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(ROOT))
-
-from synth import Synth  # noqa: E402
+from common import child_env
+from synth import Synth
 
 HOST = "127.0.0.1"
-
-
-def _env() -> dict:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-    return env
 
 
 def build_index(path: Path, n: int, dim: int, factory: str) -> None:
@@ -96,7 +86,7 @@ def get_json(port: int, path: str, timeout: float = 5.0) -> dict:
 def start_server(db: Path, port: int, reload_interval: float, log: Path) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "simstd", "serve", "--index", str(db), "--host", HOST, "--port", str(port),
            "--no-encoder", "--reload-interval", str(reload_interval), "--log-level", "warning"]
-    proc = subprocess.Popen(cmd, env=_env(), stdout=log.open("w"), stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(cmd, env=child_env(), stdout=log.open("w"), stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -165,7 +155,7 @@ def fit_loop(db: Path, deadline: float, max_fits: int, sample: int, log: list) -
         t0 = time.perf_counter()
         try:
             proc = subprocess.run([sys.executable, "-m", "simstd", "fit", "--index", str(db), "--seed", str(seed),
-                                   "--sample", str(sample)], env=_env(), capture_output=True, text=True,
+                                   "--sample", str(sample)], env=child_env(), capture_output=True, text=True,
                                   timeout=max(60.0, deadline - time.monotonic() + 60))
             code, err = proc.returncode, proc.stderr[-300:] if proc.returncode else ""
         except subprocess.TimeoutExpired:
