@@ -91,15 +91,16 @@ def run(args) -> dict:
     import faiss
 
     from simstd import tuning
+    from simstd.index import search as pipeline
 
     mixed, raw, facts = build(args.n, Path(args.workdir), args.seed)
     q_mod, k = args.query_modality, args.k
     Q = Synth(DIM, args.seed).queries(q_mod, args.queries)  # fresh vectors, in no index
     std = mixed.standardizer
     t = time.perf_counter()
-    brute = tuning._brute_force(mixed)
-    truth_std = mixed._search(Q, q_mod, k, std, False, None, None, None, 1.0, shard_search=brute).ids
-    truth_raw = mixed._search(Q, q_mod, k, None, True, None, None, None, 1.0, shard_search=brute).ids
+    brute = tuning.brute_force_search(mixed)
+    truth_std = pipeline.search(mixed, Q, q_mod, k, standardizer=std, shard_search=brute).ids
+    truth_raw = pipeline.search(mixed, Q, q_mod, k, raw=True, shard_search=brute).ids
     _log(f"exact top-{k} of {len(Q)} queries by brute force ({time.perf_counter() - t:.0f} s)")
     share = {m: float(np.isin(truth_std, mixed.ids(m)).mean()) for m in mixed.modalities}
     # Control: each shard is a plain FAISS HNSW16 over one modality. Its raw top-k for queries of its own
@@ -108,9 +109,9 @@ def run(args) -> dict:
     other = [m for m in mixed.modalities if m != q_mod][0]
     Q_other = Synth(DIM, args.seed).queries(other, args.queries)
     shard_truth = {
-        "cross": (Q, other, mixed._search(Q, q_mod, k, None, True, [other], None, None, 1.0, shard_search=brute).ids),
+        "cross": (Q, other, pipeline.search(mixed, Q, q_mod, k, raw=True, targets=[other], shard_search=brute).ids),
         "own": (Q_other, other,
-                mixed._search(Q_other, other, k, None, True, [other], None, None, 1.0, shard_search=brute).ids),
+                pipeline.search(mixed, Q_other, other, k, raw=True, targets=[other], shard_search=brute).ids),
     }
 
     def shard_row(ef: int) -> dict:
@@ -119,7 +120,7 @@ def run(args) -> dict:
             p = faiss.SearchParametersHNSW()
             p.efSearch = ef
             faiss.cvar.hnsw_stats.reset()
-            _, I = mixed._shard_search(target, queries, k, p)
+            _, I = mixed.shard_set.search(target, queries, k, p)
             out[case] = {"work": faiss.cvar.hnsw_stats.ndis / len(queries), "recall": recall(I, truth)}
         return out
 
@@ -130,12 +131,12 @@ def run(args) -> dict:
         _, I = raw.search(Q, k, params=p)
         return {"efSearch": ef, "work": faiss.cvar.hnsw_stats.ndis / len(Q), "recall": recall(I, truth_raw)}
 
-    bridges = dict(mixed._bridges)
+    bridges = dict(mixed.bridge_table.rows)
 
     def simstd_row(settings: dict[str, dict[str, int]]) -> dict:
         params = [tuning.search_parameters(mixed.shards[m], settings[m]) for m in mixed.modalities]
         faiss.cvar.hnsw_stats.reset()
-        got = mixed._search(Q, q_mod, k, std, False, None, None, None, 1.0, shard_params=params).ids
+        got = pipeline.search(mixed, Q, q_mod, k, standardizer=std, shard_params=params).ids
         # with bridges, the entry points' distances are computed outside FAISS's counter: added here
         work = faiss.cvar.hnsw_stats.ndis / len(Q) + tuning.entry_work(mixed, q_mod)
         return {"params": {m: v["efSearch"] for m, v in settings.items()}, "work": work,
@@ -159,7 +160,7 @@ def run(args) -> dict:
     total = len(tune_ids) * k
     tables = {}
     for mode in ("plain", "bridged"):
-        mixed._bridges = bridges if mode == "bridged" else {}
+        mixed.bridge_table.rows = bridges if mode == "bridged" else {}
         tables[mode] = tuning.measure(mixed, q_mod, tune_ids, k, candidates=EFS)[0]
     # A query log instead: fresh vectors of the query modality, disjoint from the evaluation queries.
     log = Synth(DIM, args.seed).chunk(q_mod, 30_000_000 + args.tune_queries, args.tune_queries)
@@ -169,12 +170,12 @@ def run(args) -> dict:
     rows = []
     for ef in EFS:
         r = raw_row(ef)
-        mixed._bridges = {}
+        mixed.bridge_table.rows = {}
         row = {"raw": r, "shard_control": shard_row(ef)}
         row["simstd_same_ef"] = simstd_row({m: {"efSearch": ef} for m in mixed.modalities})
         plain = budget_rows(tables["plain"], r)
         row["simstd_budget"], row["simstd_target"] = plain["budget"], plain["target"]
-        mixed._bridges = bridges
+        mixed.bridge_table.rows = bridges
         row["bridged_same_ef"] = simstd_row({m: {"efSearch": ef} for m in mixed.modalities})
         bridged = budget_rows(tables["bridged"], r)
         row["bridged_budget"], row["bridged_target"] = bridged["budget"], bridged["target"]

@@ -368,7 +368,7 @@ def exact_search(index: "MixedIndex", queries: np.ndarray, query_modality: str, 
     Flat and HNSW-Flat, the codes' own scores for SQ/PQ)."""
     std = standardizer or index.standardizer
     return pipeline.search(index, queries, query_modality, k, standardizer=std, exclude=exclude,
-                           shard_search=_brute_force(index)).ids
+                           shard_search=brute_force_search(index)).ids
 
 
 def recall_at(found: np.ndarray, truth: np.ndarray) -> float:
@@ -377,7 +377,10 @@ def recall_at(found: np.ndarray, truth: np.ndarray) -> float:
     return float(hit.any(axis=1).sum() / max((truth >= 0).sum(), 1))
 
 
-def _brute_force(index: "MixedIndex") -> Callable:
+def brute_force_search(index: "MixedIndex") -> Callable:
+    """A ``shard_search`` for :func:`simstd.index.search.search`: the exact top ``width``
+    of every named shard from its stored vectors (brute force)."""
+
     def search(queries: np.ndarray, names: list[str], widths: list[int]) -> list[tuple[np.ndarray, np.ndarray]]:
         out = []
         for m, width in zip(names, widths):

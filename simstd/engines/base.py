@@ -48,6 +48,20 @@ class Searchable(Protocol):
         """Raw cosine top-k ``(D, I)`` among the items of one modality."""
 
 
+@runtime_checkable
+class RankedSearchable(Searchable, Protocol):
+    """A :class:`Searchable` that also ranks its own items as queries with a fitted
+    standardizer, and states its version (a :class:`~simstd.MixedIndex`): what the
+    uncertainty model fits on."""
+
+    @property
+    def fingerprint(self) -> str:
+        """Changes whenever items are added."""
+
+    def search_like(self, ids: np.ndarray, k: int = 10, **kwargs: Any) -> "SearchResult":
+        """Stored items as queries (their own modality), each left out of its own result."""
+
+
 class CachedCountsStore:
     """The Searchable bookkeeping the vector-database adapters share: ``dim``,
     the modalities and their counts read once from the engine (cached until

@@ -48,13 +48,12 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 from scipy.special import log_ndtr
 
-from ..engines.base import count, drop_self
+from ..engines.base import RankedSearchable, count, drop_self
 from ..errors import CorruptFileError, FingerprintMismatchError, NotFittedError, SimstdError, StaleFitWarning
 from ..fileio import check_format, read_json, write_json_atomic
 from ..validation import BOOLEAN, Interval, check_is_fitted, validate_params
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..index import MixedIndex
     from ..standardizer import Standardizer
 
 FORMAT = "simstd.uncertainty"
@@ -104,7 +103,7 @@ class UncertaintyModel:
         self.depth = depth
 
     # ------------------------------------------------------------------ fitting
-    def fit(self, index: "MixedIndex", standardizer: "Standardizer | None" = None) -> "UncertaintyModel":
+    def fit(self, index: RankedSearchable, standardizer: "Standardizer | None" = None) -> "UncertaintyModel":
         """Fit on ``index`` with its fitted standardizer (or ``standardizer``)."""
         validate_params(self, self._parameter_constraints)
         std = standardizer if standardizer is not None else index.standardizer
@@ -152,7 +151,7 @@ class UncertaintyModel:
     def _check_fitted(self) -> None:
         check_is_fitted(self, "pos_mean_", "call fit(index) (CLI: simstd fit --uncertainty --index db.faiss)")
 
-    def check_index(self, index: "MixedIndex", *, strict: bool = False) -> None:
+    def check_index(self, index: RankedSearchable, *, strict: bool = False) -> None:
         """Note (or with ``strict`` refuse) a fit made before the index changed.
 
         A stale model keeps serving: items added since have no hub count (prior 1).
