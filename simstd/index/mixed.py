@@ -28,7 +28,7 @@ import contextlib
 import hashlib
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Iterable, Mapping, Sequence
 
 import faiss
 import numpy as np

@@ -13,8 +13,9 @@ in :mod:`.registry`.
 """
 from __future__ import annotations
 
-from .core import DEFAULT_METHOD, FORMAT, FORMAT_VERSION, MIN_PAIRS, MIN_STD, SOURCES, Standardizer
+from .core import DEFAULT_METHOD, MIN_PAIRS, MIN_STD, SOURCES, Standardizer
 from .corrected import TERMS_SUFFIX, HubnessMethod, terms_path
+from .io import FORMAT, FORMAT_VERSION
 from .method import Method
 from .paper import PaperMethod
 from .registry import BACKENDS, METHODS, backend
