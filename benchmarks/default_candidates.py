@@ -93,7 +93,7 @@ from pathlib import Path
 import numpy as np
 from scipy.special import log_ndtr
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from common import FEATURES, RESULTS  # noqa: E402  (puts this checkout's simstd first on sys.path)
 
 from simstd import Standardizer  # noqa: E402
 from simstd.datasets import load_pairs  # noqa: E402
@@ -104,10 +104,6 @@ from simstd.evaluation.tasks import mixed_task, universal_task  # noqa: E402
 from simstd.hubness import query_term  # noqa: E402
 from simstd.methods import ScoreMethod  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
-FEATURES = ROOT.parent / "shared" / "data" / "modality-gap-features"
-if not FEATURES.is_dir():  # a git worktree under /work/wt: the data sits beside the main checkout
-    FEATURES = Path("/work/shared/data/modality-gap-features")
 TRAINED = ("clip", "convirt", "videoclip", "clasp")
 MARGIN_TIE = 0.003
 BARS = {"recall": 0.90, "excess": 0.10, "universal": 0.03}
@@ -454,7 +450,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--features-dir", default=str(FEATURES))
     p.add_argument("--only", default=None,
                    help="semicolon-separated candidate names, or 'chosen' (the winner recorded in --select)")
-    p.add_argument("--select", default=str(ROOT / "benchmarks" / "results" / "default_candidates_select.json"),
+    p.add_argument("--select", default=str(RESULTS / "default_candidates_select.json"),
                    help="the seeds 0-4 result that names the chosen candidate")
     p.add_argument("--out", default=None, help="JSON result file (default: benchmarks/results/"
                    "default_candidates_<seeds>.json)")
@@ -484,7 +480,7 @@ def main(argv: list[str] | None = None) -> int:
     print(table(summary, chosen))
     if selecting:
         print(f"\nchosen (rule in the docstring): {chosen}")
-    out = Path(args.out) if args.out else ROOT / "benchmarks" / "results" / f"default_candidates_{args.seeds}.json"
+    out = Path(args.out) if args.out else RESULTS / f"default_candidates_{args.seeds}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"seeds": seeds, "chosen": chosen, "summary": summary, "raw": res}, indent=1) + "\n")
     print(f"\nwrote {out}", file=sys.stderr)

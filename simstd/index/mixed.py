@@ -194,7 +194,12 @@ class MixedIndex:
 
     @property
     def factory(self) -> str:
+        """The FAISS factory string of the shards (new shards are built from it)."""
         return self.shard_set.factory
+
+    @factory.setter
+    def factory(self, value: str) -> None:  # e.g. adopted autofaiss shards (simstd.laion.build)
+        self.shard_set.factory = value
 
     @property
     def ntotal(self) -> int:
