@@ -9,7 +9,7 @@ import pytest
 from simstd import NotFittedError, SimstdError, Standardizer
 from simstd.datasets import synthetic_pairs
 
-from engine_support import assert_same_fit, assert_same_topk, clip_case
+from engine_support import assert_same_fit, assert_same_topk, check_keyed_hubness, clip_case
 
 lancedb = pytest.importorskip("lancedb", reason='needs pip install "simstd[lancedb]"')
 
@@ -67,6 +67,15 @@ def test_hubness_method_is_exact_by_certified_over_fetch(searcher, case):
     fitted = Standardizer(method="hubness", sample=150).fit(searcher)  # terms and statistics through LanceDB
     np.testing.assert_allclose(fitted.terms_, case.hubness.terms_, atol=1e-6)
     assert_same_fit(fitted, case.hubness)
+
+
+@pytest.mark.parametrize("method", ["hubness", "paper"])
+def test_string_keyed_table_fits_and_ranks_exactly(case, db, method):
+    # The default-to-be on a table with string ids: terms keyed by them, then
+    # LanceDB ranks by u on the stored vector column (one search per modality).
+    keys = [f"item-{i:04d}" for i in range(len(case.vectors))]
+    table = db.create_table(f"keyed_{method}", data=rows(case.vectors, case.labels, key=lambda i: keys[i]))
+    check_keyed_hubness(LanceDBSearcher(table, id_column="key"), case, keys, method)
 
 
 def test_raw_targets_and_query_shift_equal_mixed_index(searcher, case):
