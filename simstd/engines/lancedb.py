@@ -158,6 +158,10 @@ class LanceDBSearcher(CachedCountsStore):
         missing = [i for i in wanted if _key(i) not in found]
         if missing:
             raise SimstdError(f"the LanceDB table has no row with {self._id} {missing[0]!r}")
+        empty = [i for i in wanted if found[_key(i)] is None]
+        if empty:  # e.g. a NaN vector stored as null (on_bad_vectors="null"): LanceDB's search skips it
+            raise SimstdError(f"the LanceDB table's row with {self._id} {empty[0]!r} has a null vector (NaN vectors "
+                              "are stored so with on_bad_vectors='null'); re-embed or delete it before fitting")
         return as_embeddings([found[_key(i)] for i in wanted], "stored vectors", self.dim)
 
     def _search(self, queries: np.ndarray, modality: str, k: int, columns: list[str],
