@@ -141,6 +141,7 @@ class TermKeys:
         return out, (missing if missing.any() else None)
 
     def _unknown(self, i: Any) -> None:
+        i = i.item() if isinstance(i, np.generic) else i
         raise SimstdError(f"item {i!r} has no hubness term: it was added to the store after the fit (give it one "
                           "with standardizer.extend_terms(store, ids)) or the fit belongs to another store; "
                           "refit to cover every item")
