@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from simstd import MixedIndex, Standardizer  # noqa: E402
 from simstd.datasets import load_pairs, mixed_split  # noqa: E402
-from simstd.engines.base import gather, merge_topk, plan_search  # noqa: E402
+from simstd.engines.base import merge_topk, plan_search  # noqa: E402
 from simstd.engines.lancedb import LanceDBSearcher  # noqa: E402
 
 K = 20
