@@ -67,3 +67,46 @@ def assert_same_fit(a: Standardizer, b: Standardizer, tol: float = 1e-5) -> None
     np.testing.assert_array_equal(a.n_, b.n_)
     np.testing.assert_allclose(a.mean_, b.mean_, atol=tol)
     np.testing.assert_allclose(a.std_, b.std_, atol=tol)
+
+
+def by_rows(result, keys: list):
+    """``result`` with the store's ids (``keys[i]`` is the key of global id i)
+    turned back into global ids, to compare with MixedIndex's result."""
+    from dataclasses import replace
+
+    row = {k: i for i, k in enumerate(keys)}
+    ids = np.array([[row.get(i, -1) if i is not None else -1 for i in r] for r in result.ids.tolist()], np.int64)
+    return replace(result, ids=ids)
+
+
+def check_keyed_hubness(searcher, case, keys: list, method: str) -> None:
+    """Fit ``method`` on a store keyed by ``keys`` (UUIDs, strings), search it
+    through the over-fetch and, for the hubness method, through the terms the
+    engine stores: both equal MixedIndex's exact top-20 (brute force on Flat),
+    and the engine path fetches fewer raw hits."""
+    ref_std = case.hubness if method == "hubness" else case.standardizer
+    std = Standardizer(method=method, sample=150).fit(searcher)
+    if method == "hubness":
+        np.testing.assert_allclose(std.terms_, ref_std.terms_, atol=1e-6)  # rows follow the keys' order
+        assert list(std.term_ids_) == keys
+    assert_same_fit(std, ref_std)
+    before = {}
+    for qm in ("text", "image"):
+        q = case.queries[qm][:10]
+        got = before[qm] = searcher.search(q, qm, 20, standardizer=std)
+        assert got.route == ("over-fetch" if method == "hubness" else "map")
+        assert_same_topk(by_rows(got, keys), case.index.search(q, qm, 20, standardizer=ref_std))
+    if method != "hubness":
+        return
+    searcher.store_terms(std)
+    depth = max(20, std.hubness_k)
+    for qm in ("text", "image"):
+        q = case.queries[qm][:10]
+        engine = searcher.search(q, qm, 20, standardizer=std)
+        assert engine.route == "engine"
+        assert_same_topk(by_rows(engine, keys), case.index.search(q, qm, 20, standardizer=ref_std))
+        meta = engine.hits(0)[0]["metadata"]
+        assert meta and "simstd_terms" not in meta  # payloads without the terms vector
+        for m in engine.fetched:  # one search of depth max(k, K) per modality, fewer than the over-fetch
+            assert (engine.fetched[m] == depth).all()
+            assert before[qm].fetched[m].mean() > depth

@@ -13,7 +13,7 @@ import pytest
 from simstd import NotFittedError, SimstdError, Standardizer
 from simstd.datasets import synthetic_pairs
 
-from engine_support import assert_same_fit, assert_same_topk, clip_case
+from engine_support import assert_same_fit, assert_same_topk, check_keyed_hubness, clip_case
 
 pgserver = pytest.importorskip("pgserver", reason='needs pip install "simstd[pgvector]"')
 psycopg = pytest.importorskip("psycopg", reason='needs pip install "simstd[pgvector]"')
@@ -89,6 +89,16 @@ def test_hubness_method_is_exact_by_certified_over_fetch(searcher, case):
         q = case.queries[qm]
         got = searcher.search(q, qm, 20, standardizer=case.hubness)
         assert_same_topk(got, case.index.search(q, qm, 20, standardizer=case.hubness))
+
+
+@pytest.mark.parametrize("id_type", ["text", "bigint"])
+def test_keyed_table_fits_and_ranks_exactly(case, conn, id_type):
+    # Text ids, and integer ids with gaps: terms keyed by them, then Postgres
+    # ranks by u on the stored column with <#> (one statement per modality).
+    n = len(case.vectors)
+    keys = [f"item-{i:04d}" for i in range(n)] if id_type == "text" else [10 * i + 3 for i in range(n)]
+    make_table(conn, f"keyed_{id_type}", case.vectors, case.labels, ids=keys, id_type=id_type)
+    check_keyed_hubness(PgvectorSearcher(conn, f"keyed_{id_type}"), case, keys, "hubness")
 
 
 def test_raw_targets_and_query_shift_equal_mixed_index(searcher, case):

@@ -11,7 +11,7 @@ import pytest
 from simstd import NotFittedError, SimstdError, Standardizer
 from simstd.datasets import synthetic_pairs
 
-from engine_support import assert_same_fit, assert_same_topk, clip_case
+from engine_support import assert_same_fit, assert_same_topk, check_keyed_hubness, clip_case
 
 qdrant_client = pytest.importorskip("qdrant_client", reason='needs pip install "simstd[qdrant]"')
 from qdrant_client import QdrantClient, models  # noqa: E402
@@ -72,6 +72,17 @@ def test_hubness_method_is_exact_by_certified_over_fetch(searcher, case):
         q = case.queries[qm][:8]
         got = searcher.search(q, qm, 20, standardizer=case.hubness)
         assert_same_topk(got, case.index.search(q, qm, 20, standardizer=case.hubness))
+
+
+@pytest.mark.parametrize("method", ["hubness", "paper"])
+def test_uuid_keyed_collection_fits_and_ranks_exactly(case, method):
+    # The default-to-be on a collection with UUID ids: terms keyed by the UUIDs,
+    # then Qdrant ranks by u on the stored named vector (one search per modality).
+    keys = [str(uuid.UUID(int=i + 1)) for i in range(len(case.vectors))]
+    client = QdrantClient(":memory:")
+    make_collection(client, "uuids", case.vectors, [{"modality": m, "row": i} for i, m in enumerate(case.labels)],
+                    ids=keys)
+    check_keyed_hubness(QdrantSearcher(client, "uuids"), case, keys, method)
 
 
 def test_raw_targets_and_query_shift_equal_mixed_index(searcher, case):

@@ -104,3 +104,50 @@ def test_query_log_self_matches_are_left_out():
         warnings.simplefilter("error")
         qm, _, s = mine_pseudo_positives(index, fresh, "text", sample=None)
     assert len(s) == 80
+
+
+def test_hubness_terms_keyed_by_string_ids_save_load_and_extend(tmp_path):
+    # Terms keyed by the store's own ids: the fit on string ids equals the fit on
+    # row numbers, round-trips through save/load (ids in a second file only for
+    # such ids), names an unknown id, and extends to new ids.
+    store = DictStore(CORPUS[:-1], LABELS[:-1])
+    ref = Standardizer(method="hubness", sample=50, seed=1).fit(CORPUS[:-1], LABELS[:-1])
+    std = Standardizer(method="hubness", sample=50, seed=1).fit(store)
+    assert ref.term_ids_ is None and list(std.term_ids_[:2]) == ["item-0", "item-1"]
+    np.testing.assert_array_equal(std.terms_, ref.terms_)
+    np.testing.assert_array_equal(std.mean_, ref.mean_)
+    ids = np.array([["item-7", None, "item-130"]], dtype=object)
+    np.testing.assert_allclose(std.item_terms(ids, "text"), [[ref.item_terms([7], "text")[0], 0,
+                                                               ref.item_terms([130], "text")[0]]])
+    with pytest.raises(SimstdError, match="'item-999' has no hubness term.*extend_terms"):
+        std.item_terms(np.array(["item-999"], dtype=object), "text")
+    std.save(tmp_path / "s.json")
+    ref.save(tmp_path / "r.json")
+    assert (tmp_path / "s.terms.ids.npy").exists() and not (tmp_path / "r.terms.ids.npy").exists()
+    back = Standardizer.load(tmp_path / "s.json")
+    assert back.terms_digest_ == std.terms_digest_ and list(back.term_ids_) == list(std.term_ids_)
+    full = DictStore(CORPUS, LABELS)  # the last text item arrives
+    new = std.extend_terms(full, np.array(["item-239"], dtype=object))
+    whole = Standardizer(method="hubness", sample=50, seed=1).fit(CORPUS, LABELS)
+    np.testing.assert_allclose(new[0], whole.terms_[239], atol=1e-6)
+    assert std.item_terms(np.array(["item-239"], dtype=object), "image")[0] == new[0, 0]
+
+
+def test_hubness_terms_keyed_by_integer_ids_with_gaps():
+    class Gapped(ArraySearcher):  # ids 7, 10, 13, ...: no lookup table by position
+        def ids(self, m):
+            return super().ids(m) * 3 + 7
+
+        def reconstruct(self, ids):
+            return super().reconstruct((np.asarray(ids, dtype=np.int64) - 7) // 3)
+
+        def search_modality(self, q, m, k):
+            D, I = super().search_modality(q, m, k)
+            return D, I * 3 + 7
+
+    ref = Standardizer(method="hubness", sample=50, seed=1).fit(CORPUS, LABELS)
+    std = Standardizer(method="hubness", sample=50, seed=1).fit(Gapped(CORPUS, LABELS))
+    np.testing.assert_array_equal(std.terms_, ref.terms_)
+    np.testing.assert_array_equal(std.item_terms([7 + 3 * 5, -1], "text"), [ref.item_terms([5], "text")[0], 0])
+    with pytest.raises(SimstdError, match="item 8 has no hubness term"):
+        std.item_terms([8], "text")

@@ -196,6 +196,12 @@ class SearchResult:
     store: PayloadSource | None = field(default=None, repr=False)
     confidence: np.ndarray | None = field(default=None, repr=False)
     uncertainty: np.ndarray | None = field(default=None, repr=False)
+    #: How the engine ranked (adapters): ``"engine"`` (per-item terms stored in
+    #: it, one search per modality), ``"over-fetch"`` (certified, client-side),
+    #: ``"map"`` (per-pair map) or ``"raw"``; None for a MixedIndex.
+    route: str | None = field(default=None, repr=False)
+    #: Raw hits fetched per query and target modality (adapters; for reports).
+    fetched: dict[str, np.ndarray] | None = field(default=None, repr=False)
 
     @property
     def query_confidence(self) -> np.ndarray | None:
@@ -263,6 +269,8 @@ class SearchPlan:
     standardizer: Transform | None
     #: Raw candidates fetched per query and target (set by :func:`gather`; for reports).
     fetched: dict[str, np.ndarray] = field(default_factory=dict)
+    #: Which path :func:`gather` took (see :attr:`SearchResult.route`).
+    route: str = ""
 
     @property
     def hubness(self) -> bool:
@@ -326,13 +334,38 @@ def plan_search(
 HUBNESS_WIDTH = 4
 
 
+def terms_in_engine(searchable: Searchable, std: Transform | None) -> bool:
+    """Whether ``searchable`` holds ``std``'s per-item terms beside its vectors
+    (written by its ``store_terms(std)``) for every item it has now, so the
+    engine ranks by ``u = s - rho / 2`` itself."""
+    read = getattr(searchable, "stored_terms", None)
+    if std is None or not callable(read):
+        return False
+    record = read()
+    counts = getattr(searchable, "counts", None)
+    return (record is not None and record.get("digest") == getattr(std, "terms_digest_", None)
+            and record.get("modalities") == list(std.modalities_)
+            and isinstance(counts, dict) and int(record.get("n", -1)) == sum(counts.values()))
+
+
 def gather(searchable: Searchable, plan: SearchPlan) -> list[tuple[np.ndarray, np.ndarray]]:
     """Each target modality's candidates for :func:`merge_topk`: its raw top
-    ``plan.depth``, or, for a hubness fit, enough raw hits to hold its top
-    ``plan.depth`` by ``u = s - rho_c / 2`` (certified, see :func:`certified_candidates`)."""
+    ``plan.depth``, or, for a hubness fit, its top ``plan.depth`` by
+    ``u = s - rho_c / 2``: one engine search when the engine stores the terms
+    (``search_corrected``), else enough raw hits to certify them
+    (:func:`certified_candidates`). ``plan.route`` names the path taken."""
     parts = []
+    if not plan.hubness:
+        plan.route = "raw" if plan.standardizer is None else "map"
+    elif terms_in_engine(searchable, plan.standardizer):
+        plan.route = "engine"
+    else:
+        plan.route = "over-fetch"
     for m in plan.targets:
-        if plan.hubness:
+        if plan.route == "engine":
+            D, I = searchable.search_corrected(plan.queries, plan.query_modality, m, plan.depth,  # type: ignore
+                                               plan.standardizer)
+        elif plan.route == "over-fetch":
             D, I = certified_candidates(searchable, plan, m)
         else:
             D, I = searchable.search_modality(plan.queries, m, plan.depth)
@@ -352,9 +385,6 @@ def _term_floor(searchable: Searchable, std: Transform, a: str, modality: str) -
     key = (id(searchable), getattr(std, "terms_digest_", None), a, modality, size)
     if size is None or key not in _FLOORS:
         ids = np.asarray(searchable.ids(modality))
-        if ids.dtype == object:
-            raise SimstdError('method="hubness" looks its per-item terms up by integer id 0..n-1; this store has '
-                              "string ids: use method='paper', or a collection with integer ids")
         size = len(ids)
         if len(_FLOORS) > 64:
             _FLOORS.clear()
@@ -385,8 +415,8 @@ def certified_candidates(searchable: Searchable, plan: SearchPlan, modality: str
         D, I = searchable.search_modality(plan.queries[pending], modality, width)
         valid = ~missing_mask(I)
         D = np.where(valid, D, -np.inf).astype(np.float64)
-        Iint = np.where(valid, I, 0).astype(np.int64)
-        u = np.where(valid, D - 0.5 * std.item_terms(Iint, a), -np.inf)
+        # Missing hits (-1 / None) get term 0 and u = -inf.
+        u = np.where(valid, D - 0.5 * std.item_terms(I, a), -np.inf)
         kth = -np.partition(-u, d - 1, axis=1)[:, d - 1] if u.shape[1] >= d else np.full(len(u), -np.inf)
         last = D[:, -1] if D.shape[1] else np.full(len(D), -np.inf)
         done = (width >= size) | ~valid[:, -1] | (kth >= last - 0.5 * rho_min)
@@ -439,8 +469,8 @@ def merge_topk(
         real = codes < len(plan.targets)
         Z = np.full(S.shape, np.nan, np.float32)
         extra = {}
-        if plan.hubness:  # per-item terms, looked up by id
-            extra["ids"] = np.where(missing[:, real], 0, I[:, real]).astype(np.int64)
+        if plan.hubness:  # per-item terms, looked up by the store's ids (missing hits: term 0)
+            extra["ids"] = I[:, real]
         Z[:, real] = plan.standardizer.transform(
             np.where(missing[:, real], -np.inf, S[:, real]), plan.query_modality, column_labels[real][None, :],
             **extra,

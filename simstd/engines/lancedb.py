@@ -18,6 +18,7 @@ import numpy as np
 
 from ..errors import SimstdError
 from ..validation import as_embeddings, check_label
+from . import terms as item_terms
 from .base import CachedCountsStore, Payloads, SearchResult, Transform, gather, merge_topk, missing_mask, plan_search
 
 ROWID = "_rowid"
@@ -93,7 +94,8 @@ class LanceDBSearcher(CachedCountsStore):
             raise SimstdError(f"column {modality_column!r} is {schema.field(modality_column).type}; modality labels "
                               "must be strings such as 'text' or 'image'")
         self._dim = int(vtype.list_size)
-        self._payload_columns = [n for n in names if n != vector_column]
+        self._payload_columns = [n for n in names if n not in (vector_column, item_terms.TERMS_NAME)]
+        self._record: dict | None | bool = False  # the stored-terms record, read lazily (False: not read)
         self._counts = self._read_counts()  # fail fast: empty table, missing modalities
 
     # ------------------------------------------------------------ Searchable
@@ -156,11 +158,18 @@ class LanceDBSearcher(CachedCountsStore):
         missing = [i for i in wanted if _key(i) not in found]
         if missing:
             raise SimstdError(f"the LanceDB table has no row with {self._id} {missing[0]!r}")
+        empty = [i for i in wanted if found[_key(i)] is None]
+        if empty:  # e.g. a NaN vector stored as null (on_bad_vectors="null"): LanceDB's search skips it
+            raise SimstdError(f"the LanceDB table's row with {self._id} {empty[0]!r} has a null vector (NaN vectors "
+                              "are stored so with on_bad_vectors='null'); re-embed or delete it before fitting")
         return as_embeddings([found[_key(i)] for i in wanted], "stored vectors", self.dim)
 
-    def _search(self, queries: np.ndarray, modality: str, k: int, columns: list[str]) -> Any:
-        query = self.table.search(list(queries), vector_column_name=self.vector_column)
-        query = query.distance_type("cosine").where(self._where(modality), prefilter=True).limit(k)
+    def _search(self, queries: np.ndarray, modality: str, k: int, columns: list[str],
+                column: str | None = None) -> Any:
+        # The terms column ranks by inner product (LanceDB's "dot" distance is 1 - x.q).
+        metric = "cosine" if column is None else "dot"
+        query = self.table.search(list(queries), vector_column_name=column or self.vector_column)
+        query = query.distance_type(metric).where(self._where(modality), prefilter=True).limit(k)
         if self.exact:
             query = query.bypass_vector_index()
         if hasattr(query, "disable_scoring_autoprojection"):
@@ -175,11 +184,12 @@ class LanceDBSearcher(CachedCountsStore):
         return D, I
 
     def _search_modality(
-        self, queries: np.ndarray, modality: str, k: int, columns: list[str]
+        self, queries: np.ndarray, modality: str, k: int, columns: list[str], column: str | None = None
     ) -> tuple[np.ndarray, np.ndarray, Any]:
-        queries = as_embeddings(queries, "queries", self.dim)
+        if column is None:
+            queries = as_embeddings(queries, "queries", self.dim)
         k = min(int(k), self.counts[self._check(modality)])
-        table = self._search(queries, modality, k, columns)
+        table = self._search(queries, modality, k, columns, column)
         rows = np.asarray(table.column("query_index").to_numpy() if "query_index" in table.column_names
                           else np.zeros(table.num_rows, np.int64))
         sims = 1.0 - table.column("_distance").to_numpy(zero_copy_only=False).astype(np.float64)
@@ -196,6 +206,53 @@ class LanceDBSearcher(CachedCountsStore):
         D[rows, cols] = sims
         I[rows, cols] = ids_sorted
         return D, I, table.take(order)
+
+    # ------------------------------------------------------------ item terms
+    def refresh(self) -> None:
+        """Forget the cached modalities, counts and stored-terms record (after rows changed)."""
+        super().refresh()
+        self._record = False
+
+    def store_terms(self, standardizer: Transform) -> "LanceDBSearcher":
+        """Write a ``method="hubness"`` fit's per-item terms into the table, so
+        LanceDB ranks by the corrected similarity itself: a vector column
+        ``simstd_terms`` = ``[x, -rho / 2 per query modality]`` searched with
+        ``dot`` distance, the fit's digest in the column's field metadata. Needs
+        ``id_column=`` (rows are matched by it; LanceDB's row ids change on
+        compaction). Rewrite it after every refit; rows added later make
+        :meth:`search` fall back to the over-fetch until it is rewritten."""
+        pa, name = self._pa, item_terms.TERMS_NAME
+        if self.id_column is None:
+            raise SimstdError("store_terms matches rows by their ids: make the searcher with id_column= naming a "
+                              "unique id column (LanceDB's row ids change on compaction)")
+        std = item_terms.check_fit(self, standardizer)
+        size = self.dim + len(std.modalities_)
+        if name in self.table.schema.names:
+            self.table.drop_columns([name])
+        vtype = pa.list_(pa.float32(), size)
+        self.table.add_columns(pa.field(name, vtype, metadata={"simstd": item_terms.dumps(std)}))
+        for ids, aug in item_terms.pages(self, std, self.dim):
+            batch = pa.table({self.id_column: pa.array(ids.tolist(), type=self.table.schema.field(self.id_column).type),
+                              name: pa.FixedSizeListArray.from_arrays(pa.array(aug.ravel()), size)})
+            self.table.merge_insert(self.id_column).when_matched_update_all().execute(batch)
+        self._record = False
+        return self
+
+    def stored_terms(self) -> dict | None:
+        """The record of the terms :meth:`store_terms` wrote (digest, modalities, n), or None."""
+        if self._record is False:
+            schema = self.table.schema
+            meta = schema.field(item_terms.TERMS_NAME).metadata if item_terms.TERMS_NAME in schema.names else None
+            self._record = item_terms.loads((meta or {}).get(b"simstd"))
+        return self._record  # type: ignore[return-value]
+
+    def search_corrected(self, queries: np.ndarray, query_modality: str, modality: str, k: int,
+                         standardizer: Transform) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k of ``modality`` by ``u = s - rho / 2``, ranked by LanceDB on the stored
+        terms column (:meth:`store_terms`): ``(cosines, ids)``."""
+        aug = item_terms.queries(as_embeddings(queries, "queries", self.dim), standardizer, query_modality)
+        U, I, _ = self._search_modality(aug, modality, k, [], item_terms.TERMS_NAME)
+        return item_terms.cosines(U, I, standardizer, query_modality), I
 
     # ------------------------------------------------------------------ search
     def search(
@@ -216,18 +273,21 @@ class LanceDBSearcher(CachedCountsStore):
         ``MixedIndex.search``, with the table's ids and its other columns as payload.
         """
         plan = plan_search(self, queries, query_modality, k, standardizer=standardizer, raw=raw, targets=targets)
-        if plan.hubness:  # per-item terms: certified over-fetch (gather), payloads of the final hits only
+        if plan.hubness:  # per-item terms: the stored terms or a certified over-fetch (gather)
             Z, S, I, labels = merge_topk(gather(self, plan), plan)
-            return SearchResult(Z, I, S, labels, query_modality, True, self._payloads(I))
-        parts, payloads = [], {}
+            return SearchResult(Z, I, S, labels, query_modality, True, self._payloads(I), route=plan.route,
+                                fetched=plan.fetched)
+        parts, payloads, fetched = [], {}, {}
         for m in plan.targets:
             D, I, table = self._search_modality(plan.queries, m, plan.depth, self._payload_columns)
             parts.append((D, I))
+            fetched[m] = (~missing_mask(I)).sum(axis=1)
             for row in table.drop_columns([c for c in ("_distance", "query_index") if c in table.column_names]) \
                     .to_pylist():
                 payloads[row.pop(ROWID) if self.id_column is None else row[self.id_column]] = row
         Z, S, I, labels = merge_topk(parts, plan)
-        return SearchResult(Z, I, S, labels, query_modality, not raw, Payloads(payloads))
+        return SearchResult(Z, I, S, labels, query_modality, not raw, Payloads(payloads),
+                            route="raw" if raw else "map", fetched=fetched)
 
     def __repr__(self) -> str:
         counts = ", ".join(f"{m}={n}" for m, n in (self._counts or {}).items())

@@ -24,6 +24,7 @@ import numpy as np
 
 from ..errors import SimstdError
 from ..validation import as_embeddings, check_label
+from . import terms as item_terms
 from .base import CachedCountsStore, Payloads, SearchResult, Transform, gather, merge_topk, missing_mask, plan_search
 
 #: Queries per SQL statement (LATERAL over an array of vectors) and ids per reconstruct.
@@ -101,6 +102,7 @@ class PgvectorSearcher(CachedCountsStore):
             raise SimstdError(f"column {modality_column!r} has type {types[modality_column]}; modality labels must "
                               "be text such as 'text' or 'image'")
         self._int_ids = types[id_column] in INT_TYPES
+        self._record: dict | None | bool = False  # the stored-terms record, read lazily (False: not read)
         self._counts = self._read_counts()  # fail fast: empty table, rows without a modality
         dim = re.fullmatch(r"vector\((\d+)\)", vtype)
         self._dim = int(dim.group(1)) if dim else int(self._fetch(
@@ -195,6 +197,72 @@ class PgvectorSearcher(CachedCountsStore):
         D[start + q, col] = [r[score_at[0]] for r in rows]
         I[start + q, col] = [r[1] for r in rows]
 
+    # ------------------------------------------------------------ item terms
+    def refresh(self) -> None:
+        """Forget the cached modalities, counts and stored-terms record (after rows changed)."""
+        super().refresh()
+        self._record = False
+
+    def store_terms(self, standardizer: Transform) -> "PgvectorSearcher":
+        """Write a ``method="hubness"`` fit's per-item terms into the table, so
+        Postgres ranks by the corrected similarity itself: a column
+        ``simstd_terms vector(d + M)`` = ``[x, -rho / 2 per query modality]``,
+        searched with ``<#>`` (negative inner product), the fit's digest in the
+        column's comment. The one write simstd does (ALTER TABLE, UPDATE,
+        COMMENT, then a commit). Rewrite it after every refit; rows added
+        later make :meth:`search` fall back to the over-fetch until it is rewritten."""
+        std = item_terms.check_fit(self, standardizer)
+        size = self.dim + len(std.modalities_)
+        col = _identifier(item_terms.TERMS_NAME)
+        cursor = self.connection.cursor()
+        try:
+            cursor.execute(f"ALTER TABLE {self._t} DROP COLUMN IF EXISTS {col}")
+            cursor.execute(f"ALTER TABLE {self._t} ADD COLUMN {col} vector({size})")
+            cast = "bigint[]" if self._int_ids else "text[]"
+            for ids, aug in item_terms.pages(self, std, self.dim):
+                keys = [int(i) for i in ids.tolist()] if self._int_ids else [str(i) for i in ids.tolist()]
+                cursor.execute(f"UPDATE {self._t} t SET {col} = v.x FROM unnest(%s::{cast}, %s::vector[]) AS v(id, x) "
+                               f"WHERE {self._id_expr()} = v.id", (keys, [_literal(x) for x in aug]))
+            cursor.execute(f"COMMENT ON COLUMN {self._t}.{col} IS {self._quote_literal(item_terms.dumps(std))}")
+            self.connection.commit()
+        except Exception:
+            self.connection.rollback()
+            raise
+        finally:
+            cursor.close()
+        self._record = False
+        return self
+
+    def stored_terms(self) -> dict | None:
+        """The record of the terms :meth:`store_terms` wrote (digest, modalities, n), or None."""
+        if self._record is False:
+            rows = self._fetch("SELECT col_description(attrelid, attnum) FROM pg_attribute WHERE attrelid = "
+                               "to_regclass(%s) AND attname = %s AND NOT attisdropped",
+                               (self._t, item_terms.TERMS_NAME))
+            self._record = item_terms.loads(rows[0][0]) if rows else None
+        return self._record  # type: ignore[return-value]
+
+    def search_corrected(self, queries: np.ndarray, query_modality: str, modality: str, k: int,
+                         standardizer: Transform) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k of ``modality`` by ``u = s - rho / 2``, ranked by Postgres on the stored
+        terms column (:meth:`store_terms`, ``ORDER BY simstd_terms <#> [q, e_a]``):
+        ``(cosines, ids)``, the cosines computed in SQL."""
+        queries = as_embeddings(queries, "queries", self.dim)
+        aug = item_terms.queries(queries, standardizer, query_modality)
+        k = min(int(k), self.counts[self._check(modality)])
+        col = _identifier(item_terms.TERMS_NAME)
+        D = np.full((len(queries), k), np.nan, np.float32)
+        I = np.full((len(queries), k), -1 if self._int_ids else None, dtype=np.int64 if self._int_ids else object)
+        sql = (f"SELECT q.i - 1, c.id, c.s FROM unnest(%s::vector[], %s::vector[]) WITH ORDINALITY AS q(v, a, i) "
+               f"CROSS JOIN LATERAL (SELECT {self._id_expr()} AS id, 1 - (t.{self._v} <=> q.v) AS s, "
+               f"t.{col} <#> q.a AS nu FROM {self._t} t WHERE t.{self._m} = %s ORDER BY t.{col} <#> q.a LIMIT %s) c "
+               f"ORDER BY q.i, c.nu")
+        for start in range(0, len(queries), BATCH):
+            rows = self._fetch(sql, ([_literal(q) for q in queries[start : start + BATCH]],
+                                     [_literal(q) for q in aug[start : start + BATCH]], modality, k))
+            self._place(rows, start, D, I, [2])
+        return D, I
+
     # ------------------------------------------------------------------ search
     def search(
         self,
@@ -216,9 +284,10 @@ class PgvectorSearcher(CachedCountsStore):
         """
         plan = plan_search(self, queries, query_modality, k, standardizer=standardizer, raw=raw, targets=targets)
         nq, k = len(plan.queries), plan.k
-        if plan.client_side:
+        if plan.client_side:  # hubness: engine-side terms (store_terms) or certified over-fetch
             Z, S, I, labels = merge_topk(gather(self, plan), plan)
-            return SearchResult(Z, I, S, labels, query_modality, True, self._payloads(I))
+            return SearchResult(Z, I, S, labels, query_modality, True, self._payloads(I), route=plan.route,
+                                fetched=plan.fetched)
         Z = np.full((nq, k), -np.inf, np.float32)
         S = np.full((nq, k), np.nan, np.float32)
         I = np.full((nq, k), -1 if self._int_ids else None, dtype=np.int64 if self._int_ids else object)
@@ -249,15 +318,15 @@ class PgvectorSearcher(CachedCountsStore):
                 labels[start + q, col] = [r[4] for r in rows]
         # Payloads in one more statement for the final hits only (to_jsonb of
         # every candidate row would also serialize its vector).
-        return SearchResult(Z, I, S, labels, query_modality, not raw, self._payloads(I))
+        return SearchResult(Z, I, S, labels, query_modality, not raw, self._payloads(I), route="raw" if raw else "map")
 
     def _payloads(self, I: np.ndarray) -> Payloads:
         ids = list(dict.fromkeys(I[~missing_mask(I)].tolist()))
         if not ids:
             return Payloads()
         cast = "bigint[]" if self._int_ids else "text[]"
-        rows = self._fetch(f"SELECT {self._id_expr()}, to_jsonb(t) - %s FROM {self._t} t "
-                           f"WHERE {self._id_expr()} = ANY(%s::{cast})", (self.vector_column, ids))
+        rows = self._fetch(f"SELECT {self._id_expr()}, to_jsonb(t) - %s - %s FROM {self._t} t "
+                           f"WHERE {self._id_expr()} = ANY(%s::{cast})", (self.vector_column, item_terms.TERMS_NAME, ids))
         return Payloads(dict(rows))
 
     def __repr__(self) -> str:

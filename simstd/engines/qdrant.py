@@ -24,6 +24,7 @@ import numpy as np
 
 from ..errors import SimstdError
 from ..validation import as_embeddings, check_label
+from . import terms as item_terms
 from .base import CachedCountsStore, Payloads, SearchResult, Transform, gather, merge_topk, missing_mask, plan_search
 
 #: HNSW beam while mining (the same reason as MixedIndex's MINING_EF_SEARCH:
@@ -79,6 +80,7 @@ class QdrantSearcher(CachedCountsStore):
         self.modality_key = check_label(modality_key, "modality key")
         self.exact = bool(exact)
         self._hnsw_ef: int | None = None
+        self._record: dict | None | bool = False  # the stored-terms record, read lazily (False: not read)
         if not client.collection_exists(collection_name):
             names = [c.name for c in client.get_collections().collections]
             raise SimstdError(f"Qdrant has no collection {collection_name!r}; it has {names}")
@@ -100,6 +102,12 @@ class QdrantSearcher(CachedCountsStore):
 
     def _pick_vector(self, vectors: Any, name: str | None) -> tuple[str | None, Any]:
         if isinstance(vectors, dict):
+            vectors = {k: v for k, v in vectors.items() if k != item_terms.TERMS_NAME}  # simstd's own (store_terms)
+            if set(vectors) == {""}:  # an unnamed vector beside simstd's named one
+                if name is not None:
+                    raise SimstdError(f"collection {self.collection_name!r} has one unnamed vector; "
+                                      f"leave vector_name unset (got {name!r})")
+                return None, vectors[""]
             if name is None:
                 if len(vectors) != 1:
                     raise SimstdError(f"collection {self.collection_name!r} has named vectors {sorted(vectors)}; "
@@ -174,14 +182,14 @@ class QdrantSearcher(CachedCountsStore):
 
     def reconstruct(self, ids: np.ndarray) -> np.ndarray:
         wanted = np.asarray(ids, dtype=object).ravel().tolist()
-        using = [self.vector_name] if self.vector_name else True
+        using = [self.vector_name or ""]
         found: dict[Any, Any] = {}
         for start in range(0, len(wanted), PAGE):
             chunk = [_point_id(i) for i in wanted[start : start + PAGE]]
             for record in self.client.retrieve(self.collection_name, ids=chunk, with_vectors=using,
                                                with_payload=False):
                 vec = record.vector
-                found[record.id] = vec[self.vector_name] if isinstance(vec, dict) else vec
+                found[record.id] = vec[self.vector_name or ""] if isinstance(vec, dict) else vec
         missing = [i for i in wanted if _point_id(i) not in found]
         if missing:
             raise SimstdError(f"Qdrant collection {self.collection_name!r} has no point with id {missing[0]!r}")
@@ -231,6 +239,66 @@ class QdrantSearcher(CachedCountsStore):
                 out.append(response.points)
         return out
 
+    # ------------------------------------------------------------ item terms
+    def refresh(self) -> None:
+        """Forget the cached modalities, counts and stored-terms record (after points changed)."""
+        super().refresh()
+        self._record = False
+
+    def store_terms(self, standardizer: Transform) -> "QdrantSearcher":
+        """Write a ``method="hubness"`` fit's per-item terms into the collection,
+        so Qdrant ranks by the corrected similarity itself: a named vector
+        ``simstd_terms`` = ``[x, -rho / 2 per query modality]`` with ``Dot``
+        distance on every point (added with ``create_vector_name``; your vector
+        and payloads are untouched), and the fit's digest in the collection's
+        metadata. Rewrite it after every refit; points added later make
+        :meth:`search` fall back to the over-fetch until it is rewritten."""
+        models, name = self._models, item_terms.TERMS_NAME
+        std = item_terms.check_fit(self, standardizer)
+        size = self.dim + len(std.modalities_)
+        vectors = self.client.get_collection(self.collection_name).config.params.vectors
+        have = vectors.get(name) if isinstance(vectors, dict) else None
+        if have is not None and (have.size != size or have.distance != models.Distance.DOT):
+            self.client.delete_vector_name(self.collection_name, name)
+            have = None
+        if have is None:
+            self.client.create_vector_name(self.collection_name, name, models.DenseVectorNameConfig(
+                dense=models.DenseVectorConfig(size=size, distance=models.Distance.DOT)))
+        self.client.update_collection(self.collection_name, metadata={name: None})  # stale until all are written
+        for ids, aug in item_terms.pages(self, std, self.dim):
+            self.client.update_vectors(self.collection_name, [
+                models.PointVectors(id=_point_id(i), vector={name: v}) for i, v in zip(ids.tolist(), aug.tolist())])
+        self.client.update_collection(self.collection_name, metadata={name: item_terms.record(std)})
+        self._record = False
+        return self
+
+    def stored_terms(self) -> dict | None:
+        """The record of the terms :meth:`store_terms` wrote (digest, modalities, n), or None."""
+        if self._record is False:
+            config = self.client.get_collection(self.collection_name).config
+            vectors = config.params.vectors
+            record = (getattr(config, "metadata", None) or {}).get(item_terms.TERMS_NAME)
+            has_vector = isinstance(vectors, dict) and item_terms.TERMS_NAME in vectors
+            self._record = record if has_vector and isinstance(record, dict) else None
+        return self._record  # type: ignore[return-value]
+
+    def search_corrected(self, queries: np.ndarray, query_modality: str, modality: str, k: int,
+                         standardizer: Transform) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k of ``modality`` by ``u = s - rho / 2``, ranked by Qdrant on the stored
+        terms (:meth:`store_terms`): ``(cosines, ids)``."""
+        models = self._models
+        k = min(int(k), self.counts[self._check(modality)])
+        aug = item_terms.queries(as_embeddings(queries, "queries", self.dim), standardizer, query_modality)
+        where = self._filter([modality])
+        rows = self._batch([
+            models.QueryRequest(query=q, using=item_terms.TERMS_NAME, filter=where, limit=k, params=self._params(),
+                                with_payload=False, with_vector=False) for q in aug.tolist()])
+        U = np.full((len(aug), k), np.nan, np.float32)
+        for r, row in enumerate(rows):
+            U[r, : len(row)] = [p.score for p in row]
+        I = _pad_ids([[p.id for p in row] for row in rows], k)
+        return item_terms.cosines(U, I, standardizer, query_modality), I
+
     # ------------------------------------------------------------------ search
     def formula(self, query_modality: str, targets: Sequence[str], standardizer: Transform) -> Any:
         """The ``FormulaQuery`` that standardizes prefetch ``j`` (target ``targets[j]``)."""
@@ -263,9 +331,10 @@ class QdrantSearcher(CachedCountsStore):
         the merge happens here instead, still exact (:func:`~simstd.engines.base.gather`).
         """
         plan = plan_search(self, queries, query_modality, k, standardizer=standardizer, raw=raw, targets=targets)
-        if plan.client_side:
+        if plan.client_side:  # hubness: engine-side terms (store_terms) or certified over-fetch
             Z, S, I, labels = merge_topk(gather(self, plan), plan)
-            return SearchResult(Z, I, S, labels, query_modality, True, self._payloads(I))
+            return SearchResult(Z, I, S, labels, query_modality, True, self._payloads(I), route=plan.route,
+                                fetched=plan.fetched)
         models = self._models
         requests = []
         for q in plan.queries.tolist():
@@ -290,14 +359,14 @@ class QdrantSearcher(CachedCountsStore):
         I = _pad_ids([[p.id for p in row] for row in rows], k)
         if plan.standardizer is None:
             raw_scores = np.where(missing_mask(I), np.nan, scores).astype(np.float32)
-            return SearchResult(scores, I, raw_scores, labels, query_modality, False, Payloads(payloads))
+            return SearchResult(scores, I, raw_scores, labels, query_modality, False, Payloads(payloads), route="raw")
         # Qdrant returns z only; the cosine is its inverse map (exact up to float32 rounding).
         mean = np.zeros(labels.shape)
         std = np.ones(labels.shape)
         for m, (a, b) in zip(plan.targets, plan.maps):
             mean[labels == m], std[labels == m] = a, b
         raw_scores = np.where(missing_mask(I), np.nan, mean + std * scores).astype(np.float32)
-        return SearchResult(scores, I, raw_scores, labels, query_modality, True, Payloads(payloads))
+        return SearchResult(scores, I, raw_scores, labels, query_modality, True, Payloads(payloads), route="map")
 
     def _payloads(self, I: np.ndarray) -> Payloads:
         ids = [_point_id(i) for i in I[~missing_mask(I)].tolist()]
