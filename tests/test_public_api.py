@@ -86,3 +86,77 @@ def test_merge_keeps_every_setting_of_the_fit():
     m = a.merge(a)
     for name in ("method", "n_pseudo", "sample", "seed", "query_shift", "shift_k", "hubness_k"):
         assert getattr(m, name) == getattr(a, name), name
+
+
+# ------------------------------------------- 2. fitted objects rebuilt by hand
+def _fitted(obj: object) -> dict:
+    """scikit-learn's convention: fitted state is the public attributes ending in ``_``."""
+    return {k: v for k, v in vars(obj).items() if k.endswith("_") and not k.startswith("_")}
+
+
+def _same(a: object, b: object, where: str) -> None:
+    if isinstance(a, np.ndarray):
+        assert isinstance(b, np.ndarray) and a.dtype == b.dtype and a.shape == b.shape, where
+        if a.dtype.kind == "f":  # JSON keeps var, not m2: var = m2 / n may move by an ulp
+            np.testing.assert_allclose(b, a, rtol=1e-12, atol=0, equal_nan=True, err_msg=where)
+        else:
+            np.testing.assert_array_equal(b, a, err_msg=where)
+    elif isinstance(a, dict):
+        assert isinstance(b, dict) and list(a) == list(b), where
+        for key in a:
+            _same(a[key], b[key], f"{where}[{key!r}]")
+    elif isinstance(a, (tuple, list)):
+        assert type(a) is type(b) and len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b)):
+            _same(x, y, f"{where}[{i}]")
+    else:
+        assert type(a) is type(b) and a == b, f"{where}: {a!r} != {b!r}"
+
+
+def _assert_same_fit(reference: object, rebuilt: object, *, except_: dict | None = None) -> None:
+    """Every fitted attribute of ``rebuilt`` equals the reference's (or ``except_``'s expected value)."""
+    ref, got = _fitted(reference), _fitted(rebuilt)
+    assert sorted(got) == sorted(ref)
+    for name, value in ref.items():
+        _same((except_ or {}).get(name, value), got[name], name)
+
+
+@pytest.fixture(scope="module")
+def fits(index):
+    """Reference fits of every kind on ``index``."""
+    from simstd.uncertainty.model import UncertaintyModel
+
+    paper = Standardizer(method="paper", sample=60, seed=3).fit(index)
+    hub = Standardizer(method="hubness", sample=60, seed=3).fit(index)
+    return {"paper": paper, "hubness": hub, "uncertainty": UncertaintyModel(sample=50).fit(index, paper)}
+
+
+@pytest.mark.parametrize("name", ["paper", "hubness", "uncertainty"])
+def test_a_saved_and_loaded_fit_has_every_fitted_attribute_of_the_fit(fits, name, tmp_path):
+    fit = fits[name]
+    fit.save(tmp_path / "fit.json")
+    _assert_same_fit(fit, type(fit).load(tmp_path / "fit.json"))
+
+
+@pytest.mark.parametrize("method", ["paper", "hubness"])
+def test_an_index_loaded_with_its_fits_has_every_fitted_attribute(index, fits, method, tmp_path):
+    """The storage layer rebuilds the fits its own way (from_dict, then the terms file)."""
+    before = index.standardizer, index.uncertainty
+    index.standardizer, index.uncertainty = fits[method], fits["uncertainty"]
+    try:
+        index.save(tmp_path / "db.faiss")
+    finally:
+        index.standardizer, index.uncertainty = before
+    back = MixedIndex.load(tmp_path / "db.faiss")
+    _assert_same_fit(fits[method], back.standardizer)
+    _assert_same_fit(fits["uncertainty"], back.uncertainty)
+    # the index itself: _restore sets the attributes __init__ sets, no fewer, no more
+    assert sorted(vars(back)) == sorted(vars(MixedIndex(DIM)))
+
+
+def test_a_fit_merged_with_itself_has_every_fitted_attribute_of_the_fit(fits):
+    paper = fits["paper"]
+    # pooled twice: twice the counts; the sampling errors of a pooled fit are unknown (NaN)
+    _assert_same_fit(paper, paper.merge(paper), except_={"n_": 2 * paper.n_,
+                                                         "standard_error_": np.full_like(paper.standard_error_,
+                                                                                         np.nan)})
