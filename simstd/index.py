@@ -41,7 +41,7 @@ from .storage.layout import Part, register_part
 from .hubness import nearest_mean
 from .stats import topk_mean
 from .store import MetadataStore
-from .validation import Interval, as_embeddings, check_label, load_npy
+from .validation import Interval, as_embeddings, check_label, check_query_modality, load_npy
 
 if TYPE_CHECKING:  # pragma: no cover
     from .uncertainty.model import UncertaintyModel
@@ -637,7 +637,12 @@ class MixedIndex:
         the standardized scores). A fit made before items were added (stale)
         keeps serving with a :class:`~simstd.errors.StaleFitWarning`;
         ``strict=True`` refuses it instead.
+
+        The query modality comes before ``k``: FAISS's ``search(xq, 10)`` is
+        refused with an error naming this signature, also for an index of one
+        modality (one call, one meaning).
         """
+        check_query_modality(query_modality, self.modalities)
         queries = as_embeddings(queries, "queries", self.dim)
         return self._search(queries, query_modality, k, standardizer, raw, targets, uncertainty, rerank,
                             rerank_weight, strict)

@@ -160,3 +160,27 @@ def test_a_fit_merged_with_itself_has_every_fitted_attribute_of_the_fit(fits):
     _assert_same_fit(paper, paper.merge(paper), except_={"n_": 2 * paper.n_,
                                                          "standard_error_": np.full_like(paper.standard_error_,
                                                                                          np.nan)})
+
+
+# ------------------------------------------------- 3. a FAISS user's search(xq, 10)
+def test_the_faiss_call_search_xq_k_names_the_signature(index):
+    from simstd.engines import as_searchable
+    from simstd.engines.base import plan_search
+
+    xq = index.reconstruct([0, 1])
+    message = (r"search\(queries, query_modality, k\): the second argument is the modality of the queries "
+               r"\(one of \['text', 'image'\]\), got 10.*search\(queries, 'text', k=10\)")
+    with pytest.raises(SimstdError, match=message):
+        index.search(xq, 10)
+    # the vector-database adapters' search(xq, 10) checks its arguments with plan_search(self, xq, 10, 10)
+    ids = np.concatenate([index.ids(m) for m in index.modalities])
+    collection = as_searchable(index.reconstruct(ids), [str(x) for x in index.modality_of(ids)])
+    with pytest.raises(SimstdError, match=r"search\(queries, query_modality, k\): the second argument"):
+        plan_search(collection, xq, 10, 10)
+
+
+def test_one_modality_index_refuses_the_faiss_order_too():
+    one = MixedIndex.from_arrays({"image": unit_rows(np.random.default_rng(5), 30, DIM)})
+    with pytest.raises(SimstdError, match=r"one of \['image'\]\), got 5.*search\(queries, 'image', k=5\)"):
+        one.search(one.reconstruct([0]), 5, raw=True)
+    assert one.search(one.reconstruct([0]), "image", 5, raw=True).ids.shape == (1, 5)
