@@ -38,6 +38,7 @@ from .errors import CorruptFileError, FingerprintMismatchError, NotFittedError, 
 from .fileio import check_format, dump_json, read_json
 from .standardizer import Standardizer
 from .storage.layout import Part, register_part
+from .storage.lock import DEFAULT_TIMEOUT
 from .hubness import nearest_mean
 from .stats import topk_mean
 from .store import MetadataStore
@@ -816,10 +817,11 @@ class MixedIndex:
         return self._search(self.reconstruct(ids), str(labels[0]), k, exclude=ids, **opts)
 
     # ------------------------------------------------------------- persistence
-    def save(self, path: str | Path, *, lock_timeout: float | None = 600.0) -> str:
+    def save(self, path: str | Path, *, lock_timeout: float | None = DEFAULT_TIMEOUT) -> str:
         """Commit the index (vectors, payloads, fitted models) as a new version at
         ``path``, atomically and under the writer lock (waits up to
-        ``lock_timeout`` seconds); returns the version id (also ``self.version``).
+        ``lock_timeout`` seconds, default :data:`simstd.storage.lock.DEFAULT_TIMEOUT`);
+        returns the version id (also ``self.version``).
 
         If this index was loaded from ``path`` and another writer committed
         since, raises :class:`~simstd.errors.ConcurrentWriteError` instead of
@@ -834,8 +836,9 @@ class MixedIndex:
         """Open the current version of the index at ``path``, with its fitted models.
 
         Takes no lock and never sees a half-written version. ``verify``
-        checksums files up to 64 MiB by default, all with True, none with False
-        (sizes and counts are always checked; ``simstd check`` verifies all).
+        checksums files up to 16 MiB (:data:`simstd.storage.layout.VERIFY_LIMIT`)
+        by default, all with True, none with False (sizes and counts are always
+        checked; ``simstd check`` verifies all).
         """
         from .storage.layout import load_index
 

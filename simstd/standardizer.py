@@ -178,8 +178,9 @@ class Standardizer:
                                                 ("n_pseudo > 1", self.n_pseudo != 1)) if on]
             if paper_only:
                 raise SimstdError(f"{', '.join(paper_only)} belong to the paper's method: use "
-                                  f"Standardizer(method='paper', ...) (the default, method='hubness', has its own "
-                                  "query term and fits on the stored items)")
+                                  f"Standardizer(method='paper', ...){_default_note('paper')}; "
+                                  f"method='hubness'{_default_note('hubness')} has its own query term and fits "
+                                  "on the stored items")
 
     def fit(
         self,
@@ -215,8 +216,8 @@ class Standardizer:
         searchable = as_searchable(X, modalities)
         if self.method == "hubness":
             if queries is not None or positives is not None:
-                raise SimstdError("method='hubness' (the default) measures every stored item against the others: "
-                                  "fit it on the store alone (no queries/positives), or use "
+                raise SimstdError(f"method='hubness'{_default_note('hubness')} measures every stored item against "
+                                  "the others: fit it on the store alone (no queries/positives), or use "
                                   "Standardizer(method='paper') with a query log or gold pairs")
             return self._fit_hubness(searchable, terms)
         if terms is not None:
@@ -327,8 +328,9 @@ class Standardizer:
         self._check_params()
         if self.method == "hubness":
             raise SimstdError("fit_scores fits the paper's method from raw scores: use "
-                              "Standardizer(method='paper').fit_scores(...); the default, method='hubness', needs "
-                              "the store (fit(index)) to measure its per-item terms")
+                              f"Standardizer(method='paper').fit_scores(...){_default_note('paper')}; "
+                              f"method='hubness'{_default_note('hubness')} needs the store (fit(index)) to measure "
+                              "its per-item terms")
         return self._fit_pairs(query_modalities, target_modalities, scores)
 
     def _pair_moments(self, qm: np.ndarray, tm: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -771,6 +773,12 @@ class Standardizer:
         method = f"method={self.method!r}, " + (f"hubness_k={self.hubness_k}, " if self.method == "hubness" else "")
         return (f"Standardizer({method}n_pseudo={self.n_pseudo}, source={self.source!r}, sample={self.sample!r}"
                 f"{shift}{state})")
+
+
+def _default_note(method: str) -> str:
+    """`` (the default)`` after the default method's name in a message, read from the
+    signature so that the messages stay true when the default changes."""
+    return " (the default)" if method == inspect.signature(Standardizer).parameters["method"].default else ""
 
 
 def _broadcast_labels(labels: Sequence[str] | str, size: int, name: str) -> np.ndarray:

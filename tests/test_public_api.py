@@ -184,3 +184,59 @@ def test_one_modality_index_refuses_the_faiss_order_too():
     with pytest.raises(SimstdError, match=r"one of \['image'\]\), got 5.*search\(queries, 'image', k=5\)"):
         one.search(one.reconstruct([0]), 5, raw=True)
     assert one.search(one.reconstruct([0]), "image", 5, raw=True).ids.shape == (1, 5)
+
+
+# ------------------------------------------------- 4. docs and messages match the code
+def _method_messages(index: MixedIndex) -> list[str]:
+    messages = []
+    for call in (lambda: Standardizer(method="hubness", query_shift=0.5).fit(index),
+                 lambda: Standardizer(method="hubness").fit(index, positives=np.zeros((1, 2), np.int64)),
+                 lambda: Standardizer(method="hubness").fit_scores("text", "image", [0.1, 0.2])):
+        with pytest.raises(SimstdError) as info:
+            call()
+        messages.append(str(info.value))
+    return messages
+
+
+@pytest.mark.parametrize("default", ["actual", "paper", "hubness"])
+def test_messages_call_only_the_actual_default_method_the_default(index, default, monkeypatch):
+    import inspect
+    import re
+
+    if default != "actual":  # the default is about to change: the messages must follow it
+        init = Standardizer.__init__
+        monkeypatch.setattr(init, "__defaults__", (default,) + init.__defaults__[1:])
+    actual = inspect.signature(Standardizer).parameters["method"].default
+    assert default in ("actual", actual)
+    for message in _method_messages(index):
+        named = re.findall(r"method='(\w+)'[^']*?\(the default\)", message)
+        assert message.count("the default") == len(named) and set(named) <= {actual}, message
+
+
+def test_load_docstring_states_the_verification_limit():
+    from simstd.storage.layout import VERIFY_LIMIT
+
+    size = f"{VERIFY_LIMIT >> 20} MiB"
+    assert size in " ".join(MixedIndex.load.__doc__.split()) and "VERIFY_LIMIT" in MixedIndex.load.__doc__
+    assert f"file up to {size}" in " ".join(open(_docs("reliability.md")).read().split())
+
+
+def _docs(name: str) -> str:
+    from pathlib import Path
+
+    return str(Path(__file__).resolve().parents[1] / "docs" / name)
+
+
+def test_the_lock_timeout_default_is_one_constant():
+    import inspect
+
+    from simstd.cli import main
+    from simstd.storage import lock
+
+    save = inspect.signature(MixedIndex.save).parameters["lock_timeout"].default
+    assert save is lock.DEFAULT_TIMEOUT  # the constant itself, not a copy of its value
+    for command in ("build", "add", "fit", "rollback"):
+        option = next(p for p in main.commands[command].params if p.name == "lock_timeout")
+        assert option.default is lock.DEFAULT_TIMEOUT, command
+    for doc in ("README.md", "docs/reliability.md"):
+        assert f"default {lock.DEFAULT_TIMEOUT:g}" in " ".join(open(_docs("../" + doc)).read().split()), doc

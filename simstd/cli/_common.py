@@ -21,6 +21,7 @@ from ..errors import SimstdError
 from ..index import MixedIndex, SearchResult
 from ..standardizer import Standardizer
 from ..stats import SAMPLE_AUTO
+from ..storage.lock import DEFAULT_TIMEOUT
 from ..validation import check_label, load_npy
 
 INDEX_ENV = "SIMSTD_INDEX"
@@ -113,7 +114,7 @@ def index_option(f=None, *, required: bool = True):  # noqa: ANN001, ANN201
 def lock_timeout_option(f):  # noqa: ANN001, ANN201
     return click.option(
         "--lock-timeout",
-        default=600.0,
+        default=DEFAULT_TIMEOUT,
         show_default=True,
         type=click.FloatRange(min=0),
         metavar="SECONDS",
