@@ -240,3 +240,119 @@ def test_the_lock_timeout_default_is_one_constant():
         assert option.default is lock.DEFAULT_TIMEOUT, command
     for doc in ("README.md", "docs/reliability.md"):
         assert f"default {lock.DEFAULT_TIMEOUT:g}" in " ".join(open(_docs("../" + doc)).read().split()), doc
+
+
+# ------------------------------------------------------------------- 5. errors
+def _package_classes() -> dict[str, list[tuple[str, list[str]]]]:
+    """``{module file: [(class name, base names)]}`` of every class in simstd's source."""
+    import ast
+    from pathlib import Path
+
+    import simstd
+
+    root = Path(simstd.__file__).parent
+    found = {}
+    for path in sorted(root.rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        classes = [node for node in ast.walk(tree) if isinstance(node, ast.ClassDef)]
+        found[str(path.relative_to(root))] = [(c.name, [ast.unparse(b) for b in c.bases]) for c in classes]
+    return found
+
+
+def test_errors_live_in_one_module_and_are_exported():
+    import warnings
+
+    import simstd
+    from simstd import errors
+
+    ours = {name for name, cls in vars(errors).items() if isinstance(cls, type) and cls.__module__ == errors.__name__}
+    assert ours, "simstd.errors defines no class"
+    for name in ours:
+        cls = getattr(errors, name)
+        assert issubclass(cls, (Exception, Warning))
+        assert name.endswith("Warning" if issubclass(cls, Warning) else "Error"), name
+        assert name in simstd.__all__ and getattr(simstd, name) is cls, name
+    assert {"LockTimeoutError", "ConcurrentWriteError", "StaleFitWarning"} <= ours
+    assert "UncertaintyModel" in simstd.__all__ and simstd.UncertaintyModel.__name__ == "UncertaintyModel"
+    # no exception or warning class elsewhere (an HTTPException subclass is a response, not an error class)
+    error_names = ours | {"Exception", "ValueError", "Warning", "UserWarning", "RuntimeError", "TypeError"}
+    outside = [(module, name) for module, classes in _package_classes().items() if module != "errors.py"
+               for name, bases in classes
+               if any(b.split(".")[-1] in error_names or b.endswith(("Error", "Warning", "Exception")) for b in bases)
+               and not any(b.endswith("HTTPException") for b in bases)]
+    assert outside == []
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        from simstd import UncertaintyModel  # noqa: F401  (the root import: no circle, no warning)
+
+
+def test_importing_simstd_loads_no_scipy():
+    """UncertaintyModel is exported lazily: scipy.special costs about a second to import."""
+    import subprocess
+    import sys
+
+    code = "import sys, simstd; assert 'scipy.special' not in sys.modules; simstd.UncertaintyModel; " \
+           "assert 'scipy.special' in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_bad_input_is_a_value_error_and_a_busy_index_is_not(tmp_path):
+    import threading
+
+    from simstd import (ConcurrentWriteError, CorruptFileError, LockTimeoutError, NotFittedError, NotFoundError,
+                        SimstdBaseError)
+    from simstd.storage import writer_lock
+
+    for cls in (SimstdError, NotFittedError, CorruptFileError, NotFoundError):
+        assert issubclass(cls, ValueError) and issubclass(cls, SimstdBaseError), cls
+    for cls in (LockTimeoutError, ConcurrentWriteError):
+        assert not issubclass(cls, ValueError) and issubclass(cls, SimstdBaseError), cls
+    # a real lock timeout: another thread holds the writer lock
+    path = tmp_path / "db.faiss"
+    held, release = threading.Event(), threading.Event()
+
+    def holder() -> None:
+        with writer_lock(path):
+            held.set()
+            release.wait(30)
+
+    thread = threading.Thread(target=holder)
+    thread.start()
+    try:
+        assert held.wait(30)
+        with pytest.raises(SimstdBaseError) as info:
+            with writer_lock(path, 0):
+                pass
+        assert isinstance(info.value, LockTimeoutError) and not isinstance(info.value, ValueError)
+    finally:
+        release.set()
+        thread.join()
+
+
+def test_the_service_maps_every_error_class_to_its_status():
+    pytest.importorskip("fastapi")
+    pytest.importorskip("httpx")
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    from simstd import errors
+    from simstd.serve import app as serve_app
+
+    expected = {"SimstdBaseError": 500, "SimstdError": 400, "InputDataError": 400, "UnsupportedQueryError": 400,
+                "NotFoundError": 404, "NotFittedError": 409, "FingerprintMismatchError": 409,
+                "ConcurrentWriteError": 409, "CorruptFileError": 503, "EncoderUnavailableError": 503,
+                "WeightsUnavailableError": 503, "LockTimeoutError": 503}
+    classes = {n: c for n, c in vars(errors).items()
+               if isinstance(c, type) and issubclass(c, Exception) and not issubclass(c, Warning)}
+    assert set(classes) == set(expected)
+    app = FastAPI()
+    serve_app._add_error_handlers(app)
+
+    @app.get("/raise/{name}")
+    def raise_(name: str) -> None:
+        raise classes[name](f"a {name}")
+
+    with TestClient(app, raise_server_exceptions=False) as client:
+        for name, status in expected.items():
+            got = client.get(f"/raise/{name}")
+            assert (got.status_code, got.json()) == (status, {"detail": f"a {name}"}), name
