@@ -21,8 +21,8 @@ def index() -> MixedIndex:
 
 
 def _merged(index: MixedIndex) -> Standardizer:
-    a = Standardizer(sample=60, seed=1).fit(index)
-    b = Standardizer(sample=60, seed=2).fit(index)
+    a = Standardizer(method="paper", sample=60, seed=1).fit(index)
+    b = Standardizer(method="paper", sample=60, seed=2).fit(index)
     return a.merge(b)
 
 
@@ -31,15 +31,15 @@ def test_merge_keeps_the_values_the_two_fits_agree_on(index):
     m = _merged(index)
     assert (m.dim_, m.model_, m.index_fingerprint_) == (DIM, "ViT-B-32", index.fingerprint)
     # a fit of scores alone records none of them: the merge does not claim one
-    alone = Standardizer().fit_scores(["text", "text"], ["image", "image"], [0.1, 0.3])
-    m2 = Standardizer(sample=60, seed=1).fit(index).merge(alone)
+    alone = Standardizer(method="paper").fit_scores(["text", "text"], ["image", "image"], [0.1, 0.3])
+    m2 = Standardizer(method="paper", sample=60, seed=1).fit(index).merge(alone)
     assert (m2.dim_, m2.model_, m2.index_fingerprint_) == (None, None, None)
 
 
 def test_merge_of_fits_of_two_versions_of_an_index_drops_the_fingerprint(index):
-    a = Standardizer(sample=60, seed=1).fit(index)
+    a = Standardizer(method="paper", sample=60, seed=1).fit(index)
     grown = MixedIndex.from_arrays({m: index.reconstruct(index.ids(m)) for m in index.modalities}, model="ViT-B-32")
-    b = Standardizer(sample=60, seed=2).fit(grown)
+    b = Standardizer(method="paper", sample=60, seed=2).fit(grown)
     m = a.merge(b)
     assert (m.dim_, m.model_, m.index_fingerprint_) == (DIM, "ViT-B-32", None)
 
@@ -69,15 +69,15 @@ def test_a_merged_fit_saved_with_its_index_loads_and_searches(index, tmp_path):
 
 def test_merging_fits_of_other_dimensions_or_models_is_refused(index):
     rng = np.random.default_rng(4)
-    a = Standardizer(sample=60, seed=1).fit(index)
+    a = Standardizer(method="paper", sample=60, seed=1).fit(index)
     wide = MixedIndex.from_arrays({"text": unit_rows(rng, 50, DIM * 2, 2.0), "image": unit_rows(rng, 50, DIM * 2)},
                                   model="ViT-B-32")
     with pytest.raises(SimstdError, match=rf"dimension {DIM} with a fit on dimension {DIM * 2}.*one model"):
-        a.merge(Standardizer(sample=40).fit(wide))
+        a.merge(Standardizer(method="paper", sample=40).fit(wide))
     other = MixedIndex.from_arrays({"text": unit_rows(rng, 50, DIM, 2.0), "image": unit_rows(rng, 50, DIM)},
                                    model="RN50")
     with pytest.raises(SimstdError, match="model 'ViT-B-32' with a fit on model 'RN50'"):
-        a.merge(Standardizer(sample=40).fit(other))
+        a.merge(Standardizer(method="paper", sample=40).fit(other))
 
 
 def test_merge_keeps_every_setting_of_the_fit():
@@ -356,3 +356,11 @@ def test_the_service_maps_every_error_class_to_its_status():
         for name, status in expected.items():
             got = client.get(f"/raise/{name}")
             assert (got.status_code, got.json()) == (status, {"detail": f"a {name}"}), name
+
+
+def test_a_merged_fit_stays_the_papers_when_the_default_method_changes(monkeypatch):
+    init = Standardizer.__init__
+    monkeypatch.setattr(init, "__defaults__", ("hubness",) + init.__defaults__[1:])
+    a = Standardizer(method="paper").fit_scores("text", "image", [0.1, 0.3])
+    m = a.merge(a)
+    assert m.method == "paper" and m.affine("text", "image") == pytest.approx((0.2, 0.1))
