@@ -106,6 +106,26 @@ def check_label(label: object, what: str = "modality") -> str:
     return label
 
 
+def check_query_modality(query_modality: object, modalities: Sequence[str], call: str = "search") -> str:
+    """The query modality of a ``search(queries, query_modality, k)`` call.
+
+    A FAISS user writes ``search(xq, 10)``: the k lands where the modality
+    goes, so the error names the signature and the modalities to choose from
+    rather than only calling 10 a bad label. (Accepting the FAISS order for a
+    one-modality index would make the same call mean two things.)
+    """
+    if not isinstance(query_modality, str):
+        names = list(modalities)
+        example = names[0] if names else "text"
+        k = f", k={query_modality}" if _is_int(query_modality) else ", k=10"
+        raise SimstdError(
+            f"{call}(queries, query_modality, k): the second argument is the modality of the queries "
+            f"(one of {names}), got {query_modality!r}; unlike FAISS's search(x, k), name it first: "
+            f"{call}(queries, {example!r}{k})"
+        )
+    return check_label(query_modality, "query modality")
+
+
 # ------------------------------------------------------------ estimator checks
 def check_is_fitted(estimator: object, attributes: str | Sequence[str] | None = None, fix: str | None = None) -> None:
     """Raise :class:`NotFittedError` unless ``estimator`` has been fitted.

@@ -1,7 +1,7 @@
 """Shared parts of the ``simstd`` command line: the command group, the
 ``--index`` option, input readers and the tables printed for people.
 
-Every user error is a :class:`~simstd.errors.SimstdError`; the group below
+Every simstd error is a :class:`~simstd.errors.SimstdBaseError`; the group below
 prints its message and exits with status 1, without a traceback. Output for
 machines is JSON lines (``--format jsonl``), for people a table.
 """
@@ -17,10 +17,11 @@ from typing import Iterable, Sequence
 
 import click
 
-from ..errors import SimstdError
+from ..errors import SimstdBaseError, SimstdError
 from ..index import MixedIndex, SearchResult
 from ..standardizer import Standardizer
 from ..stats import SAMPLE_AUTO
+from ..storage.lock import DEFAULT_TIMEOUT
 from ..validation import check_label, load_npy
 
 INDEX_ENV = "SIMSTD_INDEX"
@@ -49,7 +50,8 @@ SAMPLE = SampleSize()
 
 
 class SimstdGroup(click.Group):
-    """Turns SimstdError (and file-system errors) into a clean message and exit code 1."""
+    """Turns every simstd error (SimstdBaseError: bad input, a lock timeout, a concurrent
+    write) and file-system errors into a clean message and exit code 1."""
 
     def invoke(self, ctx: click.Context) -> object:
         with warnings.catch_warnings():
@@ -59,7 +61,7 @@ class SimstdGroup(click.Group):
             except BrokenPipeError:  # `simstd query ... | head -1`: the reader has all it wants
                 _silence_stdout()
                 raise click.exceptions.Exit(0) from None
-            except SimstdError as exc:
+            except SimstdBaseError as exc:
                 raise click.ClickException(str(exc)) from None
             except OSError as exc:
                 raise click.ClickException(f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": ")) from None
@@ -113,7 +115,7 @@ def index_option(f=None, *, required: bool = True):  # noqa: ANN001, ANN201
 def lock_timeout_option(f):  # noqa: ANN001, ANN201
     return click.option(
         "--lock-timeout",
-        default=600.0,
+        default=DEFAULT_TIMEOUT,
         show_default=True,
         type=click.FloatRange(min=0),
         metavar="SECONDS",

@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
 
-from ..errors import SimstdError
+# The encoders' errors live with every other simstd error; importable from here as before.
+from ..errors import EncoderUnavailableError, InputDataError, WeightsUnavailableError  # noqa: F401
 
 if TYPE_CHECKING:  # pragma: no cover - typing only, never imported at runtime
     from typing import TypeAlias
@@ -33,24 +34,6 @@ INSTALL_HINT = 'pip install "simstd[clip]"'
 
 # A string, so PIL is not imported; PEP 563 keeps the annotation unevaluated.
 ImageInput: TypeAlias = "Image.Image | str | os.PathLike[str]"
-
-
-# --------------------------------------------------------------------------- #
-# Errors
-# --------------------------------------------------------------------------- #
-# All derive from SimstdError (a ValueError), so the CLI prints their message
-# without a traceback.
-class EncoderUnavailableError(SimstdError):
-    """The encoder cannot be built as asked: the ``clip`` extra is missing or
-    broken, or the model name, pretrained tag or checkpoint does not work."""
-
-
-class WeightsUnavailableError(EncoderUnavailableError):
-    """Pretrained weights are neither cached locally nor downloadable."""
-
-
-class InputDataError(SimstdError):
-    """Raw input (an image directory, a text file, an image) is unusable."""
 
 
 # --------------------------------------------------------------------------- #

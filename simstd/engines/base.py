@@ -21,7 +21,7 @@ from typing import Any, ContextManager, Iterator, Mapping, Protocol, Sequence, r
 import numpy as np
 
 from ..errors import NotFittedError, SimstdError
-from ..validation import as_embeddings, check_label
+from ..validation import as_embeddings, check_query_modality
 
 REQUIRED = ("dim", "modalities", "ids", "reconstruct", "search_modality")
 
@@ -301,8 +301,8 @@ def plan_search(
     targets: Sequence[str] | None = None,
 ) -> SearchPlan:
     """Check the arguments of an adapter's ``search`` the way MixedIndex checks its own."""
+    check_query_modality(query_modality, searchable.modalities)
     queries = as_embeddings(queries, "queries", searchable.dim)
-    check_label(query_modality, "query modality")
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
         raise SimstdError(f"k must be a positive integer, got {k!r}")
     stored = searchable.modalities

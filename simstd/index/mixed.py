@@ -38,7 +38,7 @@ from ..errors import SimstdError
 from ..standardizer import Standardizer
 from ..storage.lock import DEFAULT_TIMEOUT
 from ..store import MetadataStore
-from ..validation import Interval, as_embeddings, check_label, load_npy
+from ..validation import Interval, as_embeddings, check_label, check_query_modality, load_npy
 from . import persistence, search as pipeline, terms
 from .bridges import Bridges
 from .params import PairParams, shard_search_params
@@ -347,7 +347,12 @@ class MixedIndex:
         the standardized scores). A fit made before items were added (stale)
         keeps serving with a :class:`~simstd.errors.StaleFitWarning`;
         ``strict=True`` refuses it instead.
+
+        The query modality comes before ``k``: FAISS's ``search(xq, 10)`` is
+        refused with an error naming this signature, also for an index of one
+        modality (one call, one meaning).
         """
+        check_query_modality(query_modality, self.modalities)
         queries = as_embeddings(queries, "queries", self.dim)
         return pipeline.search(self, queries, query_modality, k, standardizer=standardizer, raw=raw,
                                targets=targets, uncertainty=uncertainty, rerank=rerank,

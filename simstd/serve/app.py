@@ -11,7 +11,9 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, AsyncIterator
 
-from ..errors import NotFittedError, SimstdError
+from ..errors import (ConcurrentWriteError, CorruptFileError, EncoderUnavailableError, FingerprintMismatchError,
+                      LockTimeoutError, NotFittedError, NotFoundError, SimstdBaseError, SimstdError,
+                      UnsupportedQueryError)
 
 try:  # the serve extra; `import simstd` never gets here
     import fastapi  # noqa: F401
@@ -29,16 +31,35 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .config import DEFAULT_HOST, DEFAULT_PORT, Settings, is_loopback
 from .deps import AUTO, IndexHolder
-from .media import MediaNotFound, ThumbnailCache
+from .media import ThumbnailCache
 from .middleware import AssumeJSON, BodySizeLimit
 from .routes import api, clip_retrieval, media
-from .service import NotFound, Unsupported
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..encoders import Encoder
 
 logger = logging.getLogger("simstd.serve")
 STATIC = Path(__file__).with_name("static")
+
+#: The HTTP status of every simstd error, in one place; a class not listed takes
+#: its nearest listed base's (SimstdError: the client's request is wrong).
+HTTP_STATUS: dict[type[SimstdBaseError], int] = {
+    SimstdBaseError: 500,
+    SimstdError: 400,
+    UnsupportedQueryError: 400,
+    NotFoundError: 404,
+    NotFittedError: 409,  # the index's state, not the request: fit it first
+    FingerprintMismatchError: 409,
+    ConcurrentWriteError: 409,
+    CorruptFileError: 503,  # the server's own files: nothing the client can change
+    EncoderUnavailableError: 503,
+    LockTimeoutError: 503,  # busy: retry later
+}
+
+
+def http_status(exc: SimstdBaseError) -> int:
+    """The status of ``exc``: its class's in :data:`HTTP_STATUS`, else its nearest base's."""
+    return next(HTTP_STATUS[cls] for cls in type(exc).__mro__ if cls in HTTP_STATUS)
 
 
 def create_app(index_path: str | Path, *, encoder: Encoder | str | None = AUTO, **settings: Any) -> FastAPI:
@@ -108,15 +129,9 @@ def create_app(index_path: str | Path, *, encoder: Encoder | str | None = AUTO, 
 def _add_error_handlers(app: FastAPI) -> None:
     """Every error is JSON ``{"detail": ...}`` with a 4xx code; a bug is a 500 without a traceback."""
 
-    @app.exception_handler(SimstdError)
-    async def simstd_error(request: Request, exc: SimstdError) -> JSONResponse:
-        if isinstance(exc, (NotFound, MediaNotFound)):
-            status = 404
-        elif isinstance(exc, NotFittedError):
-            status = 409
-        else:
-            status = 400
-        return JSONResponse({"detail": str(exc)}, status_code=status)
+    @app.exception_handler(SimstdBaseError)
+    async def simstd_error(request: Request, exc: SimstdBaseError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=http_status(exc))
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

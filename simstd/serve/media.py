@@ -16,34 +16,30 @@ from collections import OrderedDict
 from pathlib import Path
 
 from ..encoders import IMAGE_EXTENSIONS
-from ..errors import SimstdError
+from ..errors import NotFoundError
 from ..index import MixedIndex
 
 #: Metadata fields that hold an item's image file, in order of preference.
 PATH_FIELDS = ("path", "image_path")
 
 
-class MediaNotFound(SimstdError):
-    """No servable image file for this id (HTTP 404)."""
-
-
 def image_file(index: MixedIndex, item_id: int, index_path: Path) -> Path:
     """The image file recorded for ``item_id``; relative paths are taken from the index's folder."""
     if item_id < 0 or item_id >= index.ntotal:
-        raise MediaNotFound(f"id {item_id} is not in the index (ids run from 0 to {index.ntotal - 1})")
+        raise NotFoundError(f"id {item_id} is not in the index (ids run from 0 to {index.ntotal - 1})")
     if str(index.modality_of([item_id])[0]) != "image":
-        raise MediaNotFound(f"item {item_id} is not an image")
+        raise NotFoundError(f"item {item_id} is not an image")
     meta = index.store.get([item_id]).get(item_id, {})
     recorded = next((meta[f] for f in PATH_FIELDS if isinstance(meta.get(f), str) and meta[f]), None)
     if recorded is None:
-        raise MediaNotFound(f"image {item_id} has no file recorded in the index (metadata field 'path')")
+        raise NotFoundError(f"image {item_id} has no file recorded in the index (metadata field 'path')")
     path = Path(recorded)
     if not path.is_absolute():
         path = index_path.resolve().parent / path
     if path.suffix.lower() not in IMAGE_EXTENSIONS:
-        raise MediaNotFound(f"the file recorded for image {item_id} is not an image file ({path.suffix or 'no suffix'})")
+        raise NotFoundError(f"the file recorded for image {item_id} is not an image file ({path.suffix or 'no suffix'})")
     if not path.is_file():
-        raise MediaNotFound(f"the file recorded for image {item_id} is missing")
+        raise NotFoundError(f"the file recorded for image {item_id} is missing")
     return path
 
 
@@ -96,12 +92,12 @@ class ThumbnailCache:
         try:
             with Image.open(path) as img:
                 if img.width * img.height > self.max_pixels:
-                    raise MediaNotFound(f"image {path.name} is too large to thumbnail ({img.width}x{img.height})")
+                    raise NotFoundError(f"image {path.name} is too large to thumbnail ({img.width}x{img.height})")
                 img.draft("RGB", (self.size, self.size))  # JPEG: decode at reduced scale, much faster
                 img = img.convert("RGB")
                 img.thumbnail((self.size, self.size))
                 out = io.BytesIO()
                 img.save(out, format="JPEG", quality=82)
         except (OSError, ValueError, Image.DecompressionBombError) as exc:
-            raise MediaNotFound(f"image {path.name} cannot be read ({type(exc).__name__})") from None
+            raise NotFoundError(f"image {path.name} cannot be read ({type(exc).__name__})") from None
         return out.getvalue()

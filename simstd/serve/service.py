@@ -13,20 +13,12 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import SimstdError
+from ..errors import NotFoundError, SimstdError, UnsupportedQueryError
 from ..index import SearchResult
 from .config import Settings
 from .deps import Snapshot
 from .media import image_fields
 from .schemas import KnnRequest, SearchRequest
-
-
-class NotFound(SimstdError):
-    """An id or index name the server does not have (HTTP 404)."""
-
-
-class Unsupported(SimstdError):
-    """A query this server cannot answer as configured (HTTP 400)."""
 
 
 def decode_base64_image(data: str) -> bytes:
@@ -58,7 +50,7 @@ def open_image(data: bytes, settings: Settings) -> Any:
 
 def _need_encoder(snap: Snapshot, what: str):  # noqa: ANN202
     if snap.encoder is None:
-        raise Unsupported(f"{what} queries need an encoder, and {snap.encoder_note}")
+        raise UnsupportedQueryError(f"{what} queries need an encoder, and {snap.encoder_note}")
     return snap.encoder
 
 
@@ -96,7 +88,7 @@ def _check_targets(snap: Snapshot, targets: list[str] | None) -> list[str]:
 def _check_id(snap: Snapshot, item_id: int) -> str:
     n = snap.index.ntotal
     if item_id < 0 or item_id >= n:
-        raise NotFound(f"id {item_id} is not in the index (ids run from 0 to {n - 1})")
+        raise NotFoundError(f"id {item_id} is not in the index (ids run from 0 to {n - 1})")
     return str(snap.index.modality_of([item_id])[0])
 
 
@@ -187,7 +179,7 @@ def clip_metadata(meta: dict) -> dict:
 
 def check_indice(settings: Settings, name: str | None) -> None:
     if name is not None and name != settings.index_name:
-        raise NotFound(f"unknown indice_name {name!r}; this server has [{settings.index_name!r}] "
+        raise NotFoundError(f"unknown indice_name {name!r}; this server has [{settings.index_name!r}] "
                        "(GET /indices-list)")
 
 
@@ -201,7 +193,7 @@ def knn_service(snap: Snapshot, settings: Settings, req: KnnRequest, base_url: s
     """
     check_indice(settings, req.indice_name)
     if req.image_url:
-        raise Unsupported("image_url is not supported: this server does not fetch URLs; "
+        raise UnsupportedQueryError("image_url is not supported: this server does not fetch URLs; "
                           "send the image itself, base64-encoded, as image")
     names = snap.index.modalities
     if req.modality == "all":

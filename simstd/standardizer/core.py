@@ -15,6 +15,7 @@ modalities on one scale so that a single merged ranking is meaningful.
 """
 from __future__ import annotations
 
+import inspect
 import warnings
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -425,7 +426,11 @@ class Standardizer:
         """Pool two fits exactly (Chan, Golub and LeVeque's parallel variance).
 
         Fitting on shards and merging gives the statistics of one fit on the
-        whole, up to float rounding. Returns a new Standardizer.
+        whole, up to float rounding. Returns a new Standardizer with this
+        fit's settings. ``dim_``, ``model_`` and ``index_fingerprint_`` keep
+        their value when both fits agree and become None when they differ
+        (a fit of scores alone records none); fits of different dimensions or
+        models are refused: their scores are not on one scale.
         """
         self._check_fitted()
         other._check_fitted()
@@ -433,6 +438,12 @@ class Standardizer:
             raise SimstdError(f"merge pools the paper's statistics; a method={self.method!r} fit holds per-item "
                               "terms of one store: fit it on the whole store (its banks are sampled, so that is "
                               "cheap)")
+        for name, what in (("dim_", "dimension"), ("model_", "model")):
+            mine, theirs = getattr(self, name), getattr(other, name)
+            if mine is not None and theirs is not None and mine != theirs:
+                raise SimstdError(f"cannot merge a fit on {what} {mine!r} with a fit on {what} {theirs!r}: their "
+                                  f"scores are not on one scale; merge only fits of embeddings from one model "
+                                  f"(refit the other on the same index)")
         labels = sorted(set(self.modalities_) | set(other.modalities_))
         m = len(labels)
         moments = []
@@ -446,14 +457,13 @@ class Standardizer:
             m2[np.ix_(idx, idx)] = np.nan_to_num(part.var_) * part.n_
             moments.append((n, mean, m2))
         n, mean, m2 = merge_moments(*moments)
-        merged = Standardizer(n_pseudo=self.n_pseudo, source=self.source, sample=self.sample,
-                              target_se=self.target_se, seed=self.seed,
-                              query_shift=self.query_shift, shift_k=self.shift_k)
+        # Every setting of this fit (method included: the merged fit stays the paper's
+        # whatever the library default is).
+        merged = Standardizer(**{name: getattr(self, name) for name in inspect.signature(Standardizer).parameters})
         merged._set_stats(labels, n, mean, m2)
-        same = lambda a: a if getattr(self, a) == getattr(other, a) else None  # noqa: E731
-        merged.dim_ = same("dim_")
-        merged.model_ = same("model_")
-        merged.index_fingerprint_ = same("index_fingerprint_")
+        for name in ("dim_", "model_", "index_fingerprint_"):  # the values, when both fits agree
+            mine = getattr(self, name)
+            setattr(merged, name, mine if mine == getattr(other, name) else None)
         return merged
 
     # ------------------------------------------------------------------ checks

@@ -23,7 +23,8 @@ from typing import Iterator
 from ..errors import LockTimeoutError, SimstdError
 from ..fileio import default_mode, dir_mode
 
-#: Default wait for the writer lock, seconds (CLI: --lock-timeout).
+#: Default wait for the writer lock, seconds: the one default of MixedIndex.save, every
+#: storage write, the CLI's --lock-timeout and the docs (README, docs/reliability.md).
 DEFAULT_TIMEOUT = 600.0
 _POLL = 0.05
 
