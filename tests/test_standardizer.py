@@ -203,7 +203,7 @@ def test_hnsw_fit_is_the_exact_fit_and_keeps_the_search_beam(monkeypatch):
     mining="graph" walks the graph instead, with a wider beam: close, not exact."""
     import faiss
 
-    import simstd.index
+    import simstd.index.shards
     from simstd.datasets import synthetic_pairs
 
     pairs = synthetic_pairs(4000, 128, seed=1)  # clustered, CLIP-like gap: what HNSW is built for
@@ -211,15 +211,15 @@ def test_hnsw_fit_is_the_exact_fit_and_keeps_the_search_beam(monkeypatch):
     exact = Standardizer(sample=300).fit(MixedIndex.from_arrays(arrays))
     hnsw = MixedIndex.from_arrays(arrays, factory="HNSW8")
     hnsw.set_search_params("efSearch=4")  # with this beam a graph fit was off by 1 std, std 4x
-    monkeypatch.setattr(simstd.index, "MINING_EF_SEARCH", 4)  # and no wider mining beam either
+    monkeypatch.setattr(simstd.index.shards, "MINING_EF_SEARCH", 4)  # and no wider mining beam either
     got = Standardizer(sample=300).fit(hnsw)
     np.testing.assert_array_equal(got.n_, exact.n_)
     np.testing.assert_allclose(got.mean_, exact.mean_, rtol=0, atol=1e-6)
     np.testing.assert_allclose(got.std_, exact.std_, rtol=0, atol=1e-6)
     assert faiss.downcast_index(hnsw.shards["text"].index).hnsw.efSearch == 4
-    assert not hnsw._exhaustive  # searches after the fit walk the graph again
+    assert not hnsw.shard_set._exhaustive  # searches after the fit walk the graph again
 
-    monkeypatch.setattr(simstd.index, "MINING_EF_SEARCH", 256)
+    monkeypatch.setattr(simstd.index.shards, "MINING_EF_SEARCH", 256)
     hnsw.mining = "graph"
     approx = Standardizer(sample=300).fit(hnsw)
     np.testing.assert_allclose((approx.mean_ - exact.mean_) / exact.std_, 0, atol=0.1)
