@@ -34,7 +34,7 @@ from .registry import METHODS, backend
 
 SOURCES = ("pseudo", "labeled")
 #: The method ``Standardizer()`` fits.
-DEFAULT_METHOD = "paper"
+DEFAULT_METHOD = "hubness"
 
 
 #: A fitted pair needs at least this many positive scores (a spread needs two).
