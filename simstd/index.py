@@ -41,7 +41,7 @@ from .storage.layout import Part, register_part
 from .hubness import nearest_mean
 from .stats import topk_mean
 from .store import MetadataStore
-from .validation import Interval, as_embeddings, check_label, load_npy
+from .validation import Interval, as_embeddings, check_label, check_modality, load_npy
 
 if TYPE_CHECKING:  # pragma: no cover
     from .uncertainty.model import UncertaintyModel
@@ -671,8 +671,7 @@ class MixedIndex:
             raise SimstdError(f"k must be a positive integer, got {k!r}")
         names = list(targets) if targets is not None else self.modalities
         for m in names:
-            if m not in self._shards:
-                raise SimstdError(f"unknown target modality {m!r}; the index holds {self.modalities}")
+            check_modality(m, self.modalities, "target modality")
         if uncertainty is not None or rerank is not None:
             from .uncertainty.model import check_rerank  # lazy: plain searches do not need the module
 
@@ -697,6 +696,7 @@ class MixedIndex:
                     "(Python: index.standardizer = Standardizer().fit(index)), or search with raw=True"
                 )
             standardizer.check_index(self, strict=strict)
+            check_modality(query_modality, [*self.modalities, *standardizer.modalities_])  # a slip, not a refit
             maps = [standardizer.affine(query_modality, m) for m in names]
             hub = standardizer.method == "hubness"
         # Each shard's top candidates: k, the query term's (query_shift's shift_k or the

@@ -20,6 +20,7 @@ from ..stats import SAMPLE_AUTO, TARGET_SE
 from ..validation import load_npy
 from ._common import (
     _echo_counts,
+    _method_lines,
     _table,
     _hits_table,
     _load_embeddings,
@@ -264,6 +265,7 @@ def _fit(index_path: str, queries: str | None, query_modality: str | None, sampl
     if fmt == "json":
         click.echo(json.dumps(std.to_dict(), indent=2))
     else:
+        click.echo(_method_lines(std))
         click.echo(_stats_table(std))
         click.echo(f"wrote {index_path} (version {version})", err=True)
     if note:
@@ -309,6 +311,7 @@ def _fit_from_files(folder: str, index_path: str | None, out: str | None, spark_
     if fmt == "json":
         click.echo(json.dumps(std.to_dict(), indent=2))
     else:
+        click.echo(_method_lines(std))
         click.echo(_stats_table(std))
         r = reports[0]
         counts = ", ".join(f"{n} {m}" for m, n in r.counts.items())
@@ -472,6 +475,7 @@ def info(index_path: str, fmt: str) -> None:
         click.echo(json.dumps({
             "index": str(index_path), "version": index.version, "dim": index.dim, "factory": index.factory,
             "model": index.model, "ntotal": index.ntotal, "counts": index.counts, "fingerprint": index.fingerprint,
+            "method": None if std is None else std.describe(),
             "standardizer": None if std is None else std.to_dict(), "stale": stale,
             "search_params": [{"query_modality": q, "target": t, "params": v}
                               for (q, t), v in index.search_params.items()],
@@ -493,4 +497,5 @@ def info(index_path: str, fmt: str) -> None:
         click.echo(f"standardizer not fitted: run simstd fit --index {index_path}")
     else:
         click.echo("standardizer " + ("STALE: " + stale if stale else "fitted"))
+        click.echo(_method_lines(std))
         click.echo(_stats_table(std))
