@@ -166,6 +166,12 @@ def _load_embeddings(embeddings: Sequence[str], meta: Sequence[str]) -> tuple[di
     if len(set(labels)) != len(labels):
         raise SimstdError("each modality may appear once in --embeddings; concatenate the arrays first")
     arrays = {m: load_npy(p, f"embeddings for {m!r}") for m, p in files}
+    # Before any array is checked or normalised (notes included): no index exists yet to compare with.
+    dims = {m: arrays[m].shape[-1] for m in labels if arrays[m].ndim in (1, 2)}
+    if len(set(dims.values())) > 1:
+        listed = ", ".join(f"{p} ({m}) has dimension {dims[m]}" for m, p in files if m in dims)
+        raise SimstdError(f"the embedding files disagree: {listed}; every modality must be embedded by the same "
+                          "model, into one space of one dimension")
     metadata = {}
     for m, p in _pairs(meta, "--meta"):
         if m not in arrays:

@@ -17,7 +17,7 @@ from ..storage import writer_lock
 from ..laion.worker import SEARCHES
 from ..standardizer import Standardizer
 from ..stats import SAMPLE_AUTO, TARGET_SE
-from ..validation import load_npy
+from ..validation import check_modality, load_npy, searchable_k
 from ._common import (
     _echo_counts,
     _method_lines,
@@ -325,9 +325,12 @@ def _fit_from_files(folder: str, index_path: str | None, out: str | None, spark_
 @main.command()
 @click.argument("text", required=False)
 @index_option
-@click.option("-k", default=10, show_default=True, type=click.IntRange(min=1), help="Number of results.")
+@click.option("-k", default=10, show_default=True, type=click.IntRange(min=1),
+              help="Number of results; above the items the search can return (the --target modalities' items, "
+                   "a --like item left out) it is capped at them, with a note (as in simstd serve).")
 @click.option("--vector", type=click.Path(dir_okay=False), help="Query vector(s), (dim,) or (n, dim) .npy.")
-@click.option("--query-modality", default=None, help="Modality of --vector (default: text).")
+@click.option("--query-modality", default=None,
+              help="Modality of --vector (default: text); a --like item's own modality is used.")
 @click.option("--like", "like", type=int, default=None, metavar="ID", help="Use indexed item ID as the query.")
 @click.option("--image", type=click.Path(dir_okay=False), help="Image file to use as the query (needs an encoder).")
 @click.option("--target", multiple=True, help="Only return these modalities (repeatable).")
@@ -357,7 +360,30 @@ def query(text: str | None, index_path: str, k: int, vector: str | None, query_m
     index = MixedIndex.load(index_path)
     if params:
         index.set_search_params(params)
-    kwargs = {"raw": raw, "targets": list(target) or None, "strict": strict}
+    if (text is not None or image is not None) and index.model is None:
+        raise SimstdError(
+            "this index records no encoder model (it was built from .npy embeddings), so it cannot embed "
+            "a text or image query: use --vector q.npy --query-modality text or --like ID, or build the "
+            "index with an encoder (simstd build --images DIR --texts FILE)"
+        )
+    if not raw and index.standardizer is None:  # the index's own message speaks Python (raw=True)
+        raise SimstdError(f"the index has no fitted standardizer: run simstd fit --index {index_path}, "
+                          "or rank by raw cosine with --raw")
+    own = None
+    if like is not None:
+        own = str(index.modality_of([like])[0])
+        if query_modality not in (None, own):  # the item's vector is a {own} vector, whatever is claimed
+            raise SimstdError(f"item {like} is a {own} item and is searched as one; --query-modality "
+                              f"{query_modality} contradicts it: leave --query-modality out with --like")
+    targets = [check_modality(t, index.modalities, "target modality") for t in dict.fromkeys(target)]
+    capped = searchable_k(k, index.counts, targets or index.modalities, own)
+    if capped < 1:
+        raise SimstdError(f"no item to return: the target modalities {targets} hold no item other than {like}")
+    if capped < k:  # the one rule for k, shared with simstd serve: at most the items there are
+        click.echo(f"note: k={k} is more than the {capped} items this search can return; returning {capped}",
+                   err=True)
+        k = capped
+    kwargs = {"raw": raw, "targets": targets or None, "strict": strict}
     if index.uncertainty is not None:
         kwargs["uncertainty"] = index.uncertainty
     if rerank == "uncertainty":
@@ -373,12 +399,6 @@ def query(text: str | None, index_path: str, k: int, vector: str | None, query_m
         result = index.search(vectors, query_modality or "text", k, **kwargs)
         labels = [f"{vector}#{i}" for i in range(len(result))] if len(result) > 1 else [vector]
     else:
-        if index.model is None:
-            raise SimstdError(
-                "this index records no encoder model (it was built from .npy embeddings), so it cannot embed "
-                "a text or image query: use --vector q.npy --query-modality text or --like ID, or build the "
-                "index with an encoder (simstd build --images DIR --texts FILE)"
-            )
         from ..encoders import encoder_for_index
 
         encoder = encoder_for_index(index)
