@@ -366,9 +366,6 @@ def query(text: str | None, index_path: str, k: int, vector: str | None, query_m
             "a text or image query: use --vector q.npy --query-modality text or --like ID, or build the "
             "index with an encoder (simstd build --images DIR --texts FILE)"
         )
-    if not raw and index.standardizer is None:  # the index's own message speaks Python (raw=True)
-        raise SimstdError(f"the index has no fitted standardizer: run simstd fit --index {index_path}, "
-                          "or rank by raw cosine with --raw")
     own = None
     if like is not None:
         own = str(index.modality_of([like])[0])
@@ -379,10 +376,6 @@ def query(text: str | None, index_path: str, k: int, vector: str | None, query_m
     capped = searchable_k(k, index.counts, targets or index.modalities, own)
     if capped < 1:
         raise SimstdError(f"no item to return: the target modalities {targets} hold no item other than {like}")
-    if capped < k:  # the one rule for k, shared with simstd serve: at most the items there are
-        click.echo(f"note: k={k} is more than the {capped} items this search can return; returning {capped}",
-                   err=True)
-        k = capped
     kwargs = {"raw": raw, "targets": targets or None, "strict": strict}
     if index.uncertainty is not None:
         kwargs["uncertainty"] = index.uncertainty
@@ -391,6 +384,13 @@ def query(text: str | None, index_path: str, k: int, vector: str | None, query_m
             raise SimstdError(f"--rerank uncertainty needs the uncertainty model: run simstd fit --uncertainty "
                               f"--index {index_path}")
         kwargs.update(rerank=rerank, rerank_weight=rerank_weight)
+    if not raw and index.standardizer is None:  # the index's own message speaks Python (raw=True)
+        raise SimstdError(f"the index has no fitted standardizer: run simstd fit --index {index_path}, "
+                          "or rank by raw cosine with --raw")
+    if capped < k:  # the one rule for k, shared with simstd serve: at most the items there are
+        click.echo(f"note: k={k} is more than the {capped} items this search can return; returning {capped}",
+                   err=True)
+        k = capped
     if like is not None:
         result = index.search_like([like], k, **kwargs)
         labels = [f"like:{like}"]
