@@ -84,19 +84,69 @@ def as_embeddings(x: object, name: str = "embeddings", dim: int | None = None) -
     return arr
 
 
+#: The first bytes of every ``.npy`` file (numpy.lib.format.MAGIC_PREFIX) and of a zip (``.npz``).
+_NPY_MAGIC = b"\x93NUMPY"
+_ZIP_MAGIC = b"PK\x03\x04"
+
+
 def load_npy(path: str | Path, name: str | None = None) -> np.ndarray:
-    """Load a ``.npy`` file with an error that names the path when it fails."""
+    """Load a ``.npy`` file with an error that names the path when it fails.
+
+    Never unpickles, and never advises it: numpy's own message for a file that
+    is not an array file suggests ``allow_pickle=``, which would run code from
+    the file. A file that does not start with the ``.npy`` magic is named as
+    such, before numpy reads it.
+    """
     path = Path(path)
     label = name or str(path)
     if not path.exists():
         raise SimstdError(f"{label}: file {path} does not exist; check the path")
+    fix = "save embeddings with numpy.save(path, array) (a numeric (n, dim) array)"
+    with path.open("rb") as fh:
+        head = fh.read(len(_NPY_MAGIC))
+    if head.startswith(_ZIP_MAGIC):
+        raise SimstdError(f"{label}: {path} is a .npz archive of several arrays, not one .npy array; "
+                          f"save the array you mean with numpy.save (e.g. numpy.save('x.npy', numpy.load(f)['name']))")
+    if head != _NPY_MAGIC:
+        what = "an empty file" if not head else f"it starts with {head!r}"
+        raise SimstdError(f"{label}: {path} is not a NumPy array file (.npy) ({what}); {fix}")
     try:
-        return np.load(path, allow_pickle=False)
-    except Exception as exc:  # numpy raises several types for a bad file
-        raise SimstdError(
-            f"{label}: cannot read {path} as a .npy array ({exc}); "
-            "save embeddings with numpy.save"
-        ) from None
+        arr = np.load(path, allow_pickle=False)
+    except ValueError as exc:
+        if "pickle" in str(exc) or "Object arrays" in str(exc):  # numpy's text advises unsafe loading: not ours
+            raise SimstdError(f"{label}: {path} holds Python objects (dtype object), not numbers; {fix}") from None
+        raise SimstdError(f"{label}: cannot read {path} as a .npy array ({exc}); {fix}") from None
+    except Exception as exc:  # numpy raises several types for a truncated or damaged file
+        raise SimstdError(f"{label}: cannot read {path} as a .npy array ({exc}); it is truncated or damaged; "
+                          f"{fix}") from None
+    return arr
+
+
+def check_modality(label: str, known: Sequence[str], what: str = "query modality") -> str:
+    """Refuse a modality the index does not hold, listing the ones it holds and
+    suggesting the close one for a case or spelling slip (``Text``, ``imgae``).
+
+    Refitting cannot help here (the index holds no such items), so the message
+    says what to pass instead.
+    """
+    if label in known:
+        return label
+    import difflib  # only on this error path
+
+    by_case = [m for m in known if m.lower() == str(label).lower()]
+    guess = by_case or difflib.get_close_matches(str(label), list(known), n=1, cutoff=0.6)
+    hint = f"; did you mean {guess[0]!r}?" if guess else "; pass one of those"
+    raise SimstdError(f"unknown {what} {label!r}: the index holds no such modality, it holds {sorted(set(known))}{hint}")
+
+
+def searchable_k(k: int, counts: Mapping[str, int], targets: Sequence[str], own: str | None = None) -> int:
+    """The one rule for k of the CLI and the service: a k above the items a search
+    can return is capped at that number (what ``k`` means in a search engine:
+    at most k results). ``counts`` are the items per modality, ``targets`` the
+    modalities searched, ``own`` the query item's modality when the query is an
+    indexed item (left out of its own result)."""
+    available = sum(int(counts[t]) for t in targets) - int(own is not None and own in targets)
+    return max(0, min(int(k), available))
 
 
 def check_label(label: object, what: str = "modality") -> str:

@@ -99,8 +99,7 @@ def test_rebuild_removes_the_old_fit(files, built):
         (["build", "-e", "text={d}/t.npy", "--factory", "IVF4096,Flat", "--out", "{d}/x.faiss"], "smaller nlist"),
         (["query", "--like", "0", "--index", "{d}/db.faiss"], "no fitted standardizer"),
         (["query", "--vector", "{d}/q8.npy", "--index", "{d}/db.faiss", "--raw"], "dimension 8"),
-        (["query", "--like", "0", "-k", "500", "--raw", "--index", "{d}/db.faiss"], "k=500 is larger"),
-        (["query", "--vector", "{d}/q.npy", "--query-modality", "video", "--index", "{d}/db.faiss"], "fitted"),
+        (["query", "--like", "0", "--raw", "--target", "audio", "--index", "{d}/db.faiss"], "unknown target"),
         (["query", "--vector", "{d}/empty.npy", "--raw", "--index", "{d}/db.faiss"], "empty"),
         (["query", "a red bike", "--index", "{d}/db.faiss"], "records no encoder model"),
         (["query", "--index", "{d}/db.faiss"], "exactly one query"),
@@ -157,3 +156,81 @@ def test_fit_mining_modes_on_an_hnsw_index(files):
     assert bad.exit_code == 2 and "exhaustive" in bad.output
     wrong = run("fit", "--embeddings", files, "--out", files / "s.json", "--mining", "graph")
     assert wrong.exit_code == 1 and "--mining" in wrong.output and not (files / "s.json").exists()
+
+
+# ---------------------------------------------------------------- issue 21: what a new user reads
+def test_fit_and_info_name_the_fitted_method_and_its_settings(files, built):
+    r = run("fit", "--index", built, "--method", "hubness", "--hubness-k", 7, "--sample", 25)
+    assert r.exit_code == 0, r.output
+    method_line = next(line for line in r.output.splitlines() if line.startswith("method"))
+    assert "hubness" in method_line and "K=7" in method_line and "25 pseudo queries" in method_line
+    assert "CSLS (Conneau et al. 2018)" in r.output
+    assert "± std: sampling error" in r.output  # the legend under the table
+    r = run("info", "--index", built)
+    assert r.exit_code == 0 and "K=7" in r.output and "CSLS" in r.output and "± std: sampling error" in r.output
+    info = json.loads(run("info", "--index", built, "--format", "json").output)
+    assert info["method"]["method"] == "hubness"
+    assert info["method"]["settings"] == {"hubness_k": 7, "sample": 25, "target_se": 0.01}
+    r = run("fit", "--index", built, "--sample", "auto", "--target-se", "0.05")
+    assert "paper" in r.output and "± std <= 0.05" in r.output and "Yamashita, Shirafuji and Saito 2025" in r.output
+    assert "CSLS" not in r.output
+    info = json.loads(run("info", "--index", built, "--format", "json").output)
+    assert info["method"]["settings"] == {"sample": "auto", "target_se": 0.05}
+
+
+def test_a_text_file_passed_as_npy_is_named_without_advising_unpickling(files):
+    (files / "notnpy.npy").write_text("hello world\n")
+    np.save(files / "objects.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    for name in ("notnpy.npy", "objects.npy"):
+        r = run("build", "-e", f"text={files / name}", "--out", files / "x.faiss")
+        assert r.exit_code == 1 and name in r.output, r.output
+        assert "pickle" not in r.output.lower() and "Traceback" not in r.output
+    assert "is not a NumPy array file" in run("build", "-e", f"text={files / 'notnpy.npy'}",
+                                              "--out", files / "x.faiss").output
+
+
+@pytest.mark.parametrize("given, hint", [("Text", "did you mean 'text'?"), ("imgae", "did you mean 'image'?"),
+                                         ("audio", "pass one of those")])
+def test_an_unknown_query_modality_lists_the_index_and_suggests_the_close_one(files, built, given, hint):
+    assert run("fit", "--index", built).exit_code == 0
+    r = run("query", "--vector", files / "q.npy", "--query-modality", given, "--index", built)
+    assert r.exit_code == 1 and f"unknown query modality {given!r}" in r.output and hint in r.output, r.output
+    assert "refit" not in r.output and "['image', 'text']" in r.output
+
+
+def test_like_refuses_a_query_modality_that_contradicts_the_item(files, built):
+    assert run("fit", "--index", built).exit_code == 0
+    r = run("query", "--like", 0, "--query-modality", "image", "--index", built)  # item 0 is a text
+    assert r.exit_code == 1 and "item 0 is a text item" in r.output and "--query-modality" in r.output
+    assert run("query", "--like", 0, "--query-modality", "text", "--index", built).exit_code == 0  # no contradiction
+
+
+def test_unfitted_index_points_to_the_raw_flag_not_python(files, built):
+    r = run("query", "--like", 0, "--index", built)
+    assert r.exit_code == 1 and "--raw" in r.output and "raw=True" not in r.output, r.output
+
+
+def test_build_with_files_of_two_dimensions_names_both_before_any_note(files):
+    np.save(files / "big.npy", 5 * unit_rows(np.random.default_rng(0), 10, 16))  # not normalised: would get a note
+    np.save(files / "wrongdim.npy", unit_rows(np.random.default_rng(1), 10, 8))
+    r = run("build", "-e", f"text={files / 'big.npy'}", "-e", f"image={files / 'wrongdim.npy'}",
+            "--out", files / "x.faiss")
+    assert r.exit_code == 1, r.output
+    assert "big.npy (text) has dimension 16" in r.output and "wrongdim.npy (image) has dimension 8" in r.output
+    assert "the index has dimension" not in r.output  # no index exists yet
+    assert "normalised" not in r.output and not (files / "x.faiss").exists()
+
+
+def test_k_above_the_searchable_items_is_capped_with_a_note(files, built):
+    # The one rule for k, shared with simstd serve (tests/test_serve_api.py): capped, and said so.
+    r = CliRunner().invoke(main, ["query", "--like", "0", "-k", "500", "--raw", "--index", str(built),
+                                  "--format", "jsonl"])
+    assert r.exit_code == 0, r.output
+    lines = [json.loads(x) for x in r.stdout.splitlines()]
+    assert len(lines) == 69 and 0 not in {x["id"] for x in lines}  # 70 items, the query item left out
+    assert "note: k=500 is more than the 69 items" in r.stderr
+    r = CliRunner().invoke(main, ["query", "--like", "0", "-k", "500", "--raw", "--target", "image",
+                                  "--index", str(built), "--format", "jsonl"])
+    assert r.exit_code == 0 and len(r.stdout.splitlines()) == 30 and "the 30 items" in r.stderr
+    r = CliRunner().invoke(main, ["query", "--like", "0", "-k", "5", "--raw", "--index", str(built)])
+    assert r.exit_code == 0 and "note:" not in r.stderr

@@ -189,8 +189,10 @@ def test_bad_queries_and_k():
         index.search(q, "text", 601)
     with pytest.raises(SimstdError, match="positive integer"):
         index.search(q, "text", 0)
-    with pytest.raises(NotFittedError, match="'video' was not seen"):
+    with pytest.raises(SimstdError, match="'video': the index holds no such modality"):  # refitting cannot help
         index.search(q, "video", 3)
+    with pytest.raises(SimstdError, match="did you mean 'text'"):
+        index.search(q, "Text", 3)
     with pytest.raises(SimstdError, match="unknown target modality 'audio'"):
         index.search(q, "text", 3, targets=["audio"])
     with pytest.raises(SimstdError, match="empty"):

@@ -54,8 +54,8 @@ def test_text_query_mixes_modalities_and_raw_does_not(clip_client):
     r = clip_client.post("/search", json={"text": "a red circle", "k": 10})
     assert r.status_code == 200, r.text
     body = r.json()
-    assert body["query"] == {"kind": "text", "query_modality": "text", "k": 10, "targets": ["image", "text"],
-                             "standardized": True}
+    assert body["query"] == {"kind": "text", "query_modality": "text", "k": 10, "k_requested": 10,
+                             "targets": ["image", "text"], "standardized": True}
     hits = body["hits"]
     assert [h["rank"] for h in hits] == list(range(1, 11))
     assert hits[0]["metadata"]["text"] == "a red circle"  # the caption itself ranks first
@@ -146,6 +146,8 @@ def test_thumbnails_and_images_only_for_recorded_image_files(clip_client, serve_
     ({"vector": [0.0] * 32}, 400, "zero"),
     ({"id": 1, "targets": ["audio"]}, 400, "unknown target modality"),
     ({"vector": [0.1] * 32, "query_modality": "audio"}, 400, "unknown query modality"),
+    ({"vector": [0.1] * 32, "query_modality": "Text"}, 400, "it holds ['image', 'text']; did you mean 'text'?"),
+    ({"id": 1, "targets": ["imgae"]}, 400, "did you mean 'image'?"),
     ({"text": "a cat"}, 400, "encoder"),
     ({"image": "bm90IGFuIGltYWdl"}, 400, "encoder"),
 ])
@@ -256,3 +258,34 @@ def test_create_app_refuses_bad_setup(tmp_path, vec_db):
     # an index built from .npy records no encoder: auto means vector/id queries only, said in /info
     with TestClient(create_app(vec_db)) as client:
         assert "no encoder model" in client.get("/info").json()["encoder_note"]
+
+
+# ------------------------------------------------------------------ issue 21
+def test_k_above_the_searchable_items_is_capped_and_reported(vec_client):
+    # The one rule for k, shared with `simstd query -k` (tests/test_cli.py): capped at what the search can
+    # return, and the response says so; the server's max_k stays a refusal.
+    r = vec_client.post("/search", json={"id": 3, "k": 40, "targets": ["text"]})
+    assert r.status_code == 200 and r.json()["query"]["k"] == 29 and r.json()["query"]["k_requested"] == 40
+    r = vec_client.post("/search", json={"id": 3, "k": 5})
+    assert r.json()["query"]["k"] == r.json()["query"]["k_requested"] == 5
+    schema = vec_client.get("/openapi.json").json()["components"]["schemas"]
+    assert "capped" in schema["SearchRequest"]["properties"]["k"]["description"]
+    assert "k_requested" in schema["QueryInfo"]["required"]
+
+
+def test_info_names_the_fitted_method(vec_client, tmp_path):
+    info = vec_client.get("/info").json()
+    assert info["method"]["method"] == "paper" and info["method"]["settings"]["sample"] == 10_000
+    assert info["method"]["citation"] == "Yamashita, Shirafuji and Saito 2025"
+    from simstd import MixedIndex, Standardizer
+
+    db = vector_index(tmp_path / "hub.faiss", fit=False)
+    index = MixedIndex.load(db)
+    index.standardizer = Standardizer(method="hubness", hubness_k=5).fit(index)
+    index.save(db)
+    with TestClient(create_app(db, encoder=None)) as client:
+        info = client.get("/info").json()
+    assert info["method"]["method"] == "hubness" and info["method"]["settings"]["hubness_k"] == 5
+    assert "CSLS (Conneau et al. 2018)" in info["method"]["citation"] and "K=5" in info["method"]["summary"]
+    with TestClient(create_app(vector_index(tmp_path / "raw.faiss", fit=False), encoder=None)) as client:
+        assert client.get("/info").json()["method"] is None

@@ -11,7 +11,7 @@ import pytest
 pytest.importorskip("fastapi")
 pytest.importorskip("websocket")
 from cdp_browser import Browser, find_chromium  # noqa: E402
-from serve_support import uvicorn_server  # noqa: E402
+from serve_support import uvicorn_server, vector_index  # noqa: E402
 
 from simstd.serve import create_app  # noqa: E402
 
@@ -45,9 +45,14 @@ def test_query_mixed_grid_then_raw_toggle_changes_share(page, tmp_path):
     assert browser.eval("document.querySelector('#results').dataset.state") == "empty"
     assert "Type a query" in browser.eval("document.querySelector('#results').innerText")
 
+    footer = browser.eval("document.querySelector('footer').innerText")
+    assert browser.eval("document.querySelector('#z-method').dataset.method") == "paper"
+    assert "(Yamashita, Shirafuji and Saito 2025)" in footer and "CSLS" not in footer  # cites what is fitted
+
     browser.type("#query", "a red circle")
     browser.click("#go")
     browser.wait_for("document.querySelector('#results').dataset.state === 'results'", 30, "results")
+    assert browser.eval("location.search") == "?q=a+red+circle"  # the search is a link
     cards = browser.eval(CARDS)
     assert len(cards) == 20  # the default k
     assert {c["modality"] for c in cards} == {"image", "text"}  # one grid, both modalities
@@ -109,3 +114,54 @@ def test_error_and_empty_states(page):
     browser.click("#go")
     browser.wait_for("document.querySelector('#results').dataset.state === 'empty'", 10, "the empty state")
     assert "Type something" in browser.eval("document.querySelector('#results').innerText")
+
+
+# ------------------------------------------------------------------ issue 21: a server without an encoder, links
+@pytest.fixture(scope="module")
+def bare_page(tmp_path_factory):
+    """`simstd serve --no-encoder` over a hubness fit (vector_index: ids 0-29 texts, 30-69 images)."""
+    from simstd import MixedIndex, Standardizer
+
+    db = vector_index(tmp_path_factory.mktemp("bare") / "db.faiss", fit=False)
+    index = MixedIndex.load(db)
+    index.standardizer = Standardizer(method="hubness").fit(index)
+    index.save(db)
+    with uvicorn_server(create_app(db, encoder=None)) as url, Browser() as browser:
+        yield browser, url
+
+
+STATE = "document.querySelector('#results').dataset.state"
+
+
+def test_without_an_encoder_the_page_says_what_it_can_do_and_cites_the_fitted_method(bare_page):
+    browser, url = bare_page
+    browser.goto(url + "/")
+    browser.wait_for("document.querySelector('#z-method').dataset.method === 'hubness'", 20, "the fitted method")
+    assert browser.eval(STATE) == "empty"
+    empty = browser.eval("document.querySelector('#results').innerText")
+    assert "Type #123 (an item id, 0 to 69)" in empty and "no text/image encoder" in empty
+    assert "pick an image" not in empty and "drop one" not in empty
+    footer = browser.eval("document.querySelector('footer').innerText")
+    assert "CSLS (Conneau et al. 2018) hubness-corrected, standardized on pseudo positives" in footer
+    assert "K=10" in footer and "Yamashita, Shirafuji and Saito" not in footer
+
+
+def test_a_search_in_the_url_runs_and_every_search_updates_the_url(bare_page):
+    browser, url = bare_page
+    browser.goto(url + "/?id=3&raw=1&k=10")
+    browser.wait_for(f"{STATE} === 'results'", 30, "the linked search")
+    cards = browser.eval(CARDS)
+    assert len(cards) == 10 and 3 not in [c["id"] for c in cards]
+    assert browser.eval("document.querySelector('#query').value") == "#3"
+    assert _share(browser)[0] == "raw" and browser.eval("document.querySelector('#mode-raw').classList.contains('active')")
+    assert {c["modality"] for c in cards} == {"text"}  # raw cosine: the query's own modality only
+
+    browser.click("#mode-std")
+    browser.wait_for("document.querySelector('#share').dataset.mode === 'standardized'", 30, "standardized")
+    assert browser.eval("location.search") == "?id=3&k=10"  # the link follows what is shown
+    assert {c["modality"] for c in browser.eval(CARDS)} == {"image", "text"}
+
+    browser.goto(url + "/?q=a%20red%20circle")  # a text query this server cannot embed: said, not hidden
+    browser.wait_for(f"{STATE} === 'error'", 30, "the refusal")
+    assert "need an encoder" in browser.eval("document.querySelector('#results').innerText")
+    assert browser.eval("document.querySelector('#query').value") == "a red circle"

@@ -168,6 +168,12 @@ def _load_embeddings(embeddings: Sequence[str], meta: Sequence[str]) -> tuple[di
     if len(set(labels)) != len(labels):
         raise SimstdError("each modality may appear once in --embeddings; concatenate the arrays first")
     arrays = {m: load_npy(p, f"embeddings for {m!r}") for m, p in files}
+    # Before any array is checked or normalised (notes included): no index exists yet to compare with.
+    dims = {m: arrays[m].shape[-1] for m in labels if arrays[m].ndim in (1, 2)}
+    if len(set(dims.values())) > 1:
+        listed = ", ".join(f"{p} ({m}) has dimension {dims[m]}" for m, p in files if m in dims)
+        raise SimstdError(f"the embedding files disagree: {listed}; every modality must be embedded by the same "
+                          "model, into one space of one dimension")
     metadata = {}
     for m, p in _pairs(meta, "--meta"):
         if m not in arrays:
@@ -210,12 +216,24 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     return "\n".join(lines)
 
 
+#: The legend printed under every table of fitted pairs (the README is not at hand when it is read).
+STATS_LEGEND = ("n: positive pairs; mean, std: of their scores; ± std: sampling error of the pair's mean and std "
+                "(the larger), in units of its std (–: unknown, e.g. after a merge)")
+
+
+def _method_lines(std: Standardizer, indent: int = 13) -> str:
+    """Which method is fitted, with its settings and the work it implements (``Standardizer.describe``)."""
+    d = std.describe()
+    return "\n".join(f"{key:<{indent - 1}} {value}" for key, value in (("method", d["summary"]),
+                                                                         ("cite", d["citation"])))
+
+
 def _stats_table(std: Standardizer) -> str:
     """The fitted pairs; ``± std`` is the larger sampling error of the pair's mean and std, in units of its std."""
     rows = [[r["query_modality"], r["target_modality"], r["n"], f"{r['mean']:.4f}", f"{r['std']:.4f}",
              f"{max(r['se_mean'], r['se_std']):.3f}" if "se_mean" in r else "–"]
             for r in std.table()]
-    return _table(["query", "target", "n", "mean", "std", "± std"], rows)
+    return _table(["query", "target", "n", "mean", "std", "± std"], rows) + "\n" + STATS_LEGEND
 
 
 def _payload(meta: dict) -> str:

@@ -17,9 +17,10 @@ from ..storage import writer_lock
 from ..laion.worker import SEARCHES
 from ..standardizer import Standardizer
 from ..stats import SAMPLE_AUTO, TARGET_SE
-from ..validation import load_npy
+from ..validation import check_modality, load_npy, searchable_k
 from ._common import (
     _echo_counts,
+    _method_lines,
     _table,
     _hits_table,
     _load_embeddings,
@@ -264,6 +265,7 @@ def _fit(index_path: str, queries: str | None, query_modality: str | None, sampl
     if fmt == "json":
         click.echo(json.dumps(std.to_dict(), indent=2))
     else:
+        click.echo(_method_lines(std))
         click.echo(_stats_table(std))
         click.echo(f"wrote {index_path} (version {version})", err=True)
     if note:
@@ -309,6 +311,7 @@ def _fit_from_files(folder: str, index_path: str | None, out: str | None, spark_
     if fmt == "json":
         click.echo(json.dumps(std.to_dict(), indent=2))
     else:
+        click.echo(_method_lines(std))
         click.echo(_stats_table(std))
         r = reports[0]
         counts = ", ".join(f"{n} {m}" for m, n in r.counts.items())
@@ -322,9 +325,12 @@ def _fit_from_files(folder: str, index_path: str | None, out: str | None, spark_
 @main.command()
 @click.argument("text", required=False)
 @index_option
-@click.option("-k", default=10, show_default=True, type=click.IntRange(min=1), help="Number of results.")
+@click.option("-k", default=10, show_default=True, type=click.IntRange(min=1),
+              help="Number of results; above the items the search can return (the --target modalities' items, "
+                   "a --like item left out) it is capped at them, with a note (as in simstd serve).")
 @click.option("--vector", type=click.Path(dir_okay=False), help="Query vector(s), (dim,) or (n, dim) .npy.")
-@click.option("--query-modality", default=None, help="Modality of --vector (default: text).")
+@click.option("--query-modality", default=None,
+              help="Modality of --vector (default: text); a --like item's own modality is used.")
 @click.option("--like", "like", type=int, default=None, metavar="ID", help="Use indexed item ID as the query.")
 @click.option("--image", type=click.Path(dir_okay=False), help="Image file to use as the query (needs an encoder).")
 @click.option("--target", multiple=True, help="Only return these modalities (repeatable).")
@@ -354,7 +360,23 @@ def query(text: str | None, index_path: str, k: int, vector: str | None, query_m
     index = MixedIndex.load(index_path)
     if params:
         index.set_search_params(params)
-    kwargs = {"raw": raw, "targets": list(target) or None, "strict": strict}
+    if (text is not None or image is not None) and index.model is None:
+        raise SimstdError(
+            "this index records no encoder model (it was built from .npy embeddings), so it cannot embed "
+            "a text or image query: use --vector q.npy --query-modality text or --like ID, or build the "
+            "index with an encoder (simstd build --images DIR --texts FILE)"
+        )
+    own = None
+    if like is not None:
+        own = str(index.modality_of([like])[0])
+        if query_modality not in (None, own):  # the item's vector is a {own} vector, whatever is claimed
+            raise SimstdError(f"item {like} is a {own} item and is searched as one; --query-modality "
+                              f"{query_modality} contradicts it: leave --query-modality out with --like")
+    targets = [check_modality(t, index.modalities, "target modality") for t in dict.fromkeys(target)]
+    capped = searchable_k(k, index.counts, targets or index.modalities, own)
+    if capped < 1:
+        raise SimstdError(f"no item to return: the target modalities {targets} hold no item other than {like}")
+    kwargs = {"raw": raw, "targets": targets or None, "strict": strict}
     if index.uncertainty is not None:
         kwargs["uncertainty"] = index.uncertainty
     if rerank == "uncertainty":
@@ -362,6 +384,13 @@ def query(text: str | None, index_path: str, k: int, vector: str | None, query_m
             raise SimstdError(f"--rerank uncertainty needs the uncertainty model: run simstd fit --uncertainty "
                               f"--index {index_path}")
         kwargs.update(rerank=rerank, rerank_weight=rerank_weight)
+    if not raw and index.standardizer is None:  # the index's own message speaks Python (raw=True)
+        raise SimstdError(f"the index has no fitted standardizer: run simstd fit --index {index_path}, "
+                          "or rank by raw cosine with --raw")
+    if capped < k:  # the one rule for k, shared with simstd serve: at most the items there are
+        click.echo(f"note: k={k} is more than the {capped} items this search can return; returning {capped}",
+                   err=True)
+        k = capped
     if like is not None:
         result = index.search_like([like], k, **kwargs)
         labels = [f"like:{like}"]
@@ -370,12 +399,6 @@ def query(text: str | None, index_path: str, k: int, vector: str | None, query_m
         result = index.search(vectors, query_modality or "text", k, **kwargs)
         labels = [f"{vector}#{i}" for i in range(len(result))] if len(result) > 1 else [vector]
     else:
-        if index.model is None:
-            raise SimstdError(
-                "this index records no encoder model (it was built from .npy embeddings), so it cannot embed "
-                "a text or image query: use --vector q.npy --query-modality text or --like ID, or build the "
-                "index with an encoder (simstd build --images DIR --texts FILE)"
-            )
         from ..encoders import encoder_for_index
 
         encoder = encoder_for_index(index)
@@ -472,6 +495,7 @@ def info(index_path: str, fmt: str) -> None:
         click.echo(json.dumps({
             "index": str(index_path), "version": index.version, "dim": index.dim, "factory": index.factory,
             "model": index.model, "ntotal": index.ntotal, "counts": index.counts, "fingerprint": index.fingerprint,
+            "method": None if std is None else std.describe(),
             "standardizer": None if std is None else std.to_dict(), "stale": stale,
             "search_params": [{"query_modality": q, "target": t, "params": v}
                               for (q, t), v in index.search_params.items()],
@@ -493,4 +517,5 @@ def info(index_path: str, fmt: str) -> None:
         click.echo(f"standardizer not fitted: run simstd fit --index {index_path}")
     else:
         click.echo("standardizer " + ("STALE: " + stale if stale else "fitted"))
+        click.echo(_method_lines(std))
         click.echo(_stats_table(std))

@@ -18,7 +18,7 @@ import numpy as np
 
 from ..engines.base import SearchResult
 from ..errors import NotFittedError, SimstdError
-from ..validation import check_label
+from ..validation import check_label, check_modality
 from .bridges import Bridges
 from .params import PairParams
 from .shards import ShardSet
@@ -68,7 +68,7 @@ def plan(index: Searched, query_modality: str, k: int, *, standardizer: Any = No
         raise SimstdError(f"k must be a positive integer, got {k!r}")
     names = list(targets) if targets is not None else shards.modalities
     for m in names:
-        shards.check_modality(m, "target modality")
+        check_modality(m, shards.modalities, "target modality")
     if uncertainty is not None or rerank is not None:
         from ..uncertainty.model import check_rerank  # lazy: plain searches do not need the module
 
@@ -95,6 +95,7 @@ def plan(index: Searched, query_modality: str, k: int, *, standardizer: Any = No
                 "(Python: index.standardizer = Standardizer().fit(index)), or search with raw=True"
             )
         standardizer.check_index(index, strict=strict)
+        check_modality(query_modality, [*shards.modalities, *standardizer.modalities_])  # a slip, not a refit
         for m in names:  # fail before searching if a pair cannot standardize
             standardizer.affine(query_modality, m)
         needed = max(k, standardizer.query_depth)

@@ -6,6 +6,12 @@ from typing import Any, Optional
 from pydantic import BaseModel, ConfigDict, Field
 
 
+#: The one rule for k, the CLI's too (simstd query -k): a server limit refuses, a small index caps.
+K_RULE = ("Number of results. Above the server's max_k it is refused (400). Above the number of items the search "
+          "can return (the targets' items; for an id query, the item itself left out) it is capped at that "
+          "number: the response's query.k says how many came back, query.k_requested what was asked.")
+
+
 class SearchRequest(BaseModel):
     """One query: exactly one of ``text``, ``vector``, ``image`` or ``id``."""
 
@@ -19,7 +25,7 @@ class SearchRequest(BaseModel):
     query_modality: Optional[str] = Field(
         None, description="Modality of the query: text for text, image for images, the item's own for "
                           "an id; for a vector default text.")
-    k: int = Field(10, ge=1, description="Number of results (at most the server's max_k).")
+    k: int = Field(10, ge=1, description=K_RULE)
     targets: Optional[list[str]] = Field(None, description="Only return these modalities (default: all).")
     raw: bool = Field(False, description="Rank by raw cosine instead of the standardized score.")
 
@@ -27,7 +33,8 @@ class SearchRequest(BaseModel):
 class QueryInfo(BaseModel):
     kind: str
     query_modality: str
-    k: int
+    k: int = Field(description="Results returned: k_requested, capped at the items the search can return.")
+    k_requested: int = Field(description="The k asked for.")
     targets: list[str]
     standardized: bool
 
@@ -62,6 +69,16 @@ class Health(BaseModel):
     pending_reason: Optional[str] = None
 
 
+class FitMethod(BaseModel):
+    """The fitted standardizer's method (simstd.Standardizer.describe)."""
+
+    method: str = Field(description='"paper" (Yamashita et al. 2025) or "hubness" (CSLS-corrected, then standardized).')
+    settings: dict[str, Any] = Field(description="hubness_k (K, hubness only), sample (pseudo queries per modality: "
+                                                 'a count, "auto" or null = all), target_se (auto\'s target error).')
+    summary: str = Field(description="The method and its settings in one line.")
+    citation: str = Field(description="The work the fitted method implements.")
+
+
 class Info(BaseModel):
     name: str
     version: str
@@ -73,6 +90,7 @@ class Info(BaseModel):
     fingerprint: str
     standardized: bool
     stale: bool = Field(description="Items were added after the fit (it still serves; refit with simstd fit).")
+    method: Optional[FitMethod] = Field(description="What is fitted (None: not fitted, raw scores only).")
     standardizer: Optional[list[dict[str, Any]]]
     confidence: bool
     encoder: Optional[str]

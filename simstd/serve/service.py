@@ -15,6 +15,7 @@ import numpy as np
 
 from ..errors import NotFoundError, SimstdError, UnsupportedQueryError
 from ..index import SearchResult
+from ..validation import check_modality, searchable_k
 from .config import Settings
 from .deps import Snapshot
 from .media import image_fields
@@ -79,10 +80,7 @@ def _check_targets(snap: Snapshot, targets: list[str] | None) -> list[str]:
     names = snap.index.modalities
     if not targets:
         return names
-    unknown = [t for t in targets if t not in names]
-    if unknown:
-        raise SimstdError(f"unknown target modality {unknown[0]!r}; the index holds {names}")
-    return list(dict.fromkeys(targets))
+    return [check_modality(t, names, "target modality") for t in dict.fromkeys(targets)]
 
 
 def _check_id(snap: Snapshot, item_id: int) -> str:
@@ -105,14 +103,6 @@ def _run(snap: Snapshot, vectors: np.ndarray | None, item_id: int | None, query_
     return snap.index.search(vectors, query_modality, k, **kwargs)
 
 
-def _available(snap: Snapshot, targets: list[str], item_id: int | None, item_modality: str | None) -> int:
-    counts = snap.index.counts
-    n = sum(counts[t] for t in targets)
-    if item_id is not None:  # the item itself is left out; search_like needs k <= ntotal - 1
-        n = min(n - (item_modality in targets), snap.index.ntotal - 1)
-    return max(n, 0)
-
-
 def search(snap: Snapshot, settings: Settings, req: SearchRequest, upload: bytes | None = None) -> dict:
     """simstd's own ``POST /search``."""
     t0 = time.perf_counter()
@@ -132,9 +122,8 @@ def search(snap: Snapshot, settings: Settings, req: SearchRequest, upload: bytes
         qmod = item_modality
     else:
         qmod = req.query_modality or ("image" if kind == "image" else "text")
-    if qmod not in snap.index.modalities:
-        raise SimstdError(f"unknown query modality {qmod!r}; the index holds {snap.index.modalities}")
-    k = min(req.k, _available(snap, targets, req.id, item_modality))
+    check_modality(qmod, snap.index.modalities)
+    k = searchable_k(req.k, snap.index.counts, targets, item_modality)  # the CLI's rule: capped, reported
     if k < 1:
         raise SimstdError("no item to return: the target modalities hold no other item")
     vectors = None
@@ -147,7 +136,7 @@ def search(snap: Snapshot, settings: Settings, req: SearchRequest, upload: bytes
         h.pop("uncertainty", None)
         hits.append({**h, **image_fields(h["id"], h["modality"], h["metadata"])})
     return {
-        "query": {"kind": kind, "query_modality": qmod, "k": k, "targets": targets,
+        "query": {"kind": kind, "query_modality": qmod, "k": k, "k_requested": req.k, "targets": targets,
                   "standardized": result.standardized},
         "hits": hits,
         "modality_share": modality_share([h["modality"] for h in hits], targets),
@@ -210,11 +199,10 @@ def knn_service(snap: Snapshot, settings: Settings, req: KnnRequest, base_url: s
         vectors, qmod = _embed(snap, settings, vector=req.embedding_input), req.query_modality or "text"
     else:
         raise SimstdError("must fill one of text, image and embedding_input")
-    if qmod not in names:
-        raise SimstdError(f"unknown query_modality {qmod!r}; the index holds {names}")
+    check_modality(qmod, names, "query_modality")
     # clip back returns num_result_ids ids and metadata for the first num_images; clamp, its clients ask fixed sizes.
     wanted = req.num_result_ids if req.num_result_ids is not None else req.num_images
-    k = min(max(wanted, req.num_images), settings.max_k, _available(snap, targets, None, None))
+    k = searchable_k(min(max(wanted, req.num_images), settings.max_k), snap.index.counts, targets)
     if k < 1:
         return []
     result = _run(snap, vectors, None, qmod, k, targets, raw)

@@ -567,6 +567,25 @@ class Standardizer:
         return (f"Standardizer({method}n_pseudo={self.n_pseudo}, source={self.source!r}, sample={self.sample!r}"
                 f"{shift}{state})")
 
+    def describe(self) -> dict:
+        """What is fitted, for people: the method, its settings (K, sample, target
+        error), a one-line summary and the work to cite (shown by ``simstd fit``,
+        ``simstd info``, the service's ``/info`` and its page)."""
+        method = self.backend_
+        settings = {**method.describe(self),
+                    "sample": self.sample if self.sample in (None, SAMPLE_AUTO) else int(self.sample),
+                    "target_se": float(self.target_se)}
+        if self.source == "labeled":
+            sample = "on labeled pairs"
+        elif self.sample == SAMPLE_AUTO:  # the target error sizes only an adaptive sample
+            sample = f"sample auto: pseudo queries drawn until every pair's ± std <= {self.target_se:g}"
+        elif self.sample is None:
+            sample = "sample: every item as a pseudo query"
+        else:
+            sample = f"sample: up to {int(self.sample):,} pseudo queries per modality"
+        return {"method": self.method, "settings": settings, "summary": f"{method.summary(self)}; {sample}",
+                "citation": method.citation}
+
 
 def _broadcast_labels(labels: Sequence[str] | str, size: int, name: str) -> np.ndarray:
     if isinstance(labels, str):

@@ -187,8 +187,8 @@ class HubnessMethod(Method):
     """Per-item hubness terms, a query term from one search's candidates, per-pair scale."""
 
     name = "hubness"
-    citation = ("hubness-corrected similarity (CSLS, Conneau et al. 2018), standardized on pseudo positives "
-                "(Yamashita, Shirafuji and Saito 2025)")
+    citation = ("CSLS (Conneau et al. 2018) hubness-corrected, standardized on pseudo positives "
+                "(Yamashita et al. 2025)")
     has_item_terms = True
     fitted_attributes: ClassVar[tuple[str, ...]] = (
         "terms_", "term_ids_", "terms_digest_", "banks_", "centre_", "scale_", "cosine_moments_")
@@ -447,9 +447,10 @@ class HubnessMethod(Method):
         est.cosine_moments_ = (cn, cmean, cm2)
 
     def describe(self, est: Estimator) -> dict:
-        return {"hubness_k": int(est.hubness_k),
-                "hubness_bank": None if est.hubness_bank is None else int(est.hubness_bank),
-                "hubness_scale": est.hubness_scale}
+        return {"hubness_k": int(est.hubness_k)}
+
+    def summary(self, est: Estimator) -> str:
+        return f"hubness: CSLS-corrected cosine (K={int(est.hubness_k)}), standardized"
 
 
 def _ids_bytes(ids: np.ndarray) -> bytes:

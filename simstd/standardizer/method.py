@@ -104,5 +104,9 @@ class Method:
         """Restore this method's fitted attributes from the saved file."""
 
     def describe(self, est: Estimator) -> dict:
-        """The settings that define this method's fit, for people (info, /info)."""
+        """The method's own settings of a fit, for people (``Standardizer.describe``)."""
         return {}
+
+    def summary(self, est: Estimator) -> str:
+        """What the fit ranks by, in a few words (``simstd fit``, ``info``, the page)."""
+        return self.name

@@ -27,7 +27,7 @@ class PaperMethod(Method):
     """Yamashita et al. (2025), exactly; fits from a store, a query log, gold pairs or scores."""
 
     name = "paper"
-    citation = "z of the raw cosine on pseudo positives (Yamashita, Shirafuji and Saito 2025)"
+    citation = "Yamashita, Shirafuji and Saito 2025"
     mergeable = True
     fitted_attributes: ClassVar[tuple[str, ...]] = ()
 
@@ -78,7 +78,8 @@ class PaperMethod(Method):
         return z
 
     def describe(self, est: Estimator) -> dict:
-        out: dict = {"source": est.source, "n_pseudo": int(est.n_pseudo)}
-        if est.query_shift:
-            out.update(query_shift=float(est.query_shift), shift_k=int(est.shift_k))
-        return out
+        return {"query_shift": float(est.query_shift), "shift_k": int(est.shift_k)} if est.query_shift else {}
+
+    def summary(self, est: Estimator) -> str:
+        shift = f", query shift {est.query_shift:g} (K={int(est.shift_k)})" if est.query_shift else ""
+        return f"paper: standardized cosine{shift}"

@@ -9,7 +9,7 @@ from starlette.concurrency import run_in_threadpool
 from .. import service
 from ..config import Settings
 from ..deps import IndexHolder, Snapshot
-from ..schemas import Health, Info, SearchRequest, SearchResponse
+from ..schemas import K_RULE, Health, Info, SearchRequest, SearchResponse
 from ._deps import get_holder, get_settings, get_snapshot
 
 router = APIRouter(tags=["simstd"])
@@ -25,7 +25,7 @@ def search(req: SearchRequest, snap: Snapshot = Depends(get_snapshot),
 @router.post("/search/image", response_model=SearchResponse)
 async def search_image(
     image: UploadFile = File(..., description="The query image."),
-    k: int = Form(10, ge=1),
+    k: int = Form(10, ge=1, description=K_RULE),
     targets: Optional[list[str]] = Form(None),
     raw: bool = Form(False),
     query_modality: Optional[str] = Form(None),
@@ -54,6 +54,7 @@ def info(snap: Snapshot = Depends(get_snapshot), settings: Settings = Depends(ge
         "name": settings.index_name, "version": snap.version, "dim": index.dim, "factory": index.factory,
         "model": index.model, "ntotal": index.ntotal, "counts": index.counts, "fingerprint": index.fingerprint,
         "standardized": snap.standardized, "stale": snap.stale,
+        "method": index.standardizer.describe() if snap.standardized else None,
         "standardizer": index.standardizer.table() if snap.standardized else None,
         "confidence": snap.uncertainty is not None,
         "encoder": snap.encoder.name if snap.encoder else None, "encoder_note": snap.encoder_note,

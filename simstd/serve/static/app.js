@@ -57,13 +57,64 @@ async function loadInfo() {
       $("#mode-std").disabled = true;
       syncToggle();
     }
+    // Cite what is fitted: the paper's method, or the hubness-corrected one (GET /info's method).
+    const zMethod = $("#z-method");
+    zMethod.dataset.method = info.method ? info.method.method : "";
+    zMethod.textContent = info.method ? `standardized, ${info.method.summary} (${info.method.citation})`
+                                      : "not fitted: raw cosine only";
     if (!info.encoder) {
       $("#query").placeholder = "Search by item: #123 (this server has no text/image encoder)";
       $(".upload").style.display = "none";
+      if ($("#results").dataset.state === "empty") setState("empty", noEncoderHint(info));
     }
+    return true;
   } catch (err) {
     setState("error", `Cannot reach the server: ${err.message}`);
+    return false;
   }
+}
+
+function noEncoderHint(info) {
+  // Say what this server can do: it cannot embed a typed text or an image.
+  return `Type #123 (an item id, 0 to ${info.ntotal - 1}) to see the texts and images nearest that item in ` +
+    `one ranking. This server has no text/image encoder, so it cannot search by typed text or by image` +
+    `${info.encoder_note ? ` (${info.encoder_note})` : ""}.`;
+}
+
+// ------------------------------------------------ a search in the URL: /?q=..., /?id=123, &raw=1, &k=50
+function queryFromUrl() {
+  const params = new URLSearchParams(window.location.search);
+  if (params.has("raw") && state.info.standardized) state.raw = ["1", "true", "yes"].includes(params.get("raw"));
+  syncToggle();
+  const k = params.get("k");
+  if (k && /^\d+$/.test(k) && Number(k) > 0) {
+    if (![...$("#k").options].some((o) => o.value === k)) $("#k").append(el("option", {}, k));
+    $("#k").value = k;
+  }
+  if (params.has("id") && /^\d+$/.test(params.get("id"))) {
+    const id = Number(params.get("id"));
+    $("#query").value = `#${id}`;
+    return { kind: "id", id, label: `#${id}` };
+  }
+  if (params.get("q")) {
+    $("#query").value = params.get("q");
+    return queryFromInput();
+  }
+  return null;
+}
+
+function syncUrl(query) {
+  // The shown search as a link (bookmark, share, a headless browser); an uploaded image cannot be one.
+  const params = new URLSearchParams();
+  if (query.kind === "id") params.set("id", String(query.id));
+  else if (query.kind === "text") params.set("q", query.text);
+  else {
+    history.replaceState(null, "", window.location.pathname);
+    return;
+  }
+  if (state.raw) params.set("raw", "1");
+  if ($("#k").value !== "20") params.set("k", $("#k").value);
+  history.replaceState(null, "", `${window.location.pathname}?${params}`);
 }
 
 function syncToggle() {
@@ -84,6 +135,7 @@ async function search(query) {
     return;
   }
   state.last = query;
+  syncUrl(query);
   const seq = ++state.requestSeq;
   const k = Number($("#k").value);
   setState("loading");
@@ -180,6 +232,11 @@ function data_z(hit) {
 
 function searchImage(file) {
   if (!file) return;
+  if (state.info && !state.info.encoder) {
+    setState("error", `This server cannot search by image: ${state.info.encoder_note || "it has no encoder"}. ` +
+             "Type #123 to search by an indexed item.");
+    return;
+  }
   if (!file.type.startsWith("image/")) {
     setState("error", `${file.name} is not an image.`);
     return;
@@ -214,4 +271,7 @@ results.addEventListener("drop", (e) => {
   searchImage(e.dataTransfer.files[0]);
 });
 
-loadInfo();
+loadInfo().then((ok) => {
+  const query = ok ? queryFromUrl() : null;
+  if (query) search(query);
+});
