@@ -26,6 +26,10 @@ class LockTimeoutError(SimstdError):
     """Another process held an index's writer lock for longer than the timeout."""
 
 
+class IndexExistsError(SimstdError):
+    """A new index would replace an existing one the caller did not ask to replace."""
+
+
 class ConcurrentWriteError(SimstdError):
     """An index changed on disk between loading it and saving it back."""
 

@@ -811,7 +811,8 @@ class MixedIndex:
         return self._search(self.reconstruct(ids), str(labels[0]), k, exclude=ids, **opts)
 
     # ------------------------------------------------------------- persistence
-    def save(self, path: str | Path, *, lock_timeout: float | None = 600.0) -> str:
+    def save(self, path: str | Path, *, lock_timeout: float | None = 600.0, overwrite: bool = False,
+             keep: int | None = None) -> str:
         """Commit the index (vectors, payloads, fitted models) as a new version at
         ``path``, atomically and under the writer lock (waits up to
         ``lock_timeout`` seconds); returns the version id (also ``self.version``).
@@ -819,10 +820,14 @@ class MixedIndex:
         If this index was loaded from ``path`` and another writer committed
         since, raises :class:`~simstd.errors.ConcurrentWriteError` instead of
         losing that writer's change (see :func:`simstd.storage.writer_lock`).
+        An index not loaded from ``path`` replaces one already there only with
+        ``overwrite=True`` (else :class:`~simstd.errors.IndexExistsError`); the
+        replaced one stays one ``simstd rollback`` away. ``keep``: how many
+        versions the index keeps from now on (default 2; docs/reliability.md).
         """
         from .storage.layout import save_index
 
-        return save_index(self, path, lock_timeout=lock_timeout)
+        return save_index(self, path, lock_timeout=lock_timeout, overwrite=overwrite, keep=keep)
 
     @classmethod
     def load(cls, path: str | Path, *, load_standardizer: bool = True, verify: bool | None = None) -> "MixedIndex":

@@ -33,7 +33,7 @@ from ..errors import CorruptFileError, SimstdError
 from ..standardizer import Standardizer
 from ..store import MetadataStore
 from .lock import DEFAULT_TIMEOUT, store_dir
-from .manifest import is_manifest
+from .manifest import is_manifest, repair_hint
 from .versions import ANY, Version, VersionWriter, commit, current_version, read_version
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -103,12 +103,14 @@ def check_path(path: str | Path) -> Path:
 
 
 # ------------------------------------------------------------------- saving
-def save_index(index: "MixedIndex", path: str | Path, *, lock_timeout: float | None = DEFAULT_TIMEOUT) -> str:
+def save_index(index: "MixedIndex", path: str | Path, *, lock_timeout: float | None = DEFAULT_TIMEOUT,
+               overwrite: bool = False, keep: int | None = None) -> str:
     """Commit ``index`` as a new version of the index at ``path``; returns the version id.
 
     If ``index`` was loaded from ``path``, the commit is refused when another
-    writer committed since (no lost update); otherwise it replaces whatever
-    is there (``simstd build`` over an existing index).
+    writer committed since (no lost update); otherwise it replaces an index
+    already there only with ``overwrite`` (``simstd build --overwrite``), and
+    the replaced one stays one rollback away. ``keep``: versions to keep.
     """
     path = check_path(path)
     if index.standardizer is not None:
@@ -151,7 +153,8 @@ def save_index(index: "MixedIndex", path: str | Path, *, lock_timeout: float | N
             **_index_terms(index),
         }
 
-    manifest = commit(path, write, expect=expect, lock_timeout=lock_timeout, after=_drop_legacy_sidecars)
+    manifest = commit(path, write, expect=expect, lock_timeout=lock_timeout, after=_drop_legacy_sidecars,
+                      overwrite=same or overwrite, keep=keep, action="save" if same else "new index")
     index.version = manifest.version
     index._origin = (here, manifest.version)
     return manifest.version
@@ -200,8 +203,7 @@ def load_index(cls: type, path: str | Path, *, load_standardizer: bool = True,
             return read_version(path, lambda v: _load_version(cls, v, load_standardizer, verify))
         if store_dir(path).is_dir() and not legacy_paths(path)["sqlite"].exists():
             raise CorruptFileError(f"index manifest {path} is corrupt (not JSON, and no old single-file index "
-                                   f"beside it); `simstd rollback --index {path}` restores the newest intact "
-                                   "version, or rebuild with `simstd build`")
+                                   f"beside it); {repair_hint(path)}")
         try:
             return _load_legacy(cls, path, load_standardizer)
         except (CorruptFileError, FileNotFoundError):
