@@ -100,7 +100,8 @@ def assert_intact(db: Path) -> None:
 
 
 OPS = {
-    "build": lambda d, db: ["build", "-e", f"text={d / 't2.npy'}", "-e", f"image={d / 'more.npy'}", "--out", db],
+    "build": lambda d, db: ["build", "-e", f"text={d / 't2.npy'}", "-e", f"image={d / 'more.npy'}", "--out", db,
+                            "--overwrite"],
     "add": lambda d, db: ["add", "--index", db, "-e", f"image={d / 'more.npy'}", "-e", f"text={d / 'more2.npy'}"],
     "fit": lambda d, db: ["fit", "--index", db, "--seed", "3", "--sample", "100"],
 }
@@ -227,7 +228,7 @@ def test_four_query_loops_during_writes_never_fail(data):
     writes = [
         ["add", "--index", db, "-e", f"image={data / 'more.npy'}"],
         ["fit", "--index", db, "--sample", "100"],
-        ["build", "-e", f"text={data / 't.npy'}", "-e", f"image={data / 'i.npy'}", "--out", db],
+        ["build", "-e", f"text={data / 't.npy'}", "-e", f"image={data / 'i.npy'}", "--out", db, "--overwrite"],
         ["add", "--index", db, "-e", f"text={data / 'more2.npy'}"],
     ]
     for args in writes:
