@@ -633,7 +633,7 @@ def recover(path: str | Path, *, to: str | None = None, lock_timeout: float | No
                 previous.check_file(name)
             except FileNotFoundError:
                 raise CorruptFileError(f"version {target} lost {previous.folder / name}; cannot go back to it") from None
-        _point_to(path, previous.manifest, "rollback" if action == "undo" else f"rollback --to")
+        _point_to(path, previous.manifest, "rollback" if action == "undo" else "rollback --to")
         return Recovery(previous.manifest, action, None if current is None else current.manifest)
 
 
