@@ -51,7 +51,7 @@ def build_index(path: Path, n: int, dim: int, factory: str) -> None:
     metadata = {"text": [{"text": f"synthetic caption {i}"} for i in range(half)]}
     index = MixedIndex.from_arrays(arrays, factory=factory, metadata=metadata)
     index.standardizer = Standardizer(sample=2000, seed=0).fit(index)
-    index.save(path)
+    index.save(path, overwrite=True)  # --work may hold the last run's index
 
 
 def in_process_rate(db: Path, queries: np.ndarray, k: int, seconds: float = 3.0) -> float:

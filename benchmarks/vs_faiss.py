@@ -120,7 +120,7 @@ def phase_build_mixed(cfg: dict) -> dict:
     if cfg["params"]:
         index.set_search_params(cfg["params"])
     t0 = time.perf_counter()
-    index.save(cfg["path"])
+    index.save(cfg["path"], overwrite=True)  # a rerun rebuilds it
     save = time.perf_counter() - t0
     return {"generate_s": gen, "add_s": add, "save_s": save, "counts": index.counts}
 

@@ -69,6 +69,11 @@ class ConcurrentWriteError(SimstdBaseError):
     (not bad input: load the new version and redo the change)."""
 
 
+class IndexExistsError(SimstdError):
+    """A new index would replace an existing one the caller did not ask to replace
+    (``simstd build --overwrite`` / ``MixedIndex.save(path, overwrite=True)``)."""
+
+
 class StaleFitWarning(UserWarning):
     """A fit (standardizer, uncertainty model) was made before items were added:
     it still serves, with the statistics of each item's modality pair."""

@@ -81,7 +81,9 @@ def test_add_keeps_the_stale_fit_serving(files, built):
 
 def test_rebuild_removes_the_old_fit(files, built):
     assert run("fit", "--index", built).exit_code == 0
-    run("build", "-e", f"text={files / 't.npy'}", "--out", built)
+    assert run("build", "-e", f"text={files / 't.npy'}", "--out", built).exit_code == 1  # refused: it holds an index
+    assert "standardizer.json" in version_files(built)
+    assert run("build", "-e", f"text={files / 't.npy'}", "--out", built, "--overwrite").exit_code == 0
     assert "standardizer.json" not in version_files(built)
     assert MixedIndex.load(built).standardizer is None
 
@@ -125,7 +127,7 @@ def test_corrupt_sidecar_is_reported(files, built):
     items = version_files(built)["items.sqlite"]
     items.write_bytes(b"not a database" * 50)
     r = run("info", "--index", built)
-    assert r.exit_code == 1 and "items.sqlite is corrupt" in r.output and "simstd build" in r.output
+    assert r.exit_code == 1 and "items.sqlite is corrupt" in r.output and "simstd check" in r.output
 
 
 def test_unnormalised_input_is_normalised_with_a_note(files):

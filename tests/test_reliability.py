@@ -100,7 +100,8 @@ def assert_intact(db: Path) -> None:
 
 
 OPS = {
-    "build": lambda d, db: ["build", "-e", f"text={d / 't2.npy'}", "-e", f"image={d / 'more.npy'}", "--out", db],
+    "build": lambda d, db: ["build", "-e", f"text={d / 't2.npy'}", "-e", f"image={d / 'more.npy'}", "--out", db,
+                            "--overwrite"],
     "add": lambda d, db: ["add", "--index", db, "-e", f"image={d / 'more.npy'}", "-e", f"text={d / 'more2.npy'}"],
     "fit": lambda d, db: ["fit", "--index", db, "--seed", "3", "--sample", "100"],
 }
@@ -227,7 +228,7 @@ def test_four_query_loops_during_writes_never_fail(data):
     writes = [
         ["add", "--index", db, "-e", f"image={data / 'more.npy'}"],
         ["fit", "--index", db, "--sample", "100"],
-        ["build", "-e", f"text={data / 't.npy'}", "-e", f"image={data / 'i.npy'}", "--out", db],
+        ["build", "-e", f"text={data / 't.npy'}", "-e", f"image={data / 'i.npy'}", "--out", db, "--overwrite"],
         ["add", "--index", db, "-e", f"text={data / 'more2.npy'}"],
     ]
     for args in writes:
@@ -444,7 +445,157 @@ def test_a_damaged_manifest_is_repaired_by_rollback_or_replaced_by_build(data):
     assert state(db) == after
     db.write_bytes(b"garbage")
     r = simstd("info", "--index", db)
-    assert r.returncode == 1 and "db.faiss is corrupt" in r.stderr and "simstd rollback" in r.stderr
-    r = simstd("build", "-e", f"text={data / 't.npy'}", "--out", db)  # a rebuild replaces it
+    assert r.returncode == 1 and "db.faiss is corrupt" in r.stderr and "simstd repair" in r.stderr
+    r = simstd("build", "-e", f"text={data / 't.npy'}", "--out", db, "--overwrite")  # a rebuild replaces it
     assert r.returncode == 0, r.stderr
     assert MixedIndex.load(db).counts == {"text": 300}
+
+
+# ------------------------------------------------------------ issue 23: recovery
+def fix_line(check: subprocess.CompletedProcess) -> list[str]:
+    """The command `simstd check` prints after "fix: ", split as a shell would."""
+    import shlex
+
+    lines = [line for line in check.stdout.splitlines() if line.startswith("fix: ")]
+    assert len(lines) == 1, check.stdout + check.stderr
+    command = shlex.split(lines[0][len("fix: "):].split("   (")[0])
+    assert command[0] == "simstd"
+    return command[1:]
+
+
+def test_build_over_an_existing_index_refuses_unless_overwrite_which_stays_one_rollback_away(data):
+    db = build_fitted(data)
+    fitted = state(db)
+    r = simstd("build", "-e", f"text={data / 't2.npy'}", "--out", db)
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert f"{db} holds an index" in r.stderr and "300 text, 200 image, fitted" in r.stderr
+    assert "--overwrite" in r.stderr and state(db) == fitted
+    r = simstd("build", "-e", f"text={data / 't2.npy'}", "--out", db, "--overwrite")
+    assert r.returncode == 0, r.stderr
+    assert "built" in r.stderr and f"simstd rollback --index {db}` brings it back" in r.stderr
+    assert MixedIndex.load(db).counts == {"text": 120}
+    r = simstd("rollback", "--index", db)
+    assert r.returncode == 0, r.stderr
+    assert state(db) == fitted
+    # Python follows the same rule: a new index never silently replaces one ...
+    from simstd.errors import IndexExistsError
+
+    new = MixedIndex.from_arrays({"text": np.load(data / "t2.npy")})
+    with pytest.raises(IndexExistsError, match="holds an index.*overwrite=True"):
+        new.save(db)
+    assert state(db) == fitted
+    # ... while saving an index loaded from the path (add, fit) goes on as before
+    index = MixedIndex.load(db)
+    index.add(np.load(data / "more.npy"), "image")
+    index.save(db)
+    assert MixedIndex.load(db).counts == {"text": 300, "image": 280}
+    new.save(db, overwrite=True)
+    assert MixedIndex.load(db).counts == {"text": 120}
+
+
+def test_a_damaged_handle_after_a_rollback_is_restored_to_the_version_the_user_was_on(data):
+    """Issue 23, scenario 2: build + fit, build over it by mistake, rollback, then the handle is damaged."""
+    db = build_fitted(data)
+    fitted = state(db)
+    assert simstd("build", "-e", f"text={data / 't2.npy'}", "--out", db, "--overwrite").returncode == 0
+    assert simstd("rollback", "--index", db).returncode == 0
+    assert state(db) == fitted
+    db.write_bytes(b'{"format": "simstd.index", "vers')  # the handle is damaged
+    r = simstd("check", "--index", db)
+    assert r.returncode == 1
+    r = simstd(*fix_line(r))  # `simstd repair --index db.faiss`, as printed
+    assert r.returncode == 0, r.stderr
+    assert state(db) == fitted and "the version that was current" in r.stderr
+    db.write_bytes(b"garbage")
+    r = simstd("rollback", "--index", db)  # what the issue ran: the same repair
+    assert r.returncode == 0, r.stderr
+    assert state(db) == fitted and "300 text, 200 image, fitted" in r.stderr
+
+
+def test_rollback_after_rollback_walks_back_and_rollback_to_goes_forward(data):
+    db = data / "db.faiss"
+    assert simstd("build", "-e", f"text={data / 't.npy'}", "-e", f"image={data / 'i.npy'}", "--out", db,
+                  "--keep", "3").returncode == 0
+    assert simstd("fit", "--index", db, "--sample", "100").returncode == 0
+    fitted = state(db)
+    assert simstd("add", "--index", db, "-e", f"image={data / 'more.npy'}").returncode == 0
+    added = state(db)
+    r = simstd("versions", "--index", db, "--format", "json")
+    listed = json.loads(r.stdout)
+    assert listed["keep"] == 3 and [v["fitted"] for v in listed["versions"]] == [True, True, False]
+    assert [v["current"] for v in listed["versions"]] == [True, False, False]
+    assert [v["counts"]["image"] for v in listed["versions"]] == [280, 200, 200]
+    assert simstd("rollback", "--index", db).returncode == 0 and state(db) == fitted
+    r = simstd("rollback", "--index", db)  # again: further back, to the unfitted build
+    assert r.returncode == 0 and "not fitted" in r.stderr and MixedIndex.load(db).standardizer is None
+    r = simstd("rollback", "--index", db)
+    assert r.returncode == 1 and "no previous version" in r.stderr
+    newest = listed["versions"][0]["version"]
+    r = simstd("rollback", "--index", db, "--to", newest.split("-")[0])  # by its number
+    assert r.returncode == 0, r.stderr
+    assert state(db) == added
+    r = simstd("rollback", "--index", db, "--to", "999")
+    assert r.returncode == 1 and "keeps no version '999'" in r.stderr and "simstd versions" in r.stderr
+
+
+def test_every_fix_check_prints_works_as_printed(data):
+    """Issue 23, scenario 3, and a damaged data file: repaired from a byte-identical copy, or the loss named."""
+    db = build_fitted(data)
+    fitted = state(db)
+    copy = store_dir(db) / current_version(db) / "manifest.json"
+    copy.write_text("{not json")  # the version's copy of the manifest
+    r = simstd("query", "--like", "0", "--index", db)  # never served silently
+    assert r.returncode == 1 and "manifest.json is damaged" in r.stderr and "simstd check" in r.stderr
+    r = simstd("check", "--index", db)
+    assert r.returncode == 1
+    command = fix_line(r)
+    assert command == ["repair", "--index", str(db)]
+    r = simstd(*command)
+    assert r.returncode == 0, r.stderr
+    assert simstd("check", "--index", db).returncode == 0 and state(db) == fitted
+    # a refit hard-links shards.faiss from the previous version; a damaged copy of it is restored from there
+    assert simstd("fit", "--index", db, "--sample", "150").returncode == 0
+    refitted = state(db)
+    shards = version_files(db)["shards.faiss"]
+    shards.unlink()  # e.g. a tool rewrote the file in place of the link
+    shards.write_bytes(b"\0" * 100)
+    r = simstd("check", "--index", db)
+    command = fix_line(r)
+    assert command[0] == "repair" and "shards.faiss from version" in r.stdout
+    assert simstd(*command).returncode == 0
+    assert simstd("check", "--index", db).returncode == 0 and state(db) == refitted
+    # an add writes new shards: no kept version holds them, so the fix is a rollback that says what is lost
+    assert simstd("add", "--index", db, "-e", f"image={data / 'more.npy'}").returncode == 0
+    shards = version_files(db)["shards.faiss"]
+    shards.unlink()
+    shards.write_bytes(b"\0" * 100)
+    r = simstd("repair", "--index", db)
+    assert r.returncode == 1 and "shards.faiss (the vectors)" in r.stderr and "is lost" in r.stderr
+    r = simstd("check", "--index", db)
+    command = fix_line(r)
+    assert command == ["rollback", "--index", str(db)] and "the vectors" in r.stdout
+    assert simstd(*command).returncode == 0
+    assert simstd("check", "--index", db).returncode == 0 and state(db) == refitted
+
+
+def test_keep_is_a_setting_and_info_shows_the_kept_versions_cost(data):
+    db = data / "db.faiss"
+    assert simstd("build", "-e", f"text={data / 't.npy'}", "--out", db).returncode == 0
+    for _ in range(3):
+        assert simstd("add", "--index", db, "-e", f"text={data / 'more2.npy'}").returncode == 0
+    r = simstd("versions", "--index", db, "--format", "json")
+    assert len(json.loads(r.stdout)["versions"]) == 2  # the default: current + previous
+    assert simstd("add", "--index", db, "-e", f"text={data / 'more2.npy'}", "--keep", "4").returncode == 0
+    for _ in range(3):
+        assert simstd("add", "--index", db, "-e", f"text={data / 'more2.npy'}").returncode == 0
+    r = simstd("versions", "--index", db)
+    assert r.returncode == 0 and r.stdout.count("\n") == 2 + 4 and "keep 4" in r.stderr  # header, rule, 4 rows
+    r = simstd("info", "--index", db)
+    assert r.returncode == 0 and "4 kept (keep 4)" in r.stdout, r.stdout
+    cost = json.loads(simstd("info", "--index", db, "--format", "json").stdout)["versions"]
+    sizes = sum(f.stat().st_size for f in store_dir(db).glob("0*/*"))
+    assert cost["kept"] == 4 and cost["bytes"] == sizes and 0 < cost["current_bytes"] < cost["bytes"]
+    r = simstd("versions", "--index", db, "--keep", "2")  # lower it: the oldest two go now
+    assert r.returncode == 0 and len(list(store_dir(db).glob("0*"))) == 2
+    r = simstd("add", "--index", db, "-e", f"text={data / 'more2.npy'}", "--keep", "1")
+    assert r.returncode == 2 and "1 is not in the range x>=2" in r.stderr

@@ -289,3 +289,23 @@ def test_info_names_the_fitted_method(vec_client, tmp_path):
     assert "CSLS (Conneau et al. 2018)" in info["method"]["citation"] and "K=5" in info["method"]["summary"]
     with TestClient(create_app(vector_index(tmp_path / "raw.faiss", fit=False), encoder=None)) as client:
         assert client.get("/info").json()["method"] is None
+
+
+def test_image_url_comes_from_the_metadata_url_of_an_npy_built_index(tmp_path):
+    """Issue 23: an index built from .npy files with a `url` per image got `image_url: null`."""
+    from simstd import MixedIndex
+
+    rng = np.random.default_rng(0)
+    from conftest import unit_rows
+
+    images = [{"url": f"https://example.org/img/{i}.jpg", "caption": f"photo {i}"} for i in range(3)]
+    images[2] = {"url": "javascript:alert(1)"}  # never passed on as an image address
+    index = MixedIndex.from_arrays({"text": unit_rows(rng, 4, 8, 3.0), "image": unit_rows(rng, 3, 8, -3.0)},
+                                   metadata={"image": images})
+    index.save(tmp_path / "db.faiss")
+    with TestClient(create_app(tmp_path / "db.faiss", encoder=None)) as client:
+        r = client.post("/search", json={"id": 0, "k": 6, "raw": True})  # every other item
+        assert r.status_code == 200, r.text
+        hits = {h["id"]: h for h in r.json()["hits"]}
+    assert hits[4]["image_url"] == hits[4]["thumbnail_url"] == "https://example.org/img/0.jpg"
+    assert hits[6]["image_url"] is None and hits[1]["image_url"] is None  # a bad scheme; a text item

@@ -138,9 +138,9 @@ def test_a_second_writer_waits_or_times_out_with_a_clear_message(tmp_path):
     t.start()
     time.sleep(0.2)
     with pytest.raises(LockTimeoutError, match="another simstd process is writing .*lock-timeout"):
-        small_index().save(path, lock_timeout=0)
+        small_index().save(path, lock_timeout=0, overwrite=True)
     start = time.monotonic()
-    small_index().save(path, lock_timeout=10)  # waits for the holder, then commits
+    small_index().save(path, lock_timeout=10, overwrite=True)  # waits for the holder, then commits
     assert released.is_set() and time.monotonic() - start > 0.1
     t.join()
 

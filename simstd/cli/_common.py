@@ -123,6 +123,17 @@ def lock_timeout_option(f):  # noqa: ANN001, ANN201
     )(f)
 
 
+def keep_option(f):  # noqa: ANN001, ANN201
+    return click.option(
+        "--keep",
+        default=None,
+        type=click.IntRange(min=2),
+        metavar="N",
+        help="Versions of the index to keep from now on, the current one included (recorded in the index; "
+             "default 2): `simstd rollback` walks back through them, `simstd versions` lists them.",
+    )(f)
+
+
 def _pairs(values: Sequence[str], option: str) -> list[tuple[str, str]]:
     out = []
     for value in values:

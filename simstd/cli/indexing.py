@@ -11,9 +11,10 @@ from pathlib import Path
 
 import click
 
-from ..errors import SimstdError
+from ..errors import IndexExistsError, SimstdError
 from ..index import MixedIndex
 from ..storage import writer_lock
+from ..storage.versions import describe, disk_usage, get_keep, list_versions, open_version
 from ..laion.worker import SEARCHES
 from ..standardizer import Standardizer
 from ..stats import SAMPLE_AUTO, TARGET_SE
@@ -27,6 +28,7 @@ from ._common import (
     _stats_table,
     index_option,
     SAMPLE,
+    keep_option,
     lock_timeout_option,
     main,
     result_records,
@@ -61,12 +63,21 @@ from ._common import (
 @click.option("--resume", is_flag=True,
               help="Add to the existing --out index only what it does not hold yet (no re-embedding).")
 @click.option("--out", "-o", required=True, type=click.Path(dir_okay=False), help="Index file to write (db.faiss).")
+@click.option("--overwrite", is_flag=True,
+              help="Replace the index already at --out (it stays one `simstd rollback` away).")
+@keep_option
 @lock_timeout_option
 def build(embeddings: tuple[str, ...], meta: tuple[str, ...], images: str | None, texts: str | None,
           text_field: str, factory: str, model: str | None, pretrained: str | None, device: str,
           batch_size: int, from_dir: str | None, adopt_dir: str | None, resume: bool, out: str,
-          lock_timeout: float) -> None:
-    """Build a mixed index from embedding files, a clip-retrieval folder, or images and texts."""
+          overwrite: bool, keep: int | None, lock_timeout: float) -> None:
+    """Build a mixed index from embedding files, a clip-retrieval folder, or images and texts.
+
+    An index already at --out is replaced only with --overwrite (--resume
+    extends it instead).
+    """
+    if not resume:
+        _refuse_existing(out, overwrite)  # before any embedding work
     if from_dir is not None:
         if embeddings or meta or images or texts or resume:
             raise SimstdError("--from imports a clip-retrieval folder on its own; drop --embeddings/--meta/"
@@ -76,8 +87,9 @@ def build(embeddings: tuple[str, ...], meta: tuple[str, ...], images: str | None
         if adopt_dir is not None and factory != "Flat":
             raise SimstdError("--adopt-indexes uses autofaiss's indexes as they are; --factory does not apply")
         index = import_folder(from_dir, factory=factory, adopt=adopt_dir, model=model)
-        index.save(out, lock_timeout=lock_timeout)  # a new index: any fit of the one it replaces is gone with it
+        index.save(out, lock_timeout=lock_timeout, overwrite=overwrite, keep=keep)
         _echo_counts(index, f"built {out}")
+        _echo_replaced(out)
         click.echo(f"next: simstd fit --embeddings {from_dir} --index {out}   (exact, from the files)", err=True)
         return
     if adopt_dir is not None:
@@ -86,19 +98,38 @@ def build(embeddings: tuple[str, ...], meta: tuple[str, ...], images: str | None
         if embeddings or meta:
             raise SimstdError("build from --embeddings or from --images/--texts, not both in one run")
         with writer_lock(out, lock_timeout):  # --resume reads the index it extends: hold the lock from there
-            _build_from_raw(images, texts, text_field, factory, model, pretrained, device, batch_size, resume, out)
+            _build_from_raw(images, texts, text_field, factory, model, pretrained, device, batch_size, resume, out,
+                            overwrite, keep)
         return
     if resume:
         raise SimstdError("--resume applies to --images/--texts; append embeddings with simstd add")
     arrays, metadata = _load_embeddings(embeddings, meta)
     index = MixedIndex.from_arrays(arrays, factory=factory, metadata=metadata, model=model)
-    index.save(out, lock_timeout=lock_timeout)  # a new index: any fit of the one it replaces is gone with it
+    index.save(out, lock_timeout=lock_timeout, overwrite=overwrite, keep=keep)
     _echo_counts(index, f"built {out}")
+    _echo_replaced(out)
     click.echo(f"next: simstd fit --index {out}", err=True)
 
 
+def _refuse_existing(out: str, overwrite: bool) -> None:
+    """`build` never replaces an index silently (MixedIndex.save refuses too, under the lock)."""
+    if not overwrite and (Path(out).exists() or Path(out).is_symlink()):
+        raise IndexExistsError(f"{out} holds {describe(out)}; `simstd build` would replace it. Pass --overwrite "
+                               f"to replace it (it stays one `simstd rollback` away), `simstd add --index {out}` "
+                               "to add items to it, or choose another --out")
+
+
+def _echo_replaced(out: str) -> None:
+    """After a build: say which version it replaced and how to get it back."""
+    parent = open_version(out).manifest.parent
+    if parent:
+        click.echo(f"replaced version {parent}: `simstd rollback --index {out}` brings it back "
+                   f"(`simstd versions --index {out}` lists the kept versions)", err=True)
+
+
 def _build_from_raw(images: str | None, texts: str | None, text_field: str, factory: str, model: str | None,
-                    pretrained: str | None, device: str, batch_size: int, resume: bool, out: str) -> None:
+                    pretrained: str | None, device: str, batch_size: int, resume: bool, out: str,
+                    overwrite: bool = False, keep: int | None = None) -> None:
     from ..encoders import OpenClipEncoder
     from ..ingest import ingest
 
@@ -117,12 +148,15 @@ def _build_from_raw(images: str | None, texts: str | None, text_field: str, fact
         return
     if index.ntotal == 0:
         raise SimstdError("no item could be embedded (see the skipped files above); nothing was written")
-    _save_built(index, out)
+    _save_built(index, out, overwrite, keep, replacing=existing is None)
 
 
-def _save_built(index: MixedIndex, out: str) -> None:
-    index.save(out)
+def _save_built(index: MixedIndex, out: str, overwrite: bool = False, keep: int | None = None,
+                replacing: bool = False) -> None:
+    index.save(out, overwrite=overwrite, keep=keep)
     _echo_counts(index, f"built {out}")
+    if replacing:
+        _echo_replaced(out)
     if index.fit_is_stale:
         click.echo(f"the fit is now stale (queries keep using it): refresh it with simstd fit --index {out}", err=True)
     else:
@@ -133,8 +167,10 @@ def _save_built(index: MixedIndex, out: str) -> None:
 @index_option
 @click.option("--embeddings", "-e", multiple=True, metavar="MODALITY=FILE.npy", help="Embeddings to append.")
 @click.option("--meta", multiple=True, metavar="MODALITY=FILE.jsonl", help="Their payloads.")
+@keep_option
 @lock_timeout_option
-def add(index_path: str, embeddings: tuple[str, ...], meta: tuple[str, ...], lock_timeout: float) -> None:
+def add(index_path: str, embeddings: tuple[str, ...], meta: tuple[str, ...], keep: int | None,
+        lock_timeout: float) -> None:
     """Append embeddings to an existing index (new ids follow the last one).
 
     A fit made before keeps serving, marked stale, until `simstd fit` refreshes it.
@@ -144,7 +180,7 @@ def add(index_path: str, embeddings: tuple[str, ...], meta: tuple[str, ...], loc
         index = MixedIndex.load(index_path)
         for m, arr in arrays.items():
             index.add(arr, m, metadata.get(m))
-        index.save(index_path)
+        index.save(index_path, keep=keep)
     _echo_counts(index, f"updated {index_path}")
     std = index.standardizer
     if std is not None and std.has_item_terms:
@@ -194,11 +230,12 @@ def add(index_path: str, embeddings: tuple[str, ...], meta: tuple[str, ...], loc
               help="Also fit the label-free uncertainty model (confidences, --rerank uncertainty); "
                    "costs about one more pass over the pseudo queries.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@keep_option
 @lock_timeout_option
 def fit(index_path: str | None, embeddings_dir: str | None, out: str | None, spark_master: str | None,
         queries: str | None, query_modality: str | None, sample: int | str, target_se: float, search: str, seed: int,
         n_pseudo: int, method: str, hubness_k: int, hubness_bank: int, mining: str, with_uncertainty: bool, fmt: str,
-        lock_timeout: float) -> None:
+        keep: int | None, lock_timeout: float) -> None:
     """Fit the standardizer on pseudo-positive pairs and commit it with the index.
 
     With --embeddings DIR, fit from embedding files instead (a clip-retrieval
@@ -217,7 +254,7 @@ def fit(index_path: str | None, embeddings_dir: str | None, out: str | None, spa
             click.echo("note: a fit from files fits the paper's method (--method paper); for the hubness "
                        "correction fit the built index: simstd fit --index ...", err=True)
         _fit_from_files(embeddings_dir, index_path, out, spark_master, queries, with_uncertainty, sample, target_se,
-                        search, seed, n_pseudo, fmt, lock_timeout)
+                        search, seed, n_pseudo, fmt, lock_timeout, keep)
         return
     if search != "exact":
         raise SimstdError("--search applies to --embeddings DIR (a fit from files); a fit on --index searches "
@@ -230,12 +267,12 @@ def fit(index_path: str | None, embeddings_dir: str | None, out: str | None, spa
                           "--embeddings DIR --out std.json")
     with writer_lock(index_path, lock_timeout, create=False):
         _fit(index_path, queries, query_modality, sample, target_se, seed, n_pseudo, method, hubness_k,
-             hubness_bank, mining, with_uncertainty, fmt)
+             hubness_bank, mining, with_uncertainty, fmt, keep)
 
 
 def _fit(index_path: str, queries: str | None, query_modality: str | None, sample: int | str, target_se: float,
          seed: int, n_pseudo: int, method: str, hubness_k: int, hubness_bank: int, mining: str,
-         with_uncertainty: bool, fmt: str) -> None:
+         with_uncertainty: bool, fmt: str, keep: int | None = None) -> None:
     index = MixedIndex.load(index_path, load_standardizer=False)
     index.mining = mining
     qvec = None
@@ -261,7 +298,7 @@ def _fit(index_path: str, queries: str | None, query_modality: str | None, sampl
     elif index.uncertainty is not None:  # it was fitted with the previous standardizer
         index.uncertainty = None
         note = "removed the uncertainty model fitted with the previous standardizer (refit it with --uncertainty)"
-    version = index.save(index_path)
+    version = index.save(index_path, keep=keep)
     if fmt == "json":
         click.echo(json.dumps(std.to_dict(), indent=2))
     else:
@@ -274,7 +311,7 @@ def _fit(index_path: str, queries: str | None, query_modality: str | None, sampl
 
 def _fit_from_files(folder: str, index_path: str | None, out: str | None, spark_master: str | None,
                     queries: str | None, with_uncertainty: bool, sample: int | str, target_se: float, search: str,
-                    seed: int, n_pseudo: int, fmt: str, lock_timeout: float) -> None:
+                    seed: int, n_pseudo: int, fmt: str, lock_timeout: float, keep: int | None = None) -> None:
     from ..laion import fit_embeddings
 
     if out is None and index_path is None:
@@ -306,7 +343,7 @@ def _fit_from_files(folder: str, index_path: str | None, out: str | None, spark_
                                   f"{reports[0].counts}: build the index from this folder (simstd build --from)")
             index.standardizer = std
             index.uncertainty = None  # fitted with the previous standardizer, if any
-            version = index.save(index_path)
+            version = index.save(index_path, keep=keep)
         wrote.append(f"{index_path} (version {version})")
     if fmt == "json":
         click.echo(json.dumps(std.to_dict(), indent=2))
@@ -500,6 +537,7 @@ def info(index_path: str, fmt: str) -> None:
             "search_params": [{"query_modality": q, "target": t, "params": v}
                               for (q, t), v in index.search_params.items()],
             "bridges": [[q, t] for q, t in index.bridges],
+            "versions": _versions_cost(index_path),
         }, indent=2))
         return
     click.echo(f"index        {index_path}")
@@ -513,9 +551,31 @@ def info(index_path: str, fmt: str) -> None:
         click.echo("search       " + ", ".join(f"{q} -> {t}: {v}" for (q, t), v in index.search_params.items()))
     if index.bridges:
         click.echo("bridges      " + ", ".join(f"{q} -> {t}" for q, t in index.bridges))
+    cost = _versions_cost(index_path)
+    if cost is not None:
+        click.echo(f"versions     {cost['kept']} kept (keep {cost['keep']}): {_size(cost['bytes'])} on disk, "
+                   f"{_size(cost['bytes'] - cost['current_bytes'])} of it for the {cost['kept'] - 1} besides the "
+                   f"current one (simstd versions --index {index_path})")
     if std is None:
         click.echo(f"standardizer not fitted: run simstd fit --index {index_path}")
     else:
         click.echo("standardizer " + ("STALE: " + stale if stale else "fitted"))
         click.echo(_method_lines(std))
         click.echo(_stats_table(std))
+
+
+def _versions_cost(index_path: str) -> dict | None:
+    """Kept versions and their disk cost (each hard-linked file counted once); None for the old layout."""
+    kept = list_versions(index_path)
+    if not kept:
+        return None
+    total, current = disk_usage(index_path)
+    return {"kept": len(kept), "keep": get_keep(index_path), "bytes": total, "current_bytes": current}
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"

@@ -374,7 +374,8 @@ class MixedIndex:
         return pipeline.search(self, self.reconstruct(ids), str(labels[0]), k, exclude=ids, **kwargs)
 
     # ------------------------------------------------------------- persistence
-    def save(self, path: str | Path, *, lock_timeout: float | None = DEFAULT_TIMEOUT) -> str:
+    def save(self, path: str | Path, *, lock_timeout: float | None = DEFAULT_TIMEOUT, overwrite: bool = False,
+             keep: int | None = None) -> str:
         """Commit the index (vectors, payloads, fitted models) as a new version at
         ``path``, atomically and under the writer lock (waits up to
         ``lock_timeout`` seconds); returns the version id (also ``self.version``).
@@ -382,8 +383,12 @@ class MixedIndex:
         If this index was loaded from ``path`` and another writer committed
         since, raises :class:`~simstd.errors.ConcurrentWriteError` instead of
         losing that writer's change (see :func:`simstd.storage.writer_lock`).
+        An index not loaded from ``path`` replaces one already there only with
+        ``overwrite=True`` (else :class:`~simstd.errors.IndexExistsError`); the
+        replaced one stays one ``simstd rollback`` away. ``keep``: how many
+        versions the index keeps from now on (default 2; docs/reliability.md).
         """
-        return persistence.save(self, path, lock_timeout=lock_timeout)
+        return persistence.save(self, path, lock_timeout=lock_timeout, overwrite=overwrite, keep=keep)
 
     @classmethod
     def load(cls, path: str | Path, *, load_standardizer: bool = True, verify: bool | None = None) -> "MixedIndex":

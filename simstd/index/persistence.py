@@ -121,11 +121,12 @@ def to_parts(index: Any) -> IndexParts:
     return IndexParts(facts, list(shards.shards.values()), index.store, files, key, index._origin)
 
 
-def save(index: Any, path: str | Path, *, lock_timeout: float | None = DEFAULT_TIMEOUT) -> str:
+def save(index: Any, path: str | Path, *, lock_timeout: float | None = DEFAULT_TIMEOUT, overwrite: bool = False,
+         keep: int | None = None) -> str:
     """Commit ``index`` as a new version at ``path`` (see :meth:`MixedIndex.save`)."""
     if index.standardizer is not None:
         index.standardizer.check_degenerate()  # a saved fit that cannot standardize fails every query
-    version, origin = save_parts(to_parts(index), path, lock_timeout=lock_timeout)
+    version, origin = save_parts(to_parts(index), path, lock_timeout=lock_timeout, overwrite=overwrite, keep=keep)
     index.version, index._origin = version, origin
     return version
 

@@ -47,11 +47,21 @@ def media_type(path: Path) -> str:
     return mimetypes.guess_type(path.name)[0] or "application/octet-stream"
 
 
+#: Metadata fields that may hold an image's web address (clip-retrieval and LAION use ``url``).
+URL_FIELDS = ("url", "image_url", "coco_url")
+
+
 def image_fields(item_id: int, modality: str, meta: dict) -> dict:
-    """URLs a client can show for a hit (relative to the server)."""
-    if modality != "image" or not any(isinstance(meta.get(f), str) and meta[f] for f in PATH_FIELDS):
+    """URLs a client can show for an image hit: this server's own (relative) for a
+    recorded file, else an http(s) address from the metadata (the browser loads
+    it; other schemes such as ``javascript:`` are never passed on)."""
+    if modality != "image":
         return {"image_url": None, "thumbnail_url": None}
-    return {"image_url": f"/images/{item_id}", "thumbnail_url": f"/thumbnails/{item_id}"}
+    if any(isinstance(meta.get(f), str) and meta[f] for f in PATH_FIELDS):
+        return {"image_url": f"/images/{item_id}", "thumbnail_url": f"/thumbnails/{item_id}"}
+    url = next((meta[f] for f in URL_FIELDS if isinstance(meta.get(f), str)
+                and meta[f].lower().startswith(("http://", "https://"))), None)
+    return {"image_url": url, "thumbnail_url": url}
 
 
 class ThumbnailCache:

@@ -15,7 +15,10 @@ Public surface:
 - :func:`open_version` / :class:`Version` -- read a version's named files;
 - :func:`verify` -- check every file against the manifest; :func:`check_index`
   also checks their content (``simstd check``);
-- :func:`rollback` -- make the previous version current again (``simstd rollback``).
+- :func:`rollback` / :func:`recover` -- make the previous version (or a named
+  one) current again (``simstd rollback``); :func:`repair` restores damaged
+  files from kept versions (``simstd repair``); :func:`list_versions`,
+  :func:`set_keep` (``simstd versions``); :func:`read_history`.
 
 ``MixedIndex.save`` / ``MixedIndex.load`` use all of this.
 """
@@ -39,8 +42,14 @@ from .versions import (
     commit,
     current_version,
     open_version,
+    list_versions,
+    plan_repair,
+    read_history,
     read_version,
+    recover,
+    repair,
     rollback,
+    set_keep,
     verify,
 )
 
@@ -58,6 +67,12 @@ __all__ = [
     "current_version",
     "holds_lock",
     "legacy_paths",
+    "list_versions",
+    "plan_repair",
+    "read_history",
+    "recover",
+    "repair",
+    "set_keep",
     "open_version",
     "load_parts",
     "read_manifest",

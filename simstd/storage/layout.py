@@ -34,7 +34,7 @@ import numpy as np
 from ..errors import CorruptFileError, SimstdError
 from ..store import MetadataStore
 from .lock import DEFAULT_TIMEOUT, store_dir
-from .manifest import is_manifest
+from .manifest import is_manifest, repair_hint
 from .versions import ANY, Version, VersionWriter, commit, current_version, read_version
 
 SHARDS = "shards.faiss"
@@ -111,14 +111,16 @@ def check_path(path: str | Path) -> Path:
 
 
 # ------------------------------------------------------------------- saving
-def save_parts(parts: IndexParts, path: str | Path, *, lock_timeout: float | None = DEFAULT_TIMEOUT
-               ) -> tuple[str, tuple[str, str]]:
+def save_parts(parts: IndexParts, path: str | Path, *, lock_timeout: float | None = DEFAULT_TIMEOUT,
+               overwrite: bool = False, keep: int | None = None) -> tuple[str, tuple[str, str]]:
     """Commit ``parts`` as a new version of the index at ``path``; returns the version
     id and the new origin ``(real path, version)``.
 
     If the parts were loaded from ``path`` (``origin``), the commit is refused
     when another writer committed since (no lost update); otherwise it
-    replaces whatever is there (``simstd build`` over an existing index).
+    replaces an index already there only with ``overwrite`` (``simstd build
+    --overwrite``), and the replaced one stays one rollback away. ``keep``:
+    versions to keep from now on.
     """
     path = check_path(path)
     here = os.path.realpath(path)
@@ -147,7 +149,8 @@ def save_parts(parts: IndexParts, path: str | Path, *, lock_timeout: float | Non
                 w.discard(name)
         return dict(parts.facts)
 
-    manifest = commit(path, write, expect=expect, lock_timeout=lock_timeout, after=_drop_legacy_sidecars)
+    manifest = commit(path, write, expect=expect, lock_timeout=lock_timeout, after=_drop_legacy_sidecars,
+                      overwrite=same or overwrite, keep=keep, action="save" if same else "new index")
     return manifest.version, (here, manifest.version)
 
 
@@ -187,8 +190,7 @@ def load_parts(path: str | Path, build: Callable[[LoadedParts], T], *, skip: tup
             return read_version(path, lambda v: _load_version(v, build, skip, verify))
         if store_dir(path).is_dir() and not legacy_paths(path)["sqlite"].exists():
             raise CorruptFileError(f"index manifest {path} is corrupt (not JSON, and no old single-file index "
-                                   f"beside it); `simstd rollback --index {path}` restores the newest intact "
-                                   "version, or rebuild with `simstd build`")
+                                   f"beside it); {repair_hint(path)}")
         try:
             return build(_load_legacy(path, skip))
         except (CorruptFileError, FileNotFoundError):

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -115,8 +116,15 @@ def read_manifest(path: str | Path) -> Manifest:
     except FileNotFoundError:
         raise
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CorruptFileError(
-            f"index manifest {path} is corrupt ({exc}); `simstd rollback --index {path}` restores the newest "
-            "intact version, or rebuild the index with `simstd build`"
-        ) from None
+        raise CorruptFileError(f"index manifest {path} is corrupt ({exc}); {repair_hint(path)}") from None
     return Manifest.from_dict(data, str(path))
+
+
+def repair_hint(path: str | Path) -> str:
+    """The command that repairs a damaged manifest: always run on the handle
+    (``db.faiss``), also when ``path`` is a version's copy inside ``db.faiss.d/``."""
+    path = Path(path)
+    copy = path.name == MANIFEST_NAME and path.parent.parent.name.endswith(".d")
+    handle = path.parent.parent.with_name(path.parent.parent.name[:-2]) if copy else path
+    what = f"rewrites it from {handle}" if copy else "restores the version that was current"
+    return f"`simstd repair --index {shlex.quote(str(handle))}` {what}"

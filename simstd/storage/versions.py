@@ -15,8 +15,18 @@ A commit (``commit``), under the writer lock:
    writes ``manifest.json``, fsyncs the folder and renames it to ``<version>/``;
 2. writes the manifest to a temporary file beside ``db.faiss``, fsyncs it and
    renames it onto ``db.faiss``: **the commit point** (then fsyncs the folder);
-3. removes versions older than the previous one, and the temporary files of
-   writers that crashed before step 2.
+3. appends a line (time, version, action) to ``db.faiss.d/history``, the log of
+   which version became current when (rollback and repair append too);
+4. removes the versions ``keep`` does not cover (the current one and its
+   ancestors, ``--keep N`` in all, default 2; ``db.faiss.d/settings.json``),
+   and the temporary files of writers that crashed before step 2.
+
+Recovery (docs/reliability.md, "Recovering"): ``rollback`` goes to the parent
+of the current version, so rollback after rollback walks further back;
+``rollback(to=...)`` picks any kept version; a damaged handle is restored to
+the version the history names as current (not the newest folder); ``repair``
+restores damaged files of the current version from kept versions that hold
+them byte for byte (same checksum), or says exactly what is lost.
 
 A crash before the rename leaves the previous version current (its files were
 never touched); after it, the new one. Readers take no lock: they read the
@@ -34,24 +44,34 @@ Test hook (the crash harness in tests/test_reliability.py):
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import secrets
+import shlex
 import shutil
 import signal
 import stat
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, TypeVar
 
-from ..errors import ConcurrentWriteError, CorruptFileError, SimstdError
+from ..errors import ConcurrentWriteError, CorruptFileError, IndexExistsError, SimstdError
 from ..fileio import default_mode, dir_mode, fsync_dir, fsync_file
 from .lock import DEFAULT_TIMEOUT, store_dir, writer_lock
 from .manifest import MANIFEST_NAME, NAME_RE, FileEntry, Manifest, file_digest, is_manifest, read_manifest
 
-#: Versions kept besides the current one: the previous, for readers that read
-#: the manifest just before a commit.
-KEEP_PREVIOUS = 1
+#: Versions kept (the current one included) unless the index's settings say
+#: otherwise: the previous one is what `rollback` and readers that read the
+#: manifest just before a commit need, so at least 2.
+DEFAULT_KEEP = 2
+MIN_KEEP = 2
+HISTORY = "history"
+SETTINGS = "settings.json"
+#: What each core file of a version holds, for "what is lost" messages.
+ROLES = {"shards.faiss": "the vectors", "items.sqlite": "the items and their payloads",
+         "standardizer.json": "the fit", "uncertainty.json": "the uncertainty model",
+         MANIFEST_NAME: "the version's copy of the manifest"}
 #: How often a reader re-reads the manifest when its version vanished under it.
 READ_RETRIES = 8
 
@@ -119,6 +139,18 @@ class Version:
             raise CorruptFileError(f"version {self.version} of {self.handle} has no file {name!r}")
         return self.folder / name
 
+    def check_copy(self) -> None:
+        """Raise CorruptFileError unless the folder's ``manifest.json`` equals the handle
+        (FileNotFoundError if it is missing: the folder may have been removed meanwhile)."""
+        copy = self.folder / MANIFEST_NAME
+        try:
+            same = read_manifest(copy).to_dict() == self.manifest.to_dict()
+        except CorruptFileError:
+            same = False
+        if not same:
+            raise CorruptFileError(f"{copy} is damaged (it differs from {self.handle}, the current manifest); "
+                                   f"{_fix(self.handle)}")
+
     def check_file(self, name: str, checksum: bool = True) -> None:
         """Raise CorruptFileError (one line, naming the file) unless the file has
         its manifest's size (and, with ``checksum``, its BLAKE2b)."""
@@ -138,7 +170,7 @@ class Version:
 
 
 def _fix(handle: Path) -> str:
-    return f"run `simstd check --index {handle}`; restore the file from a backup or rebuild with `simstd build`"
+    return f"`simstd check --index {shlex.quote(str(handle))}` names the repair"
 
 
 def open_version(path: str | Path) -> Version:
@@ -158,6 +190,7 @@ def read_version(path: str | Path, reader: Callable[[Version], T]) -> T:
     for attempt in range(READ_RETRIES):
         version = open_version(path)
         try:
+            version.check_copy()  # cheap (one small file): a damaged copy never serves silently
             return reader(version)
         except FileNotFoundError as exc:
             if current_version(path) == version.version:  # still current: the file is really missing
@@ -224,12 +257,18 @@ class VersionWriter:
         (self.folder / name).unlink(missing_ok=True)
 
 
-def _new_version_id(parent: Manifest | None) -> str:
-    seq = 1
-    if parent is not None:
-        head = parent.version.split("-", 1)[0]
-        seq = int(head) + 1 if head.isdigit() else 1
-    return f"{seq:06d}-{secrets.token_hex(4)}"
+def _seq(name: str) -> int:
+    head = name.lstrip(".").split("-", 1)[0]
+    return int(head) if head.isdigit() else 0
+
+
+def _new_version_id(parent: Manifest | None, folder: Path) -> str:
+    """Sequence numbers grow past every kept folder: after a rollback the next
+    version does not reuse the number of the version it undid."""
+    seq = _seq(parent.version) if parent is not None else 0
+    if folder.is_dir():
+        seq = max([seq, *(_seq(p.name) for p in folder.iterdir() if p.is_dir())])
+    return f"{seq + 1:06d}-{secrets.token_hex(4)}"
 
 
 def _current(path: Path) -> Version | None | str:
@@ -249,9 +288,51 @@ def _quietly() -> Iterator[None]:
         pass
 
 
+def get_keep(path: str | Path) -> int:
+    """How many versions the index at ``path`` keeps (``settings.json``; default DEFAULT_KEEP)."""
+    try:
+        keep = json.loads((store_dir(path) / SETTINGS).read_text(encoding="utf-8")).get("keep")
+    except (OSError, ValueError, AttributeError):
+        return DEFAULT_KEEP
+    return keep if isinstance(keep, int) and not isinstance(keep, bool) and keep >= MIN_KEEP else DEFAULT_KEEP
+
+
+def check_keep(keep: object) -> int:
+    if isinstance(keep, bool) or not isinstance(keep, int) or keep < MIN_KEEP:
+        raise SimstdError(f"keep must be a whole number of versions >= {MIN_KEEP} (the current one and the one "
+                          f"`simstd rollback` goes back to), got {keep!r}")
+    return keep
+
+
+def set_keep(path: str | Path, keep: int) -> None:
+    """Record how many versions to keep; applied at the next commit (call under the lock)."""
+    keep = check_keep(keep)
+    folder = store_dir(path)
+    tmp = folder / f".{SETTINGS}.tmp"
+    tmp.write_text(json.dumps({"keep": keep}) + "\n", encoding="utf-8")
+    fsync_file(tmp)
+    os.replace(tmp, folder / SETTINGS)
+    fsync_dir(folder)
+
+
+def kept_versions(path: str | Path, current: Version) -> list[str]:
+    """The versions retention keeps: the current one, its parent, the parent's
+    parent... up to ``get_keep(path)`` in all (what `rollback` can walk back to).
+    A version undone by a rollback is not among them: the next write drops it."""
+    folder = store_dir(path)
+    keep, chain, manifest = get_keep(path), [current.version], current.manifest
+    while len(chain) < keep and manifest.parent and manifest.parent not in chain:
+        chain.append(manifest.parent)
+        try:
+            manifest = read_manifest(folder / manifest.parent / MANIFEST_NAME)
+        except (OSError, CorruptFileError):
+            break
+    return chain
+
+
 def clean_leftovers(path: str | Path) -> list[Path]:
     """Remove what crashed writers left: temporary folders and manifests, and
-    versions that are neither current nor the previous one. Call under the lock."""
+    versions retention does not keep (``kept_versions``). Call under the lock."""
     path = Path(path)
     folder = store_dir(path)
     removed = []
@@ -265,11 +346,7 @@ def clean_leftovers(path: str | Path) -> list[Path]:
         current = _current(path)
     except CorruptFileError:  # a damaged manifest: remove nothing, `simstd rollback` may need the versions
         return removed
-    keep = set()
-    if isinstance(current, Version):
-        keep.add(current.version)
-        if current.manifest.parent and KEEP_PREVIOUS:
-            keep.add(current.manifest.parent)
+    keep = set(kept_versions(path, current)) if isinstance(current, Version) else set()
     for entry in sorted(folder.iterdir()):
         if not entry.is_dir() or entry.name in keep:
             continue
@@ -287,6 +364,9 @@ def commit(
     expect: object = ANY,
     lock_timeout: float | None = DEFAULT_TIMEOUT,
     after: Callable[[Path, object], None] | None = None,
+    overwrite: bool = True,
+    keep: int | None = None,
+    action: str = "commit",
 ) -> Manifest:
     """Write a new version of the index at ``path`` and make it current, atomically.
 
@@ -297,15 +377,26 @@ def commit(
     on a version that is no longer current. ``after(path)`` runs after the
     commit, still under the lock, with the replaced version (a Version, None,
     or "legacy"), e.g. to remove the files of the old single-file layout.
+    With ``overwrite=False`` an existing index (even a damaged one) is not
+    replaced: IndexExistsError describes it. ``keep`` records how many
+    versions to keep from now on; ``action`` is the word the history records.
     """
     path = Path(path)
+    if keep is not None:
+        check_keep(keep)
     with writer_lock(path, lock_timeout):
+        if not overwrite and (path.exists() or path.is_symlink()):
+            raise IndexExistsError(f"{path} holds {describe(path)}; saving a new index there would replace it: "
+                                   "pass --overwrite (Python: overwrite=True) to replace it (it stays one "
+                                   "`simstd rollback` away), or choose another path")
+        damaged = None
         try:
             base = _current(path)
         except CorruptFileError:
             if expect is not ANY:
                 raise
-            base = None  # a new index replaces a damaged one (`simstd build` over it)
+            base = None  # a new index replaces a damaged one (`simstd build --overwrite` over it)
+            damaged = _restorable(path)  # ...and the version that was current stays one rollback away
         base_id = base.version if isinstance(base, Version) else (None if base is None else current_version(path))
         if expect is not ANY and expect != base_id:
             raise ConcurrentWriteError(
@@ -319,9 +410,11 @@ def commit(
             mode = path.stat().st_mode & 0o777 if base is not None else default_mode()
         except OSError:
             mode = default_mode()
-        parent = base.manifest if isinstance(base, Version) else None
-        vid = _new_version_id(parent)
+        if keep is not None:
+            set_keep(path, keep)
+        parent = base.manifest if isinstance(base, Version) else damaged
         folder = store_dir(path)
+        vid = _new_version_id(parent, folder)
         staging = folder / f".{vid}.tmp"
         staging.mkdir(mode=dir_mode(mode))
         os.chmod(staging, dir_mode(mode))  # mkdir's mode is masked by the umask
@@ -370,69 +463,408 @@ def commit(
             raise
         fsync_dir(path.parent)
         _step("commit")
+        _log(path, vid, action)
         if after is not None:
             after(path, base)
         clean_leftovers(path)
         return manifest
 
 
-def rollback(path: str | Path, *, lock_timeout: float | None = DEFAULT_TIMEOUT) -> Manifest:
-    """Make the previous version current again (undo the last write), after
-    checking every file of it against its manifest. Returns its manifest.
+# ------------------------------------------------------------------- history
+@dataclass(frozen=True)
+class HistoryEntry:
+    """One line of ``db.faiss.d/history``: a version became current."""
 
-    If the manifest ``path`` itself is damaged, make the newest intact version
-    current instead (usually the one it named: a repair, not an undo)."""
+    time: str
+    version: str
+    action: str
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def _log(path: Path, version: str, action: str) -> None:
+    """Append one line to the history, after the rename that made ``version`` current
+    (a crash in between leaves the handle intact: the history lags one switch)."""
+    line = f"{_now()}\t{version}\t{action}\n".encode()
+    fd = os.open(store_dir(path) / HISTORY, os.O_WRONLY | os.O_APPEND | os.O_CREAT, default_mode())
+    try:
+        os.write(fd, line)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def read_history(path: str | Path) -> list[HistoryEntry]:
+    """Which version became current when, oldest first (lines that do not parse are skipped)."""
+    try:
+        text = (store_dir(path) / HISTORY).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return []
+    entries = []
+    for line in text.splitlines():
+        parts = line.split("\t")
+        if len(parts) == 3 and NAME_RE.match(parts[1]):
+            entries.append(HistoryEntry(*parts))
+    return entries
+
+
+# ------------------------------------------------------------------ recovery
+def _summary(manifest: Manifest) -> str:
+    """``version 000004-... (2026-..., 300 text, 200 image, fitted)``."""
+    counts = ", ".join(f"{n} {m}" for m, n in manifest.index.get("counts", [])) or "empty"
+    fitted = "fitted" if "standardizer.json" in manifest.files else "not fitted"
+    return f"version {manifest.version} ({manifest.created}: {counts}, {fitted})"
+
+
+def describe(path: str | Path) -> str:
+    """What the index at ``path`` holds, as a phrase: "an index: version 000004-... (time: 300 text, fitted)"."""
+    path = Path(path)
+    try:
+        current = _current(path)
+    except CorruptFileError:
+        return (f"an index whose manifest is damaged (`simstd repair --index {shlex.quote(str(path))}` "
+                "restores it)")
+    if current == "legacy":
+        return "an index in the old single-file layout (it keeps no versions: replacing it cannot be undone)"
+    if current is None:
+        return "no index"
+    return f"an index: {_summary(current.manifest)}"
+
+
+def _intact(path: Path, name: str) -> Version | None:
+    """The kept version ``name`` if its manifest and every file check out (checksums), else None."""
+    try:
+        version = Version(path, read_manifest(store_dir(path) / name / MANIFEST_NAME))
+        if version.version != name:
+            return None
+        for file in version.manifest.files:
+            version.check_file(file)
+    except (OSError, CorruptFileError):
+        return None
+    return version
+
+
+def _folders(path: Path) -> list[str]:
+    folder = store_dir(path)
+    names = [p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")] if folder.is_dir() else []
+    return sorted(names, key=lambda n: (_seq(n), n), reverse=True)
+
+
+def _restorable(path: Path) -> Manifest | None:
+    """When the handle is damaged: the version it named, by the history (the
+    last version that became current and is intact), else the newest intact folder."""
+    return _restore_plan(path)[0]
+
+
+def _restore_plan(path: Path) -> tuple[Manifest | None, str]:
+    history = read_history(path)
+    seen: list[str] = []
+    for entry in reversed(history):
+        if entry.version not in seen:
+            seen.append(entry.version)
+    for i, name in enumerate(seen):
+        version = _intact(path, name)
+        if version is not None:
+            note = "" if i == 0 else (f"; version {seen[0]}, current after it, is damaged or removed: what it "
+                                      f"changed is lost")
+            return version.manifest, f"the version that was current{note}"
+    for name in _folders(path):
+        if name in seen:
+            continue
+        version = _intact(path, name)
+        if version is not None:
+            why = "no history was recorded" if not history else "no version in the history is intact"
+            return version.manifest, f"the newest intact version ({why})"
+    return None, ""
+
+
+@dataclass
+class Recovery:
+    """What ``recover`` did: ``action`` is "undo" (went to the parent), "to"
+    (``to=VERSION``) or "repair" (the handle was damaged); ``replaced`` is the
+    version that was current before (None if the handle was unreadable)."""
+
+    manifest: Manifest
+    action: str
+    replaced: Manifest | None
+    note: str = ""
+
+
+def recover(path: str | Path, *, to: str | None = None, lock_timeout: float | None = DEFAULT_TIMEOUT) -> Recovery:
+    """``simstd rollback``: make another kept version current, after checking
+    every file of it against its manifest.
+
+    - ``to=None``: the parent of the current version (undo its write). The
+      version made current keeps its own parent, so rollback after rollback
+      walks further back; ``to`` goes forward again.
+    - ``to="000004"`` (a version name or its unique number): that kept version.
+    - If the handle ``path`` itself is damaged (and ``to`` is None): restore
+      the version that was current by the history (a repair, not an undo).
+    """
     path = Path(path)
     if path.exists() and not is_manifest(path) and not store_dir(path).is_dir():
         raise SimstdError(f"{path} is in the old single-file layout, which keeps no versions to go back to")
     with writer_lock(path, lock_timeout, create=False):
         try:
             current = open_version(path)
-        except CorruptFileError:  # the manifest itself is damaged: go back to the newest intact version
-            return _restore_newest(path)
-        parent = current.manifest.parent
-        folder = store_dir(path) / str(parent)
-        if not parent or not (folder / MANIFEST_NAME).is_file():
-            raise SimstdError(f"{path} has no previous version to go back to (version {current.version} "
-                              f"{'was the first' if not parent else 'replaced one that was removed'})")
-        previous = Version(path, read_manifest(folder / MANIFEST_NAME))
+        except CorruptFileError:
+            if to is None:  # the handle itself is damaged: restore the version it named
+                manifest, why = _restore_plan(path)
+                if manifest is None:
+                    raise SimstdError(f"the manifest {path} is damaged and {store_dir(path)} holds no intact "
+                                      "version; rebuild the index with `simstd build --overwrite`") from None
+                _point_to(path, manifest, "repair")
+                return Recovery(manifest, "repair", None, why)
+            current = None
+        if to is None:
+            parent = current.manifest.parent
+            if not parent or not (store_dir(path) / parent).is_dir():
+                raise SimstdError(f"{path} has no previous version to go back to (version {current.version} "
+                                  f"{'was the first' if not parent else 'replaced one that is no longer kept'}; "
+                                  f"`simstd versions --index {shlex.quote(str(path))}` lists the kept versions)")
+            target, action = parent, "undo"
+        else:
+            target, action = _resolve(path, to), "to"
+        previous = Version(path, read_manifest(store_dir(path) / target / MANIFEST_NAME))
         for name in previous.manifest.files:
             try:
                 previous.check_file(name)
             except FileNotFoundError:
-                raise CorruptFileError(f"the previous version {parent} lost {folder / name}; cannot go back") from None
-        _point_to(path, previous.manifest)
-        return previous.manifest
+                raise CorruptFileError(f"version {target} lost {previous.folder / name}; cannot go back to it") from None
+        _point_to(path, previous.manifest, "rollback" if action == "undo" else "rollback --to")
+        return Recovery(previous.manifest, action, None if current is None else current.manifest)
 
 
-def _point_to(path: Path, manifest: Manifest) -> None:
+def rollback(path: str | Path, *, to: str | None = None, lock_timeout: float | None = DEFAULT_TIMEOUT) -> Manifest:
+    """Make the previous version (or ``to``) current again; returns its manifest (see ``recover``)."""
+    return recover(path, to=to, lock_timeout=lock_timeout).manifest
+
+
+def _resolve(path: Path, name: str) -> str:
+    """A kept version by its full name or its number (``4``, ``000004``)."""
+    names = _folders(path)
+    if name in names:
+        return name
+    hits = [n for n in names if name.isdigit() and _seq(n) == int(name)] or [n for n in names if n.startswith(name)]
+    if len(hits) == 1:
+        return hits[0]
+    listing = ", ".join(names) or "none"
+    raise SimstdError(f"{path} keeps no version {name!r} (kept: {listing}); `simstd versions --index "
+                      f"{shlex.quote(str(path))}` lists them")
+
+
+def _point_to(path: Path, manifest: Manifest, action: str) -> None:
     """Make ``manifest``'s version current: one atomic rename, as in a commit."""
     pointer = path.parent / f".{path.name}.{manifest.version}.tmp"
-    mode = path.stat().st_mode & 0o777
+    try:
+        mode = path.stat().st_mode & 0o777
+    except OSError:
+        mode = default_mode()
     pointer.write_text(manifest.dumps(), encoding="utf-8")
     os.chmod(pointer, mode)
     fsync_file(pointer)
     os.replace(pointer, path)
     fsync_dir(path.parent)
+    _log(path, manifest.version, action)
 
 
-def _restore_newest(path: Path) -> Manifest:
-    folder = store_dir(path)
-    candidates = sorted((p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")),
-                        key=lambda p: p.name, reverse=True) if folder.is_dir() else []
-    for candidate in candidates:
+@dataclass
+class RepairPlan:
+    """What ``repair`` would do (``plan_repair`` only reads)."""
+
+    handle: Path
+    version: str | None = None
+    restore: Manifest | None = None  # the damaged handle is restored to this version
+    restore_note: str = ""
+    copies: dict[str, Path] = field(default_factory=dict)  # damaged file -> intact identical copy
+    rewrite_copy: bool = False  # the folder's manifest.json is rewritten from the handle
+    lost: dict[str, str] = field(default_factory=dict)  # damaged file -> its problem
+    fallback: Manifest | None = None  # when something is lost: the version rollback can go to
+    fallback_is_parent: bool = False
+
+    @property
+    def needed(self) -> bool:
+        return bool(self.restore or self.copies or self.rewrite_copy or self.lost)
+
+    def command(self) -> str | None:
+        """The one command that fixes it, as `check` prints it (None: rebuild)."""
+        index = shlex.quote(str(self.handle))
+        if not self.lost and (self.restore or self.copies or self.rewrite_copy):
+            return f"simstd repair --index {index}"
+        if self.fallback is not None:
+            to = "" if self.fallback_is_parent else f" --to {self.fallback.version}"
+            return f"simstd rollback --index {index}{to}"
+        return None
+
+    def describe(self, done: bool = False) -> str:
+        """What the fix does (``done``: did) or what is lost, for `check` and `repair`."""
+        verb = "restored" if done else "restores"
+        if self.restore is not None:
+            return f"{verb} {self.handle} to {_summary(self.restore)}, {self.restore_note}"
+        if not self.lost:
+            fixes = [f"{name} from version {src.parent.name} (the same bytes)" for name, src in self.copies.items()]
+            if self.rewrite_copy:
+                fixes.append(f"{MANIFEST_NAME} from {self.handle}")
+            return f"{verb} {' and '.join(fixes)} in version {self.version}"
+        lost = "; ".join(f"{name} ({ROLES.get(name, 'a registered part')}): {why}" for name, why in self.lost.items())
+        text = (f"version {self.version} has no intact copy of {lost}: no kept version holds the same bytes, "
+                "so what the version's write changed in them is lost")
+        if self.fallback is not None:
+            return text + f"; {self.command()} goes back to {_summary(self.fallback)}"
+        return text + "; no kept version is intact: restore from a backup or rebuild with `simstd build --overwrite`"
+
+
+def plan_repair(path: str | Path) -> RepairPlan:
+    """Find how to repair the index at ``path`` (reads only; checksums every file)."""
+    path = Path(path)
+    plan = RepairPlan(path)
+    try:
+        current = open_version(path)
+    except CorruptFileError:
+        plan.restore, plan.restore_note = _restore_plan(path)
+        if plan.restore is None:
+            plan.lost[path.name] = "the manifest is damaged and no kept version is intact"
+        return plan
+    plan.version = current.version
+    damaged: dict[str, str] = {}
+    for name in sorted(current.manifest.files):
         try:
-            version = Version(path, read_manifest(candidate / MANIFEST_NAME))
-            if version.version != candidate.name:
+            current.check_file(name)
+        except FileNotFoundError:
+            damaged[name] = "missing"
+        except CorruptFileError as exc:
+            damaged[name] = "checksum or size differs" if "checksum" in str(exc) else str(exc).split(": ", 1)[-1]
+    try:
+        current.check_copy()
+    except (OSError, CorruptFileError):
+        plan.rewrite_copy = True
+    others = [n for n in _folders(path) if n != current.version]
+    for name, why in damaged.items():
+        entry = current.manifest.files[name]
+        for other in others:
+            try:
+                manifest = read_manifest(store_dir(path) / other / MANIFEST_NAME)
+                if manifest.files.get(name) != entry or manifest.version != other:
+                    continue
+                Version(path, manifest).check_file(name)
+            except (OSError, CorruptFileError):
                 continue
-            for name in version.manifest.files:
-                version.check_file(name)
+            plan.copies[name] = store_dir(path) / other / name
+            break
+        else:
+            plan.lost[name] = why
+    if plan.lost:
+        parent = current.manifest.parent
+        if parent and _intact(path, parent) is not None:
+            plan.fallback, plan.fallback_is_parent = _intact(path, parent).manifest, True
+        else:
+            for entry in reversed(read_history(path)):
+                if entry.version != current.version and entry.version in others and _intact(path, entry.version):
+                    plan.fallback = _intact(path, entry.version).manifest
+                    break
+    return plan
+
+
+def repair(path: str | Path, *, lock_timeout: float | None = DEFAULT_TIMEOUT) -> RepairPlan:
+    """Repair the index at ``path`` under the writer lock: restore a damaged
+    handle to the version that was current, damaged files of the current
+    version from kept versions that hold the same bytes (hard links), and the
+    folder's manifest copy from the handle. Refuses, changing nothing, when a
+    file has no intact copy: the message says what is lost and which rollback
+    goes back to an intact version. Returns what it did."""
+    path = Path(path)
+    with writer_lock(path, lock_timeout, create=False):
+        plan = plan_repair(path)
+        if plan.lost:
+            raise CorruptFileError(f"cannot repair {path}: {plan.describe()}")
+        if plan.restore is not None:
+            _point_to(path, plan.restore, "repair")
+            return plan
+        folder = store_dir(path) / str(plan.version)
+        if plan.copies or plan.rewrite_copy:
+            folder.mkdir(mode=dir_mode(default_mode()), exist_ok=True)
+        for name, source in plan.copies.items():
+            tmp = folder / f".{name}.repair.tmp"
+            tmp.unlink(missing_ok=True)
+            try:
+                os.link(source, tmp)
+            except OSError:
+                shutil.copyfile(source, tmp)
+                fsync_file(tmp)
+            os.replace(tmp, folder / name)
+        if plan.rewrite_copy:
+            tmp = folder / f".{MANIFEST_NAME}.repair.tmp"
+            tmp.write_text(open_version(path).manifest.dumps(), encoding="utf-8")
+            fsync_file(tmp)
+            os.replace(tmp, folder / MANIFEST_NAME)
+        fsync_dir(folder)
+        return plan
+
+
+# ------------------------------------------------------------------ listing
+@dataclass
+class VersionInfo:
+    """One kept version, as `simstd versions` lists it."""
+
+    version: str
+    created: str | None
+    counts: list
+    fitted: bool
+    size: int  # bytes of its files (shared hard links counted in each version)
+    current: bool
+    intact: bool  # sizes match the manifest (`simstd check` verifies checksums)
+    became_current: str | None  # last time the history records it becoming current
+
+
+def list_versions(path: str | Path) -> list[VersionInfo]:
+    """The kept versions of the index at ``path``, newest first."""
+    path = Path(path)
+    try:
+        current = current_version(path)
+    except CorruptFileError:
+        current = None
+    last = {e.version: e.time for e in read_history(path)}
+    out = []
+    for name in _folders(path):
+        folder = store_dir(path) / name
+        try:
+            manifest = read_manifest(folder / MANIFEST_NAME)
         except (OSError, CorruptFileError):
+            out.append(VersionInfo(name, None, [], False, _du(folder), name == current, False, last.get(name)))
             continue
-        _point_to(path, version.manifest)
-        return version.manifest
-    raise SimstdError(f"the manifest {path} is damaged and {folder} holds no intact version; rebuild the index "
-                      "with `simstd build`")
+        intact = manifest.version == name and all(
+            (folder / f).is_file() and (folder / f).stat().st_size == e.size for f, e in manifest.files.items())
+        out.append(VersionInfo(name, manifest.created, manifest.index.get("counts", []),
+                               "standardizer.json" in manifest.files, sum(e.size for e in manifest.files.values()),
+                               name == current, intact, last.get(name)))
+    return out
+
+
+def _du(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.iterdir() if p.is_file())
+
+
+def disk_usage(path: str | Path) -> tuple[int, int]:
+    """(bytes of all kept versions, bytes the current version alone needs), each
+    file counted once however many versions hard-link it."""
+    path = Path(path)
+    try:
+        current = current_version(path)
+    except CorruptFileError:
+        current = None
+    seen: dict[tuple[int, int], int] = {}
+    mine: set[tuple[int, int]] = set()
+    for name in _folders(path):
+        for p in (store_dir(path) / name).iterdir():
+            if not p.is_file():
+                continue
+            st = p.stat()
+            seen[(st.st_dev, st.st_ino)] = st.st_size
+            if name == current:
+                mine.add((st.st_dev, st.st_ino))
+    return sum(seen.values()), sum(seen[k] for k in mine)
 
 
 def verify(path: str | Path) -> tuple[Version | None, list[str]]:

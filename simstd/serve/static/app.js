@@ -213,8 +213,11 @@ function card(hit) {
     img.addEventListener("error", () => img.replaceWith(el("div", { class: "noimg" }, "image unavailable")));
     node.append(el("div", { class: "media" }, img, badge), el("div", { class: "body" }, top, scores));
   } else {
+    // The item's caption or title; else the name of its file or address; never raw JSON.
     const field = TEXT_FIELDS.find((f) => typeof meta[f] === "string" && meta[f]);
-    const label = field ? meta[field] : (Object.keys(meta).length ? JSON.stringify(meta) : `${hit.modality} item ${hit.id}`);
+    const where = ["path", "image_path", "url", "image_url", "coco_url"].find((f) => typeof meta[f] === "string" && meta[f]);
+    const label = field ? meta[field] : where ? meta[where].split(/[?#]/)[0].split("/").filter(Boolean).pop() || meta[where]
+      : `${hit.modality} item ${hit.id}`;
     node.classList.add(hit.modality === "image" ? "image-card" : "text-card");
     node.append(el("div", { class: "body" }, el("div", { class: "top" }, badge, top), el("div", { class: "text" }, label), scores));
   }
