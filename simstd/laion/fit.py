@@ -189,7 +189,7 @@ _PARAMETER_CONSTRAINTS: dict = {
 }
 
 
-#: The settings a fit from files leaves at their default take it from here.
+#: The Standardizer's own defaults, for the hubness settings of a fit from files.
 _DEFAULT = Standardizer()
 
 
@@ -253,7 +253,7 @@ def fit_embeddings(
       below 99% recall).
     """
     # the Standardizer validates its own settings (method, sample, target_se, seed, n_pseudo, hubness_*)
-    probe_std = Standardizer(method=_DEFAULT.method if method is None else method, hubness_k=hubness_k,
+    probe_std = Standardizer(method=Standardizer().method if method is None else method, hubness_k=hubness_k,
                              hubness_bank=hubness_bank, n_pseudo=n_pseudo, sample=sample, target_se=target_se,
                              seed=seed)
     probe_std._check_params()
