@@ -270,7 +270,8 @@ def main(argv: list[str] | None = None) -> int:
                                                     ("HNSW32", "efSearch=64"), ("HNSW32", "efSearch=256"),
                                                     ("SQ8", ""), ("IVF32,SQ8", "nprobe=16")])}
     elif args.only_search:
-        report = {s: run_search(s, SIZES[s], args.repeats) for s in args.sizes.split(",")}
+        command = "python benchmarks/hubness.py " + " ".join(argv if argv is not None else sys.argv[1:])
+        report = {s: {**run_search(s, SIZES[s], args.repeats), "command": command} for s in args.sizes.split(",")}
     else:
         report = {s: run(s, SIZES[s], args.repeats, args.error_items, args.bank or None, args.check)
                   for s in args.sizes.split(",")}

@@ -323,9 +323,13 @@ def render_hubness(add, fits: Path, search: Path | None = None) -> None:  # noqa
     add("Flat search with the term dimensions against raw FAISS on the same vectors "
         "(`benchmarks/hubness.py --only-search`; k=10, text queries; ratio = raw time / hubness time per "
         "repeat, median; raw FAISS per modality = one `IndexFlatIP` per modality, each searched for k):\n")
+    runs = json.loads(search.read_text())
+    add("```bash")
+    add("\n".join(sorted({r["command"] for r in runs.values()})))
+    add("```\n")
     add("| N | queries | vs raw FAISS per modality | vs one IndexFlatIP over all | repeats | load |")
     add("|---|---|---|---|---|---|")
-    for key, r in json.loads(search.read_text()).items():
+    for key, r in runs.items():
         for kind, s in r["search"].items():
             add(f"| {r['n']:,} | {kind} ({s['queries']}) | **{s['hubness_over_raw_faiss_per_modality_median']:.2f}x** "
                 f"| {s['hubness_over_one_flat_median']:.2f}x | {len(s['load_average'])} "
