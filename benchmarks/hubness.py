@@ -16,12 +16,21 @@ and half image) this measures, in one process:
   batch and single-query, k=10, alternating in one process; the ratio is FAISS
   time / simstd time per repeat, median over repeats (1.0 = as fast);
 * **exactness**: with ``--check`` (small N), the hubness top-10 against brute
-  force over every item.
+  force over every item;
+* **flat search with the term dimensions** (``--only-search``): the hubness
+  search (``MixedIndex.search`` on two Flat shards with the terms folded in,
+  one more dimension per query modality, and the corrected score) against
+  raw FAISS on the same vectors: one ``IndexFlatIP`` per modality (512 dims)
+  searched for the same k each, and one ``IndexFlatIP`` over all N;
+  alternating in one process; ratio = raw time / hubness time per repeat,
+  median over repeats. The fit is a cheap one (bank 256, 500 pseudo queries):
+  search cost does not depend on the terms' values.
 
 Run (bounded: about 2 min at 100k, 15-30 min at 1M on 2 shared cores)::
 
     python benchmarks/hubness.py --sizes 100k
     python benchmarks/hubness.py --sizes 1m --out benchmarks/results/hubness_1m.json
+    python benchmarks/hubness.py --sizes 1m --only-search --repeats 9 --out benchmarks/results/hubness_search.json
 """
 from __future__ import annotations
 
@@ -123,6 +132,57 @@ def throughput(index: MixedIndex, flat: faiss.Index, std: Standardizer, q: np.nd
     return out
 
 
+def search_ratio(index: MixedIndex, flat: faiss.Index, std: Standardizer, q: np.ndarray, repeats: int) -> dict:
+    """Batch and single-query k=10 time of the hubness search (term dimensions) against the raw
+    search of the same shards and one FAISS IndexFlatIP over all items, alternating repeat by repeat."""
+    shards = {}
+    for m in index.modalities:  # raw FAISS per modality: the vectors alone, 512 dims
+        shards[m] = faiss.IndexFlatIP(index.dim)
+        shards[m].add(index.reconstruct(index.ids(m)))
+
+    def raw_shards(x: np.ndarray) -> None:
+        for shard in shards.values():
+            shard.search(x, K)
+
+    index.fold_terms(std)
+    index.search(q[:8], "text", K, standardizer=std)
+    raw_shards(q[:8])
+    single = q[:64]
+    runs: dict = {"batch": [], "single": []}
+    for _ in range(repeats):
+        for kind, batches in (("batch", [q]), ("single", [row[None] for row in single])):
+            times = []
+            for fn in (lambda x: flat.search(x, K), raw_shards,
+                       lambda x: index.search(x, "text", K, standardizer=std)):
+                t = time.perf_counter()
+                for x in batches:
+                    fn(x)
+                times.append(time.perf_counter() - t)
+            runs[kind].append(times + [os.getloadavg()[0]])
+    out = {}
+    for kind, rows in runs.items():
+        a = np.array(rows)
+        out[kind] = {
+            "hubness_over_raw_faiss_per_modality_median": float(np.median(a[:, 1] / a[:, 2])),
+            "hubness_over_one_flat_median": float(np.median(a[:, 0] / a[:, 2])),
+            "raw_faiss_per_modality_over_one_flat_median": float(np.median(a[:, 0] / a[:, 1])),
+            "seconds_one_flat_per_modality_hubness": a[:, :3].tolist(),
+            "load_average": a[:, 3].tolist(),
+            "queries": len(q) if kind == "batch" else len(single),
+        }
+    return out
+
+
+def run_search(name: str, n: int, repeats: int) -> dict:
+    res: dict = {"n": n, "load_before": os.getloadavg()[0], "cores": os.cpu_count()}
+    (synth, index, flat), res["build_s"], _ = timed(lambda: build(n))
+    std = Standardizer(method="hubness", hubness_bank=256, sample=500).fit(index)
+    res["search"] = search_ratio(index, flat, std, synth.queries("text", 256), repeats)
+    res["load_after"] = os.getloadavg()[0]
+    print(json.dumps({name: res}, indent=1), flush=True)
+    return res
+
+
 def check_exact(index: MixedIndex, std: Standardizer, q: np.ndarray) -> float:
     ids = np.arange(index.ntotal)
     S = q.astype(np.float64) @ index.reconstruct(ids).T.astype(np.float64)
@@ -185,6 +245,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--check", action="store_true", help="also compare the top-10 with brute force")
     p.add_argument("--factories", action="store_true",
                    help="only: top-10 overlap of approximate factories with Flat on real CLIP embeddings")
+    p.add_argument("--only-search", action="store_true",
+                   help="only: flat search with the term dimensions against raw search, side by side")
     p.add_argument("--out", default=None, help="JSON file to write")
     args = p.parse_args(argv)
     if args.factories:
@@ -192,6 +254,9 @@ def main(argv: list[str] | None = None) -> int:
         report = {"factories": factories(features, [("IVF32,Flat", "nprobe=4"), ("IVF32,Flat", "nprobe=16"),
                                                     ("HNSW32", "efSearch=64"), ("HNSW32", "efSearch=256"),
                                                     ("SQ8", ""), ("IVF32,SQ8", "nprobe=16")])}
+    elif args.only_search:
+        command = "python benchmarks/hubness.py " + " ".join(argv if argv is not None else sys.argv[1:])
+        report = {s: {**run_search(s, SIZES[s], args.repeats), "command": command} for s in args.sizes.split(",")}
     else:
         report = {s: run(s, SIZES[s], args.repeats, args.error_items, args.bank or None, args.check)
                   for s in args.sizes.split(",")}

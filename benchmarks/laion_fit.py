@@ -9,7 +9,11 @@ then, in one process and alternating repeat by repeat:
 - ``float32``: :func:`simstd.laion.fit_embeddings` streaming the files, exact float32 products;
 - ``bfloat16``: the same with bfloat16 candidates re-scored in float32 and certified;
 - ``auto-float32`` / ``auto-bfloat16`` / ``auto-index``: ``sample="auto"``, rounds of pseudo
-  queries until every pair's mean and std has a standard error of at most ``--target-se`` of its std.
+  queries until every pair's mean and std has a standard error of at most ``--target-se`` of its std;
+- ``hubness-index`` / ``hubness-files`` (and ``auto-hubness-*``): the corrected method
+  (``method="hubness"``, per-item terms against banks of ``--hubness-bank``) on the index and from
+  the files; the run records how far the files' fit is from the index's (terms, pairs, scale) and
+  each fit's pseudo queries and passes.
 
 Each fit's pair statistics are compared, in units of that pair's std, with the float32 fit of
 the same pseudo queries (same seed) and, with ``--reference-sample S``, with an exact fit on S
@@ -22,6 +26,8 @@ Spark fit (and reads the job's bytes from Spark's REST API). Results go to
     python benchmarks/laion_fit.py --n 1m --sample 10000 --repeats 3 \
         --methods float32,bfloat16,auto-float32,auto-bfloat16 --reference-sample 40000 --error-seeds 1,2,3,4
     python benchmarks/laion_fit.py --n 200k --sample 2000 --spark "local[2]" --methods float32,ivf
+    python benchmarks/laion_fit.py --n 1m --methods auto-hubness-files,auto-hubness-index --target-se 0.02 \
+        --key 1m-hubness
 """
 from __future__ import annotations
 
@@ -74,11 +80,33 @@ def errors(std: Standardizer, ref: Standardizer) -> dict:
 
 
 def fit_file(root: Path, name: str, args: argparse.Namespace, seed: int, report) -> Standardizer:  # noqa: ANN001
-    """One fit from the files: ``float32``/``bfloat16``/``ivf`` at ``--sample``, ``auto-*`` adaptive."""
+    """One fit from the files: ``float32``/``bfloat16``/``ivf`` at ``--sample``, ``auto-*`` adaptive,
+    ``hubness-files`` the corrected method."""
     auto = name.startswith("auto-")
     search = name.removeprefix("auto-")
-    return fit_embeddings(root, sample="auto" if auto else args.sample, target_se=args.target_se, seed=seed,
-                          nprobe=args.nprobe, search="exact" if search == "float32" else search, report=report)
+    if search == "hubness-files":
+        return fit_embeddings(root, method="hubness", hubness_bank=args.hubness_bank or None,
+                              sample="auto" if auto else args.sample, target_se=args.target_se, seed=seed,
+                              report=report)
+    return fit_embeddings(root, method="paper", sample="auto" if auto else args.sample, target_se=args.target_se,
+                          seed=seed, nprobe=args.nprobe, search="exact" if search == "float32" else search,
+                          report=report)
+
+
+def fit_index(index: MixedIndex, name: str, args: argparse.Namespace) -> Standardizer:
+    """One fit on the Flat index: ``index`` (the paper's) or ``hubness-index``, ``auto-*`` adaptive."""
+    sample = "auto" if name.startswith("auto-") else args.sample
+    method = "hubness" if "hubness" in name else "paper"
+    return Standardizer(method=method, hubness_bank=args.hubness_bank or None, sample=sample,
+                        target_se=args.target_se, seed=args.seed).fit(index)
+
+
+def hubness_gap(got: Standardizer, ref: Standardizer) -> dict:
+    """Largest absolute differences of two hubness fits (files vs index: equal up to float32 rounding)."""
+    out = {"terms": float(np.abs(got.terms_ - ref.terms_).max()), "n_equal": bool((got.n_ == ref.n_).all())}
+    for name in ("mean_", "std_", "scale_"):
+        out[name.rstrip("_")] = float(np.nanmax(np.abs(getattr(got, name) - getattr(ref, name))))
+    return out
 
 
 def spark_metrics(spark, app_id: str) -> dict:  # noqa: ANN001
@@ -116,6 +144,8 @@ def main() -> None:
                    help="also fit exactly on this many pseudo queries per modality (seed 1000) as the reference")
     p.add_argument("--error-seeds", default="", help="more seeds of the auto-bfloat16 fit, for its error's spread")
     p.add_argument("--nprobe", type=int, default=32)
+    p.add_argument("--hubness-bank", type=int, default=Standardizer().hubness_bank,
+                   help="hubness_bank of the hubness fits (0 = every item, exact)")
     p.add_argument("--piece-rows", type=int, default=65_536, help="rows per task (piece)")
     p.add_argument("--spark", default=None, help="also fit on Spark with this master, e.g. local[2]")
     p.add_argument("--out", default=str(RESULTS / "laion_fit.json"))
@@ -127,26 +157,28 @@ def main() -> None:
     write_folder(root, n, args.seed)
     print(f"folder {root}: {time.perf_counter() - t:.1f} s", flush=True)
     index = None
-    if {"index", "auto-index"} & set(args.methods.split(",")):
+    if any(name.endswith("index") for name in args.methods.split(",")):
         index = MixedIndex.from_arrays(stored(root), factory="Flat")
     methods = args.methods.split(",")
     runs: dict[str, list] = {name: [] for name in methods}
     cpu_runs: dict[str, list] = {name: [] for name in methods}  # CPU seconds of this process: less load-bound
     fits: dict[str, Standardizer] = {}
     reports: dict[str, list] = {name: [] for name in methods}
+    loads: dict[str, list] = {name: [] for name in methods}  # 1-minute load average after each fit
     for r in range(args.repeats):
         for name in methods:
             t, cpu = time.perf_counter(), time.process_time()
-            if name in ("index", "auto-index"):
-                sample = "auto" if name == "auto-index" else args.sample
-                fits[name] = Standardizer(sample=sample, target_se=args.target_se, seed=args.seed).fit(index)
+            if name.endswith("index"):
+                fits[name] = fit_index(index, name, args)
             else:
                 fits[name] = fit_file(root, name, args, args.seed, reports[name].append)
             runs[name].append(time.perf_counter() - t)
             cpu_runs[name].append(time.process_time() - cpu)
+            loads[name].append(os.getloadavg()[0])
             print(f"repeat {r} {name}: {runs[name][-1]:.1f} s wall, {cpu_runs[name][-1]:.1f} s CPU "
                   f"(load {os.getloadavg()[0]:.1f})", flush=True)
-    ref_name = "float32" if "float32" in fits else "index"  # both are exact float32 fits of the same queries
+    # exact float32 fits of the same queries: the paper's from files or on the index, else a hubness fit's
+    ref_name = next(n for n in ("float32", "index", *fits) if n in fits)
     ref = fits[ref_name]
     collection = {}
     if args.reference_sample:
@@ -182,7 +214,12 @@ def main() -> None:
                                   for k, v in runs.items() if v},
         "reports": {name: [{"sample": rep.sample, "seconds": rep.seconds, **rep.extra} for rep in reps]
                     for name, reps in reports.items() if reps},
-        "error_vs_reference": {k: errors(v, ref) for k, v in fits.items() if k != ref_name},
+        "error_vs_reference": {k: errors(v, ref) for k, v in fits.items()
+                               if k != ref_name and v.method == ref.method},
+        "load_average_per_repeat": {k: v for k, v in loads.items() if v},
+        "hubness_bank": args.hubness_bank,
+        "hubness_files_vs_index": {f"{a} vs {a.replace('files', 'index')}": hubness_gap(fits[a], fits[a.replace("files", "index")])
+                                   for a in fits if a.endswith("hubness-files") and a.replace("files", "index") in fits},
         "stated_se": {k: float(np.nanmax(v.standard_error_)) for k, v in fits.items()},
         "collection": collection,
         "pairs": ref.table(),
@@ -231,3 +268,57 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def render_hubness(add, fits: Path, search: Path | None = None) -> None:  # noqa: ANN001
+    """docs/performance.md rows of the hubness fit (``--methods *hubness-*`` runs of this script, e.g.
+    ``benchmarks/results/hubness_fit.json``) and, with ``search``, the Flat search ratio of
+    ``benchmarks/hubness.py --only-search``. ``add`` appends one markdown line."""
+    if not fits.exists():
+        return
+    runs = {k: v for k, v in json.loads(fits.read_text()).items() if v.get("hubness_files_vs_index") is not None}
+    names = {"hubness-files": "from files", "hubness-index": "Flat MixedIndex"}
+    add("### The corrected method's fit (per-item terms)\n")
+    add("`method=\"hubness\"` on the index and from the files (`benchmarks/laion_fit.py`, synthetic CLIP-like "
+        "vectors, float16 files, half per modality). Terms against a bank of `hubness_bank` items per modality; "
+        "*CPU time / cores*: the process's CPU seconds over the machine's cores, what an idle machine's wall "
+        "time would be; *load*: 1-minute load average after each fit (2 = this job alone on 2 cores). "
+        "*files vs index*: largest absolute difference of the two fits' terms and pair statistics.\n")
+    for key, r in runs.items():
+        add(f"Key `{key}`, {r['n']:,} items, bank {r.get('hubness_bank')}:\n")
+        add("```bash")
+        add(r["command"])
+        add("```\n")
+        add("| fit | pseudo queries per modality | stated error | time, median | CPU time / cores | load |")
+        add("|---|---|---|---|---|---|")
+        for name, secs in r["seconds"].items():
+            auto = name.startswith("auto-")
+            label = names.get(name.removeprefix("auto-"), name) + (f", `sample=\"auto\"`" if auto else "")
+            rep = (r.get("reports", {}).get(name) or [{}])[0]
+            drawn = " / ".join(f"{v:,}" for v in (rep.get("sample") or {}).values()) or (
+                "auto" if auto else f"{r['sample']:,}")
+            cpu = float(np.median(r["cpu_seconds"][name])) / r["cores"]
+            load = ", ".join(f"{x:.1f}" for x in r.get("load_average_per_repeat", {}).get(name, []))
+            add(f"| {label} | {drawn} | {r['stated_se'][name]:.3f} | {float(np.median(secs)):.1f} s "
+                f"| {cpu:.1f} s | {load} |")
+        for pair, gap in r["hubness_files_vs_index"].items():
+            add(f"\n*{pair}*: terms {gap['terms']:.1e}, mean {gap['mean']:.1e}, std {gap['std']:.1e}, "
+                f"scale {gap['scale']:.1e}, same pseudo-positive counts: {'yes' if gap['n_equal'] else 'no'}.")
+        add("")
+    if search is None or not search.exists():
+        return
+    add("Flat search with the term dimensions against raw FAISS on the same vectors "
+        "(`benchmarks/hubness.py --only-search`; k=10, text queries; ratio = raw time / hubness time per "
+        "repeat, median; raw FAISS per modality = one `IndexFlatIP` per modality, each searched for k):\n")
+    runs = json.loads(search.read_text())
+    add("```bash")
+    add("\n".join(sorted({r["command"] for r in runs.values()})))
+    add("```\n")
+    add("| N | queries | vs raw FAISS per modality | vs one IndexFlatIP over all | repeats | load |")
+    add("|---|---|---|---|---|---|")
+    for key, r in runs.items():
+        for kind, s in r["search"].items():
+            add(f"| {r['n']:,} | {kind} ({s['queries']}) | **{s['hubness_over_raw_faiss_per_modality_median']:.2f}x** "
+                f"| {s['hubness_over_one_flat_median']:.2f}x | {len(s['load_average'])} "
+                f"| {min(s['load_average']):.1f}-{max(s['load_average']):.1f} |")
+    add("")

@@ -263,3 +263,77 @@ def test_cli_two_commands_make_a_fitted_index(folder, tmp_path):
     assert bad.returncode == 2 and "'auto'" in bad.stderr and not (tmp_path / "x.json").exists()
     mismatch = _cli("fit", "--embeddings", other, "--index", db, "--sample", "50")
     assert mismatch.returncode == 1 and "build the index from this folder" in mismatch.stderr
+
+
+def _index_of(pairs):
+    """A Flat index of the files' vectors, ids in the files' order (what `simstd build --from` makes)."""
+    return MixedIndex.from_arrays({"image": _stored(pairs)[:500], "text": _stored(pairs)[500:]})
+
+
+def assert_same_hubness_fit(got, ref, atol=1e-6):
+    """Everything a hubness fit holds: terms, banks, pseudo-positive pairs, the scale, the cosine moments."""
+    assert got.method == ref.method == "hubness" and got.modalities_ == ref.modalities_
+    assert got.banks_ == ref.banks_
+    np.testing.assert_allclose(got.terms_, ref.terms_, rtol=0, atol=atol)
+    np.testing.assert_array_equal(got.n_, ref.n_)
+    for name in ("mean_", "std_", "centre_", "scale_"):
+        np.testing.assert_allclose(getattr(got, name), getattr(ref, name), rtol=0, atol=atol, err_msg=name)
+    for a, b in zip(got.cosine_moments_, ref.cosine_moments_):
+        np.testing.assert_allclose(a, b, rtol=0, atol=atol)
+
+
+@pytest.mark.parametrize("sample,bank,piece_rows", [(150, 100, 64), ("auto", None, 128)])
+def test_hubness_fit_from_files_equals_the_index_fit(folder, pairs, sample, bank, piece_rows):
+    """Terms (a sampled bank of 100, or every item), pseudo positives of the corrected score and the
+    tail scale: the files give the fit the index of the same vectors gives, whatever the pieces."""
+    reports = []
+    got = fit_embeddings(folder, method="hubness", hubness_bank=bank, sample=sample, target_se=0.06, seed=3,
+                         piece_rows=piece_rows, report=reports.append)
+    ref = Standardizer(method="hubness", hubness_bank=bank, sample=sample, target_se=0.06, seed=3).fit(_index_of(pairs))
+    assert_same_hubness_fit(got, ref)
+    assert got.banks_["image"].size == (100 if bank else 500) and got.banks_["image"].k == (2 if bank else 10)
+    assert got.dim_ == 512 and got.index_fingerprint_ is None
+    report = reports[0]
+    assert report.extra["method"] == "hubness" and report.pieces == (18 if piece_rows == 64 else 10)  # files of 200, 180, 120 rows
+    assert report.sample == {"image": got.n_[0, 1], "text": got.n_[1, 0]}
+    if sample == "auto":
+        assert all(max(e["mean"], e["std"]) <= 0.06 for e in report.extra["standard_error"].values())
+    with pytest.raises(SimstdError, match='search="exact"'):
+        fit_embeddings(folder, method="hubness", search="bfloat16")
+
+
+def test_fit_from_files_follows_the_default_method(folder, monkeypatch):
+    """No method named: the files give what Standardizer() fits, not a hard-coded paper fit."""
+    import simstd.laion.fit as laion_fit
+
+    class Corrected(Standardizer):  # a Standardizer whose default is the corrected method
+        def __init__(self, method="hubness", **kwargs):
+            super().__init__(method, **kwargs)
+
+    monkeypatch.setattr(laion_fit, "Standardizer", Corrected)
+    std = fit_embeddings(folder, sample=50, piece_rows=256)
+    assert std.method == "hubness" and std.terms_.shape == (1000, 2)
+    assert fit_embeddings(folder, sample=50, method="paper").method == "paper"
+
+
+def test_cli_hubness_fit_from_files_commits_the_terms(folder, pairs, tmp_path):
+    db = tmp_path / "db.faiss"
+    assert _cli("build", "--from", folder, "--out", db).returncode == 0
+    fitted = _cli("fit", "--embeddings", folder, "--index", db, "--out", tmp_path / "std.json", "--method",
+                  "hubness", "--sample", "100", "--hubness-bank", "100")
+    assert fitted.returncode == 0, fitted.stderr
+    assert "fitted on 500 image, 500 text" in fitted.stderr and "with 100 image, 100 text pseudo queries" in fitted.stderr
+    std = Standardizer.load(tmp_path / "std.json")  # the JSON and std.terms.npy beside it
+    assert (tmp_path / "std.terms.npy").exists() and std.method == "hubness" and std.banks_["text"].size == 100
+    index = MixedIndex.load(db)
+    assert index.standardizer.method == "hubness"
+    np.testing.assert_array_equal(index.standardizer.terms_, std.terms_)  # item_terms.npy of the version
+    ref = Standardizer(method="hubness", hubness_bank=100, sample=100).fit(index)
+    assert_same_hubness_fit(std, ref)
+    res = index.search_like(np.arange(500, 540), k=10)
+    assert 0.2 < (res.modalities == "image").mean() < 0.9
+    # an index numbering the items otherwise than the files (captions first) cannot take the terms
+    other = tmp_path / "other.faiss"
+    MixedIndex.from_arrays({"text": _stored(pairs)[500:], "image": _stored(pairs)[:500]}).save(other)
+    wrong = _cli("fit", "--embeddings", folder, "--index", other, "--method", "hubness", "--sample", "50")
+    assert wrong.returncode == 1 and "numbers its" in wrong.stderr and "Traceback" not in wrong.stderr

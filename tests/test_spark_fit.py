@@ -62,3 +62,27 @@ def test_bad_master_is_a_clear_error(tmp_path):
 
     with pytest.raises(SimstdError, match="master URL"):
         session(42)
+
+
+def test_spark_hubness_fit_equals_the_local_and_the_index_fit(spark, features, tmp_path):
+    """The corrected method on Spark: the terms in one job (banks broadcast), each search a job;
+    the same fit as in this process and as on an index of the same vectors."""
+    from simstd import MixedIndex, Standardizer
+
+    pairs = features("clip")
+    folder = write_clip_folder(tmp_path, pairs)
+    reports = []
+    settings = dict(method="hubness", hubness_bank=100, sample="auto", target_se=0.07, seed=2, piece_rows=128)
+    local = fit_embeddings(folder, **settings)
+    distributed = fit_embeddings(folder, runner=SparkRunner(spark), report=reports.append, **settings)
+    stored = pairs.astype(np.float16).astype(np.float32)
+    on_index = Standardizer(method="hubness", hubness_bank=100, sample="auto", target_se=0.07, seed=2).fit(
+        MixedIndex.from_arrays({"image": stored[0], "text": stored[1]}))
+    for ref in (local, on_index):
+        assert distributed.banks_ == ref.banks_
+        np.testing.assert_allclose(distributed.terms_, ref.terms_, rtol=0, atol=1e-6)
+        np.testing.assert_array_equal(distributed.n_, ref.n_)
+        for name in ("mean_", "std_", "centre_", "scale_"):
+            np.testing.assert_allclose(getattr(distributed, name), getattr(ref, name), rtol=0, atol=1e-6)
+    facts = reports[0].extra
+    assert reports[0].engine == "spark" and facts["jobs"] == facts["passes"] >= 1 + 4  # terms + 2 x 2 searches

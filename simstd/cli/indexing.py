@@ -243,18 +243,11 @@ def fit(index_path: str | None, embeddings_dir: str | None, out: str | None, spa
     --out std.json, and/or committed with --index.
     """
     if embeddings_dir is not None:
-        explicit = click.get_current_context().get_parameter_source("method") == click.core.ParameterSource.COMMANDLINE
-        if method != "paper" and explicit:
-            raise SimstdError("a fit from files (--embeddings) fits the paper's standardizer; --method hubness "
-                              "needs an index: simstd build --from DIR, then simstd fit --index --method hubness")
         if mining != "exhaustive":
             raise SimstdError("--mining chooses how a fit searches an index's HNSW shards; a fit from files "
                               "(--embeddings) scans every item (or its --search candidates)")
-        if method != "paper":
-            click.echo("note: a fit from files fits the paper's method (--method paper); for the hubness "
-                       "correction fit the built index: simstd fit --index ...", err=True)
         _fit_from_files(embeddings_dir, index_path, out, spark_master, queries, with_uncertainty, sample, target_se,
-                        search, seed, n_pseudo, fmt, lock_timeout, keep)
+                        search, seed, n_pseudo, method, hubness_k, hubness_bank, fmt, lock_timeout, keep)
         return
     if search != "exact":
         raise SimstdError("--search applies to --embeddings DIR (a fit from files); a fit on --index searches "
@@ -311,7 +304,8 @@ def _fit(index_path: str, queries: str | None, query_modality: str | None, sampl
 
 def _fit_from_files(folder: str, index_path: str | None, out: str | None, spark_master: str | None,
                     queries: str | None, with_uncertainty: bool, sample: int | str, target_se: float, search: str,
-                    seed: int, n_pseudo: int, fmt: str, lock_timeout: float, keep: int | None = None) -> None:
+                    seed: int, n_pseudo: int, method: str, hubness_k: int, hubness_bank: int, fmt: str,
+                    lock_timeout: float, keep: int | None = None) -> None:
     from ..laion import fit_embeddings
 
     if out is None and index_path is None:
@@ -321,8 +315,8 @@ def _fit_from_files(folder: str, index_path: str | None, out: str | None, spark_
         raise SimstdError("a fit from files samples its pseudo queries from the files; --queries and "
                           "--uncertainty need an index (simstd build --from DIR, then simstd fit --index)")
     reports = []
-    settings = dict(sample=sample or None, target_se=target_se, search=search, seed=seed, n_pseudo=n_pseudo,
-                    report=reports.append)
+    settings = dict(method=method, hubness_k=hubness_k, hubness_bank=hubness_bank or None, sample=sample or None,
+                    target_se=target_se, search=search, seed=seed, n_pseudo=n_pseudo, report=reports.append)
     if spark_master is None:
         std = fit_embeddings(folder, **settings)
     else:
@@ -341,7 +335,19 @@ def _fit_from_files(folder: str, index_path: str | None, out: str | None, spark_
             if index.counts != reports[0].counts:
                 raise SimstdError(f"{index_path} holds {index.counts} items but {folder} holds "
                                   f"{reports[0].counts}: build the index from this folder (simstd build --from)")
+            if std.has_item_terms:  # its terms are keyed by the ids the files' order gives
+                import numpy as np
+
+                first = 0
+                for m, n in reports[0].counts.items():
+                    if not np.array_equal(np.sort(index.ids(m)), np.arange(first, first + n)):
+                        raise SimstdError(f"{index_path} numbers its {m} items otherwise than {folder} orders "
+                                          f"them (ids {first}..{first + n - 1}): build the index from this "
+                                          "folder (simstd build --from), or fit it with --index alone")
+                    first += n
             index.standardizer = std
+            if std.has_item_terms:  # the terms go into the shards once, here, not at every query
+                index.fold_terms(std)
             index.uncertainty = None  # fitted with the previous standardizer, if any
             version = index.save(index_path, keep=keep)
         wrote.append(f"{index_path} (version {version})")

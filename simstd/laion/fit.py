@@ -1,6 +1,13 @@
 """Fit a :class:`~simstd.Standardizer` straight from embedding files, no index.
 
-The method is the paper's (Yamashita, Shirafuji and Saito, 2025): pseudo
+The method is ``Standardizer()``'s default unless ``method=`` says otherwise.
+The corrected method (``method="hubness"``) is fitted by the very code of an
+index fit over the files seen as a store (:mod:`simstd.laion.store`): its
+per-item terms in one pass over the pieces, its searches as passes of the same
+runner. The rest of this module is the paper's fit, whose statistics pool
+exactly, as a map-reduce of its own.
+
+The paper's method (Yamashita, Shirafuji and Saito, 2025): pseudo
 queries are a seeded sample of the stored items of each modality; each one's
 top-``n_pseudo`` cosine neighbours among the items of every target modality,
 itself excluded, are its pseudo positives; the standardizer is the per-pair
@@ -182,9 +189,16 @@ _PARAMETER_CONSTRAINTS: dict = {
 }
 
 
+#: The Standardizer's own defaults, for the hubness settings of a fit from files.
+_DEFAULT = Standardizer()
+
+
 def fit_embeddings(
     source: str | Path | EmbeddingFiles | Mapping[str, Sequence[str | Path]],
     *,
+    method: str | None = None,
+    hubness_k: int = _DEFAULT.hubness_k,
+    hubness_bank: int | None = _DEFAULT.hubness_bank,
     sample: int | str | None = 10_000,
     target_se: float = TARGET_SE,
     seed: int = 0,
@@ -197,7 +211,15 @@ def fit_embeddings(
     piece_rows: int = PIECE_ROWS,
     report: Callable[[FitReport], None] | None = None,
 ) -> Standardizer:
-    """Fit the paper's standardizer on embedding files, streaming, without an index.
+    """Fit a standardizer on embedding files, streaming, without an index.
+
+    ``method`` (default: ``Standardizer()``'s), ``hubness_k`` and
+    ``hubness_bank`` are the :class:`~simstd.Standardizer` settings.
+    ``method="hubness"`` gives the fit ``Standardizer(method="hubness",
+    ...).fit(index)`` gives on an index built from these files (ids in the
+    files' order, modality after modality, as ``simstd build --from`` assigns
+    them), per-item terms included (:mod:`simstd.laion.store`); it searches
+    exactly (``search="exact"``).
 
     ``source`` is a clip-retrieval output folder (``img_emb/``, ``text_emb/``),
     an :class:`~simstd.laion.reader.EmbeddingFiles` or ``{modality: [.npy
@@ -230,8 +252,10 @@ def fit_embeddings(
       and the shift it causes (in units of std) are reported (warned about
       below 99% recall).
     """
-    # the paper's per-pair fit, whatever the default method; it validates sample, target_se, seed and n_pseudo
-    probe_std = Standardizer(method="paper", n_pseudo=n_pseudo, sample=sample, target_se=target_se, seed=seed)
+    # the Standardizer validates its own settings (method, sample, target_se, seed, n_pseudo, hubness_*)
+    probe_std = Standardizer(method=Standardizer().method if method is None else method, hubness_k=hubness_k,
+                             hubness_bank=hubness_bank, n_pseudo=n_pseudo, sample=sample, target_se=target_se,
+                             seed=seed)
     probe_std._check_params()
     validate_params(fit_embeddings, _PARAMETER_CONSTRAINTS,
                     {"piece_rows": piece_rows, "search": search, "nprobe": nprobe, "check": check})
@@ -240,6 +264,11 @@ def fit_embeddings(
     files = open_files(source)
     runner = LocalRunner() if runner is None else runner
     started = time.perf_counter()
+    if not probe_std.backend_.mergeable:
+        if search != "exact":
+            raise SimstdError(f'search={search!r} finds the paper\'s pseudo positives; method={probe_std.method!r} '
+                              'searches its candidates exactly: fit it with search="exact"')
+        return _fit_store(probe_std, files, runner, piece_rows, report, started)
     pieces = files.pieces(piece_rows)
     k = int(n_pseudo)
     centroids = train_centroids(files, nlist, seed) if search == "ivf" else None
@@ -293,6 +322,39 @@ def fit_embeddings(
     return std
 
 
+def _fit_store(std: Standardizer, files: EmbeddingFiles, runner: Runner, piece_rows: int,
+               report: Callable[[FitReport], None] | None, started: float) -> Standardizer:
+    """A method whose fit is more than pooled moments (per-item terms): ``std.fit`` on the files as a store,
+    the terms computed by one pass of ``runner`` (:mod:`simstd.laion.store`)."""
+    from .. import hubness
+    from .store import FileStore, file_terms
+
+    store = FileStore(files, runner, piece_rows)
+    terms = None
+    if std.has_item_terms:
+        columns = sorted(store.modalities)
+        banks = hubness.fit_banks(store, int(std.hubness_k), std.hubness_bank)
+        logger.info("fit from files: terms of %s items against banks %s", files.counts,
+                    {m: b.size for m, b in banks.items()})
+        terms = file_terms(store, columns, banks, int(std.seed))
+    std.fit(store, terms=terms)
+    labels = std.modalities_
+    errors = {f"{q}->{t}": {"n": int(std.n_[i, j]), "mean": float(std.standard_error_[i, j, 0]),
+                            "std": float(std.standard_error_[i, j, 1])}
+              for i, q in enumerate(labels) for j, t in enumerate(labels) if std.n_[i, j] > 0}
+    extra: dict = {"search": "exact", "method": std.method, "passes": store.passes, "standard_error": errors}
+    if std.sample == SAMPLE_AUTO:
+        extra["target_se"] = float(std.target_se)
+    extra.update(runner.facts())
+    # pseudo queries that found a pseudo positive (all of them, but for a modality of one item)
+    sample = {m: int(std.n_[labels.index(m)].max()) for m in files.modalities}
+    if report is not None:
+        report(FitReport(files.counts, sample, len(store.pieces), time.perf_counter() - started,
+                         max(sample.values()) * files.dim * 4, getattr(runner, "engine", type(runner).__name__),
+                         extra))
+    return std
+
+
 def _ivf_summary(checks: list[dict]) -> dict:
     """The IVF checks of every round as one: recall over all checked top-k scores, the largest shift."""
     found, total = sum(c["found"] for c in checks), sum(c["total"] for c in checks)
@@ -311,8 +373,9 @@ def from_moments(std: Standardizer, modalities: Sequence[str], n: np.ndarray, me
     """Fit the paper's ``std`` from pooled ``(M, M)`` count/mean/M2 arrays indexed ``[query, target]``
     (the statistics :meth:`Standardizer.merge` pools the same way); no index fingerprint."""
     if not std.backend_.mergeable:
-        raise SimstdError('a fit from pooled moments is the paper\'s method; method="hubness" needs the store '
-                          "(Standardizer.fit(index)) to measure its per-item terms")
+        raise SimstdError(f"a fit from pooled moments is the paper's method; method={std.method!r} needs the store "
+                          "(Standardizer.fit(index), or fit_embeddings(files, method=...)) to measure its "
+                          "per-item terms")
     labels = [check_label(str(x)) for x in modalities]
     m = len(labels)
     n, mean, m2 = (np.asarray(a) for a in (n, mean, m2))

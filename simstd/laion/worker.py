@@ -9,7 +9,8 @@ sequential and pyspark distributors.
 """
 from __future__ import annotations
 
-from typing import Iterator, Protocol
+from functools import partial
+from typing import Any, Callable, Iterator, Protocol
 
 import numpy as np
 from threadpoolctl import threadpool_limits
@@ -39,11 +40,32 @@ def partial_topk(piece: Piece, items: np.ndarray, queries: PseudoQueries, k: int
         yield (qm, b, piece.modality), (best, np.full(len(best), -np.inf, dtype=np.float32))
 
 
+#: A map step: ``work(piece, items, shared)`` yields ``(key, value)`` pairs for the
+#: piece's rows ``items`` (float32 unit rows) and what every task shares.
+Work = Callable[[Piece, np.ndarray, Any], Iterator[tuple[Any, Any]]]
+#: A reduce step: two values of one key as one.
+Merge = Callable[[Any, Any], Any]
+
+
+def topk_work(piece: Piece, items: np.ndarray, queries: PseudoQueries, k: int,
+              search: str = "exact") -> Iterator[tuple[tuple[str, int, str], Partial]]:
+    """:func:`partial_topk` as a :data:`Work` (``shared`` = the pseudo queries)."""
+    return partial_topk(piece, items, queries, k, search)
+
+
 class Runner(Protocol):
-    """Runs one pass of the map-reduce: every piece mapped, reduced per (query block, target modality)."""
+    """Runs the passes of the fit: every piece mapped by one worker, reduced per key."""
+
+    def map_pieces(self, files: EmbeddingFiles, pieces: list[Piece], shared: Any, work: Work,
+                   merge: Merge | None = None) -> dict:
+        """``{key: value}`` of ``work`` over every piece, values of one key reduced by ``merge``
+        (``None``: keys are unique to a piece, collected as they are)."""
+        ...
 
     def run(self, files: EmbeddingFiles, pieces: list[Piece], queries: PseudoQueries, k: int,
-            search: str = "exact") -> Tops: ...
+            search: str = "exact") -> Tops:
+        """One pass of the paper's fit: every query block's top-k per target modality."""
+        ...
 
     def facts(self) -> dict:
         """What the report should say about where the fit ran (engine, jobs, ...)."""
@@ -58,15 +80,19 @@ class LocalRunner:
     def __init__(self, threads: int | None = None) -> None:
         self.threads = threads
 
-    def run(self, files: EmbeddingFiles, pieces: list[Piece], queries: PseudoQueries, k: int,
-            search: str = "exact") -> Tops:
-        acc: Tops = {}
+    def map_pieces(self, files: EmbeddingFiles, pieces: list[Piece], shared: Any, work: Work,
+                   merge: Merge | None = None) -> dict:
+        acc: dict = {}
         with threadpool_limits(self.threads):
             for piece in pieces:
-                items = files.read(piece)
-                for key, part in partial_topk(piece, items, queries, k, search):
-                    acc[key] = part if key not in acc else merge_partial(acc[key], part, k)
+                for key, value in work(piece, files.read(piece), shared):
+                    acc[key] = value if merge is None or key not in acc else merge(acc[key], value)
         return acc
+
+    def run(self, files: EmbeddingFiles, pieces: list[Piece], queries: PseudoQueries, k: int,
+            search: str = "exact") -> Tops:
+        return self.map_pieces(files, pieces, queries, partial(topk_work, k=k, search=search),
+                               partial(merge_partial, k=k))
 
     def facts(self) -> dict:
         return {}

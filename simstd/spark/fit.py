@@ -21,12 +21,13 @@ from __future__ import annotations
 
 import os
 import sys
+from functools import partial
 from pathlib import Path
 
 from ..errors import SimstdError
 from ..laion.reader import EmbeddingFiles, Piece
 from ..laion.topk import PseudoQueries, Tops, merge_partial
-from ..laion.worker import partial_topk
+from ..laion.worker import Merge, Work, topk_work
 
 #: Where this simstd lives: put on the Python path of locally started workers,
 #: so they import the same code as the driver.
@@ -75,26 +76,33 @@ class SparkRunner:
         self.spark, self.created = session(master)
         self.jobs = 0
 
-    def run(self, files: EmbeddingFiles, pieces: list[Piece], queries: PseudoQueries, k: int,
-            search: str = "exact") -> Tops:
+    def map_pieces(self, files: EmbeddingFiles, pieces: list[Piece], shared: object, work: Work,
+                   merge: Merge | None = None) -> dict:
+        """One Spark job: ``shared`` broadcast once, one task per piece running ``work``,
+        ``reduceByKey(merge)`` (or a plain collect when ``merge`` is None)."""
         sc = self.spark.sparkContext
-        shared = sc.broadcast(queries)
+        box = sc.broadcast(shared)
         threads = int(sc.getConf().get("spark.task.cpus", "1"))
 
-        def work(part):  # noqa: ANN001, ANN202 (runs on the executors)
+        def tasks(part):  # noqa: ANN001, ANN202 (runs on the executors)
             from threadpoolctl import threadpool_limits
 
-            q = shared.value
+            value = box.value
             with threadpool_limits(threads):  # one BLAS thread per task slot: no oversubscription
                 for piece in part:
-                    yield from partial_topk(piece, files.read(piece), q, k, search)
+                    yield from work(piece, files.read(piece), value)
 
         sc.setJobGroup(f"simstd-fit-{self.jobs}", "simstd fit from files")
-        tops = dict(sc.parallelize(pieces, len(pieces)).mapPartitions(work)
-                    .reduceByKey(lambda a, b: merge_partial(a, b, k)).collect())
-        shared.unpersist()
+        rdd = sc.parallelize(pieces, len(pieces)).mapPartitions(tasks)
+        out = dict((rdd if merge is None else rdd.reduceByKey(merge)).collect())
+        box.unpersist()
         self.jobs += 1
-        return tops
+        return out
+
+    def run(self, files: EmbeddingFiles, pieces: list[Piece], queries: PseudoQueries, k: int,
+            search: str = "exact") -> Tops:
+        return self.map_pieces(files, pieces, queries, partial(topk_work, k=k, search=search),
+                               partial(merge_partial, k=k))
 
     def facts(self) -> dict:
         sc = self.spark.sparkContext
