@@ -38,6 +38,7 @@ import argparse
 import json
 import os
 import resource
+import sys
 import time
 from pathlib import Path
 
@@ -48,7 +49,7 @@ from common import FEATURES, sgemm_gflops  # first: puts this checkout's simstd 
 from synth import Synth
 
 from simstd import MixedIndex, Standardizer
-from simstd.hubness import compute_terms, fit_banks, item_terms
+from simstd.hubness import compute_terms, fit_banks
 
 SIZES = {"100k": 100_000, "1m": 1_000_000}
 K = 10

@@ -3,6 +3,7 @@
 It measures nothing and imports no benchmark. Each module renders what one
 benchmark wrote under ``benchmarks/results/``: ``vs_faiss`` (``results.json``),
 ``hnsw_budget`` (``hnsw_budget.json``), ``laion_fit`` (``laion_fit.json``),
+``hubness`` (``hubness_fit.json``, ``hubness_search.json``),
 ``plot`` (the figure, from ``results.json``); ``cells`` holds the number
 formats they share. :func:`write_docs` lays the sections out in the page's
 order and appends the hand-written notes ``benchmarks/notes.md``.
@@ -16,7 +17,7 @@ from pathlib import Path
 
 from common import HERE
 
-from . import hnsw_budget, laion_fit, vs_faiss
+from . import hnsw_budget, hubness, laion_fit, vs_faiss
 from .plot import write_plot
 
 __all__ = ["write_docs", "write_plot"]
@@ -37,6 +38,7 @@ def write_docs(results_dir: Path, docs: Path, img: Path) -> None:
     laion = results_dir / "laion_fit.json"
     if laion.exists():
         lines += laion_fit.section(json.loads(laion.read_text()))
+    lines += hubness.section(results_dir / "hubness_fit.json", results_dir / "hubness_search.json")
     lines += [*vs_faiss.memory(results), *vs_faiss.cold_start(results)]
     if img.exists():
         lines.append("## Cost against N\n")
