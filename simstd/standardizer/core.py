@@ -321,6 +321,7 @@ class Standardizer:
                     f"{row['mean']:.6f}, so nothing can be standardized; the pseudo queries are probably copies "
                     "of one item or of the indexed items: fit on more, distinct pseudo queries"
                 )
+            self.affine(row["query_modality"], row["target_modality"])  # the method's own map must exist too
 
     def _set_stats(self, labels: list[str], n: np.ndarray, mean: np.ndarray, m2: np.ndarray) -> None:
         n = np.asarray(n, dtype=np.int64)

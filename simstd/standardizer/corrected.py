@@ -359,8 +359,9 @@ class HubnessMethod(Method):
         q, t = est._code(query_modality), est._code(target_modality)
         centre, scale = float(est.centre_[q, t]), float(est.scale_[q, t])
         if not (np.isfinite(centre) and scale > 0):
-            raise NotFittedError(f"pair ({query_modality!r}, {target_modality!r}) has no hubness scale "
-                                 "(too few items of those modalities); index more items and refit")
+            raise NotFittedError(f"pair ({query_modality!r}, {target_modality!r}) has no hubness scale: fewer than "
+                                 "two distinct items of those modalities (exact copies of one item make no "
+                                 "spread); index more distinct items and refit")
         return centre, scale
 
     def cosine_moments(self, est: Estimator, query_modality: str, target_modality: str) -> tuple[float, float]:
