@@ -11,13 +11,14 @@ shards the result equals brute force exactly, for the price of one raw search.
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Any, Callable, Protocol, Sequence
 
 import numpy as np
 
 from ..engines.base import SearchResult
-from ..errors import NotFittedError, SimstdError
+from ..errors import NotFittedError, SimstdError, StaleFitWarning
 from ..validation import check_label, check_modality
 from .bridges import Bridges
 from .params import PairParams
@@ -78,12 +79,6 @@ def plan(index: Searched, query_modality: str, k: int, *, standardizer: Any = No
                               "(CLI: simstd fit --uncertainty)")
         if uncertainty is not None:
             uncertainty.check_index(index, strict=strict)
-    sizes = [shards.shards[m].ntotal for m in names]
-    if exclude is not None:  # each query's own item is not a candidate
-        sizes = [n - int(m == query_modality) for m, n in zip(names, sizes)]
-    available = sum(sizes)
-    if k > available:
-        raise SimstdError(f"k={k} is larger than the {available} searchable items; use k <= {available}")
     needed, column = k, None
     if raw:
         standardizer = None
@@ -96,12 +91,24 @@ def plan(index: Searched, query_modality: str, k: int, *, standardizer: Any = No
             )
         standardizer.check_index(index, strict=strict)
         check_modality(query_modality, [*shards.modalities, *standardizer.modalities_])  # a slip, not a refit
+        unfitted = [m for m in names if m not in standardizer.modalities_]
+        if unfitted and targets is None and not strict and len(unfitted) < len(names):
+            # A modality added after the fit has no statistics: the others keep serving (stale fit).
+            warnings.warn(f"the fit has no statistics for {unfitted} (added after it): those items are left out "
+                          f"until you refit (simstd fit --index ...)", StaleFitWarning, stacklevel=4)
+            names = [m for m in names if m not in unfitted]
         for m in names:  # fail before searching if a pair cannot standardize
             standardizer.affine(query_modality, m)
         needed = max(k, standardizer.query_depth)
-        if standardizer.has_item_terms:
-            fold(shards, standardizer)
-            column = shards.term_modalities.index(query_modality)
+    sizes = [shards.shards[m].ntotal for m in names]
+    if exclude is not None:  # each query's own item is not a candidate
+        sizes = [n - int(m == query_modality) for m, n in zip(names, sizes)]
+    available = sum(sizes)
+    if k > available:
+        raise SimstdError(f"k={k} is larger than the {available} searchable items; use k <= {available}")
+    if standardizer is not None and standardizer.has_item_terms:
+        fold(shards, standardizer)
+        column = shards.term_modalities.index(query_modality)
     tail = 0 if uncertainty is None else int(uncertainty.depth)
     widths = [min(max(needed + int(exclude is not None and m == query_modality), tail), shards.shards[m].ntotal)
               for m in names]
