@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
-"""Render docs/performance.md and docs/img/cost_vs_n.png from the benchmarks' results JSON.
+"""Render docs/performance.md, docs/img/cost_vs_n.png and the held-out table of docs/default.md
+from the benchmarks' results JSON.
 
     python benchmarks/run.py
 
 It measures nothing: each benchmark writes its own file under
 ``benchmarks/results/`` (``python benchmarks/vs_faiss.py --sizes 100k,1m``,
 ``python benchmarks/hnsw_budget.py --size 1m``, ``python benchmarks/laion_fit.py ...``),
-and ``benchmarks/report.py`` owns every section of the page. Needs
+and ``benchmarks/report/`` owns every rendered section. Needs
 ``pip install matplotlib`` for the plot (without it the page is written, the
 plot kept as it is).
 """
@@ -17,7 +18,7 @@ import sys
 from pathlib import Path
 
 from common import RESULTS, ROOT
-from report import write_docs, write_plot
+from report import default, write_docs, write_plot
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,6 +37,7 @@ def main(argv: list[str] | None = None) -> int:
                 "or pass --results-dir")
     write_plot(results_dir, Path(args.img))
     write_docs(results_dir, Path(args.docs), Path(args.img))
+    default.write(results_dir, ROOT / "docs" / "default.md")
     return 0
 
 
