@@ -21,9 +21,11 @@ client = QdrantClient(":memory:")
 client.create_collection("photos", vectors_config=models.VectorParams(size=512, distance=models.Distance.COSINE))
 client.upload_collection("photos", vectors=vectors, payload=payloads, ids=list(range(400)))
 
-# simstd: wrap, fit (pseudo positives mined through Qdrant), search (ranked by Qdrant's formula query).
+# simstd: wrap, fit (pseudo positives mined through Qdrant), store the per-item terms, search
+# (Qdrant ranks by the corrected similarity on its named vector: one engine search per modality).
 searcher = QdrantSearcher(client, "photos", modality_key="modality")
-std = Standardizer(method="paper", sample=60).fit(searcher)        # 60 pseudo queries per modality
+std = Standardizer(sample=60).fit(searcher)       # the default, hubness-corrected; 60 pseudo queries per modality
+searcher.store_terms(std)                         # rewrite after every refit
 queries = split.queries["text"][:100]             # captions whose gold images are ids 0..199
 raw = searcher.search(queries, "text", k=10, raw=True)
 res = searcher.search(queries, "text", k=10, standardizer=std)
@@ -32,4 +34,4 @@ gold = split.gold["text"][:100, None]
 print(f"images among raw top-10:          {np.mean(raw.modalities == 'image'):.0%}")
 print(f"images among standardized top-10: {np.mean(res.modalities == 'image'):.0%}")
 print(f"Recall@10 raw {np.mean((raw.ids == gold).any(1)):.3f} -> standardized {np.mean((res.ids == gold).any(1)):.3f}")
-print("first hit:", res.hits(0)[0])
+print("ranked by:", res.route, "| first hit:", res.hits(0)[0])
