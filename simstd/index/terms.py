@@ -45,22 +45,24 @@ def stored_vectors(shards: ShardSet, standardizer: object | None, searchable: Se
                    ids: np.ndarray) -> np.ndarray:
     """New items' vectors as the shards store them.
 
-    Shards with term dimensions get the new items' terms from the folded fit
-    (measured against its banks, nothing else refitted), or zeros (the fold is
-    then out of date and redone at the next search).
+    A fit with per-item terms that covers every item so far gives the new items
+    their terms against its banks (nothing else refitted), folded or not yet.
+    Shards with term dimensions store them, or zeros when the fit does not
+    cover the items (the fold is then out of date and redone at the next search).
     """
+    std = standardizer
     width = shards.term_width
+    in_step = width > 0 and std is not None and shards.folded == getattr(std, "terms_digest_", None) \
+        and std.modalities_ == shards.term_modalities
+    rho = None
+    if std is not None and std.has_item_terms and hasattr(std, "terms_") and len(std.terms_) == ids[0]:
+        rho = std.extend_terms(searchable, ids, vectors)
     if width == 0:
         return vectors
-    rho = np.zeros((len(vectors), width), dtype=np.float32)
-    std = standardizer
-    covered = (std is not None and std.has_item_terms and shards.folded == getattr(std, "terms_digest_", None)
-               and len(std.terms_) == ids[0] and std.modalities_ == shards.term_modalities)
-    if covered:
-        rho = std.extend_terms(searchable, ids, vectors)
+    out = augment(vectors, width)
+    if in_step and rho is not None:
+        out[:, shards.dim :] = term_columns(rho)
         shards.folded = std.terms_digest_
     else:
         shards.folded = None
-    out = augment(vectors, width)
-    out[:, shards.dim :] = term_columns(rho)
     return out
