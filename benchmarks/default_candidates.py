@@ -1,7 +1,7 @@
 """Candidates for the label-free default ranking (issue 17, item 1), measured on held-out splits.
 
 Every candidate is an *evaluation twin* (a :class:`simstd.methods.ScoreMethod`
-on the exact score matrix, as in simstd/methods.py) of something an index can
+on the exact score matrix, as in simstd/methods/) of something an index can
 serve; the baselines are the paper (``simstd-index``, the real Standardizer)
 and today's ``Standardizer(method="hubness")`` (the real fit, default settings).
 For a query ``q`` of modality ``a`` and a stored item ``c`` of modality ``b``

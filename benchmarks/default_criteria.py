@@ -3,7 +3,7 @@
 ``Standardizer(method="hubness")`` (the code path ``MixedIndex.search`` runs;
 Flat search equals this brute-force definition, tests/test_hubness.py) against
 the paper (``simstd-index``) and the evaluation twin of the formula
-(``hubness`` in simstd/methods.py), on:
+(``hubness`` in simstd/methods/hubness.py), on:
 
 * the mixed protocol, 4 trained models: R@20 / ceiling, cross@10 and the
   excess over the modality-bias frontier (simstd.evaluation);

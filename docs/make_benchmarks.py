@@ -303,7 +303,7 @@ def main() -> None:
                     + [f"{avg[m]:.3f}", f"{exc_avg[m]:+.3f}"])
     w(markdown_table(header, rows, align="ll" + "r" * (len(header) - 2)))
     w(f"\nMean ± std over the {len(EVAL_SEEDS)} splits. Method descriptions: `simstd eval --list-methods`; "
-      "papers in `simstd/methods.py`.\n")
+      "papers in the modules of `simstd/methods/`.\n")
     w("Share of the other modality in the top 10 (`cross@10`; the index is half each):\n")
     rows = [[f"`{m}`"] + [f"{cross[k, m].mean():.2f}" for k, *_ in MODELS] for m in METHODS]
     w(markdown_table(["method"] + [label[k] for k, *_ in MODELS], rows))
@@ -356,7 +356,7 @@ def main() -> None:
       "), and on this protocol that trade is a net gain, not a free one.\n")
 
     w("## Choosing the default: hubness correction vs the paper (issue 9)\n")
-    w("`hubness` (`simstd/methods.py:HubnessCorrection`) re-scores a query q of modality a against an indexed "
+    w("`hubness` (`simstd/methods/hubness.py:HubnessCorrection`) re-scores a query q of modality a against an indexed "
       "item c of modality b as\n")
     w("    score(q, c) = (2 s(q, c) - rho_q^b - rho_c^a) / beta_ab\n")
     w("with `rho_q^b` the mean of q's K best cosines among the items of b, `rho_c^a` the mean of c's K best "
