@@ -173,7 +173,7 @@ def test_fit_and_info_name_the_fitted_method_and_its_settings(files, built):
     info = json.loads(run("info", "--index", built, "--format", "json").output)
     assert info["method"]["method"] == "hubness"
     assert info["method"]["settings"] == {"hubness_k": 7, "sample": 25, "target_se": 0.01}
-    r = run("fit", "--index", built, "--sample", "auto", "--target-se", "0.05")
+    r = run("fit", "--index", built, "--method", "paper", "--sample", "auto", "--target-se", "0.05")
     assert "paper" in r.output and "± std <= 0.05" in r.output and "Yamashita, Shirafuji and Saito 2025" in r.output
     assert "CSLS" not in r.output
     info = json.loads(run("info", "--index", built, "--format", "json").output)

@@ -340,7 +340,7 @@ def test_the_service_maps_every_error_class_to_its_status():
 
     expected = {"SimstdBaseError": 500, "SimstdError": 400, "InputDataError": 400, "UnsupportedQueryError": 400,
                 "NotFoundError": 404, "NotFittedError": 409, "FingerprintMismatchError": 409,
-                "ConcurrentWriteError": 409, "CorruptFileError": 503, "EncoderUnavailableError": 503,
+                "ConcurrentWriteError": 409, "IndexExistsError": 409, "CorruptFileError": 503, "EncoderUnavailableError": 503,
                 "WeightsUnavailableError": 503, "LockTimeoutError": 503}
     classes = {n: c for n, c in vars(errors).items()
                if isinstance(c, type) and issubclass(c, Exception) and not issubclass(c, Warning)}

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, AsyncIterator
 
 from ..errors import (ConcurrentWriteError, CorruptFileError, EncoderUnavailableError, FingerprintMismatchError,
+                      IndexExistsError,
                       LockTimeoutError, NotFittedError, NotFoundError, SimstdBaseError, SimstdError,
                       UnsupportedQueryError)
 
@@ -51,6 +52,7 @@ HTTP_STATUS: dict[type[SimstdBaseError], int] = {
     NotFittedError: 409,  # the index's state, not the request: fit it first
     FingerprintMismatchError: 409,
     ConcurrentWriteError: 409,
+    IndexExistsError: 409,
     CorruptFileError: 503,  # the server's own files: nothing the client can change
     EncoderUnavailableError: 503,
     LockTimeoutError: 503,  # busy: retry later
