@@ -48,7 +48,7 @@ def _heavy_store(seed: int = 0):
 def test_auto_draws_until_every_pair_reaches_the_target():
     store = _heavy_store()
     target = 0.04
-    std = Standardizer(sample="auto", target_se=target, seed=3).fit(store)
+    std = Standardizer(method="paper", sample="auto", target_se=target, seed=3).fit(store)
     queries = std.n_  # n_pseudo=1: one score per query and pair
     assert (queries[1] == first_round(target)).all()  # text pairs: a light tail, one round suffices
     assert (queries[0] > first_round(target)).all()  # image pairs: the twins' tail asked for more
@@ -100,11 +100,11 @@ def test_auto_sizes_the_hubness_fit_too():
 
 def test_a_fit_states_its_sampling_error_and_keeps_it():
     store = _heavy_store()
-    std = Standardizer(sample="auto", target_se=0.04, seed=3).fit(store)
+    std = Standardizer(method="paper", sample="auto", target_se=0.04, seed=3).fit(store)
     assert std.standard_error_.shape == (2, 2, 2) and (std.standard_error_ <= 0.04).all()
     np.testing.assert_allclose(std.standard_error_[..., 0], std.n_**-0.5)  # the mean's: 1/sqrt(queries)
     again = Standardizer.from_dict(std.to_dict())
     np.testing.assert_array_equal(again.standard_error_, std.standard_error_)
     assert np.isnan(std.merge(again).standard_error_).all()  # pooled fits: unknown, not made up
-    fixed = Standardizer(sample=100, seed=3).fit(store)
+    fixed = Standardizer(method="paper", sample=100, seed=3).fit(store)
     assert (fixed.standard_error_[..., 0] == pytest.approx(0.1)) and (fixed.standard_error_ > 0.04).any()

@@ -1,3 +1,5 @@
+import copy
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -35,7 +37,7 @@ def test_standardized_topk_equals_brute_force_on_flat(counts, dim, nq, data):
     index = MixedIndex.from_arrays(arrays)
     # Statistics with very different scales per pair, as real modality gaps have.
     qm = data.draw(st.sampled_from(labels))
-    std = Standardizer().fit_scores(
+    std = Standardizer(method="paper").fit_scores(
         [qm] * (2 * len(labels)), [m for m in labels for _ in range(2)],
         np.concatenate([[rng.uniform(-1, 1), rng.uniform(-1, 1)] for _ in labels]) + 1e-3 * np.arange(2 * len(labels)),
     )
@@ -97,7 +99,8 @@ def test_approximate_factories_build_save_and_search(tmp_path, factory, params):
         back.set_search_params(params)
     q = unit_rows(np.random.default_rng(2), 3, 32, 4.0)
     exact = real_like_index("Flat")
-    same_stats = Standardizer.from_dict({**back.standardizer.to_dict(), "index_fingerprint": None})
+    same_stats = copy.copy(back.standardizer)  # the same fit (terms included), not tied to this index
+    same_stats.index_fingerprint_ = None
     res = back.search(q, "text", 10)
     ref = exact.search(q, "text", 10, standardizer=same_stats)
     # Searching every list / a wide beam makes these indexes (almost) exact.
@@ -111,7 +114,8 @@ def test_save_load_round_trip(tmp_path):
     path = tmp_path / "db.faiss"
     index.save(path)
     assert {p.name for p in tmp_path.iterdir()} == {"db.faiss", "db.faiss.d"}
-    assert set(version_files(path)) == {"shards.faiss", "items.sqlite", "standardizer.json"}
+    # the default's per-item terms are a named file of the version
+    assert set(version_files(path)) == {"shards.faiss", "items.sqlite", "standardizer.json", "item_terms.npy"}
     back = MixedIndex.load(path)
     assert back.version == index.version and back.version is not None
     assert back.counts == index.counts and back.fingerprint == index.fingerprint
@@ -124,7 +128,7 @@ def test_save_load_round_trip(tmp_path):
 
 def test_add_appends_ids_and_makes_fit_stale(tmp_path):
     index = real_like_index()
-    std = Standardizer().fit(index)
+    index.standardizer = std = Standardizer().fit(index)  # attached: new items get their terms on add
     ids = index.add(unit_rows(np.random.default_rng(4), 5, 32, 4.0), "text", [{"text": "new"}] * 5)
     assert ids.tolist() == list(range(600, 605))
     assert index.counts == {"text": 305, "image": 300}
@@ -268,9 +272,9 @@ def test_interrupted_save_keeps_the_previous_index(tmp_path, monkeypatch):
 
 
 def test_query_shift_search_equals_brute_force_transform():
-    """Standardizer(query_shift>0) is applied by search exactly as transform defines it."""
+    """Standardizer(method="paper", query_shift>0) is applied by search exactly as transform defines it."""
     index = real_like_index(n=80)
-    std = Standardizer(query_shift=0.5, shift_k=10).fit(index)
+    std = Standardizer(method="paper", query_shift=0.5, shift_k=10).fit(index)
     q = unit_rows(np.random.default_rng(7), 5, 32, 1.0)
     ids = np.arange(index.ntotal)
     S = q.astype(np.float64) @ index.reconstruct(ids).T.astype(np.float64)
@@ -278,5 +282,5 @@ def test_query_shift_search_equals_brute_force_transform():
     expected = np.sort(Z, axis=1)[:, ::-1][:, :7]
     res = index.search(q, "text", 7, standardizer=std)
     np.testing.assert_allclose(res.scores, expected, atol=1e-4)
-    plain = index.search(q, "text", 7, standardizer=Standardizer().fit(index))
+    plain = index.search(q, "text", 7, standardizer=Standardizer(method="paper").fit(index))
     assert not np.allclose(plain.scores, res.scores)

@@ -162,7 +162,7 @@ def test_query_shift_and_the_standardizer_setting_agree():
 
 
 def test_standardizer_query_shift_by_hand():
-    std = Standardizer(query_shift=0.5, shift_k=2).fit_scores(["a"] * 4, ["a", "a", "b", "b"], [-1, 1, -1, 1])
+    std = Standardizer(method="paper", query_shift=0.5, shift_k=2).fit_scores(["a"] * 4, ["a", "a", "b", "b"], [-1, 1, -1, 1])
     z = std.transform(np.array([[3.0, 1.0, 2.0, 0.0, -1.0]]), "a", np.array(["a", "a", "a", "b", "b"]))
     # a: top-2 mean 2.5 -> minus 1.25; b: top-2 mean -0.5 -> plus 0.25
     np.testing.assert_allclose(z, [[1.75, -0.25, 0.75, 0.25, -0.75]])
@@ -171,16 +171,16 @@ def test_standardizer_query_shift_by_hand():
 
 
 def test_standardizer_query_shift_is_saved_and_merged(tmp_path):
-    std = Standardizer(query_shift=0.5, shift_k=3).fit_scores("a", "a", [0.1, 0.3])
+    std = Standardizer(method="paper", query_shift=0.5, shift_k=3).fit_scores("a", "a", [0.1, 0.3])
     std.save(tmp_path / "s.json")
     back = Standardizer.load(tmp_path / "s.json")
     assert (back.query_shift, back.shift_k) == (0.5, 3)
     merged = std.merge(back)
     assert (merged.query_shift, merged.shift_k) == (0.5, 3)
-    assert Standardizer().fit_scores("a", "a", [0.1, 0.3]).query_shift == 0  # off by default
+    assert Standardizer(method="paper").fit_scores("a", "a", [0.1, 0.3]).query_shift == 0  # off by default
     with pytest.raises(SimstdError, match="query_shift"):  # refused at fit, as scikit-learn does
-        Standardizer(query_shift=-1).fit_scores("a", "a", [0.1, 0.3])
-    bad = Standardizer().fit_scores("a", "a", [0.1, 0.3])
+        Standardizer(method="paper", query_shift=-1).fit_scores("a", "a", [0.1, 0.3])
+    bad = Standardizer(method="paper").fit_scores("a", "a", [0.1, 0.3])
     bad.query_shift = -1  # set after the fit: transform checks again
     with pytest.raises(SimstdError, match="query_shift"):
         bad.transform([0.2], "a", "a")

@@ -21,7 +21,7 @@ def random_scores(seed: int, n: int = 200):
 
 def test_fit_scores_matches_numpy_per_pair():
     qm, tm, s = random_scores(0)
-    std = Standardizer().fit_scores(qm, tm, s)
+    std = Standardizer(method="paper").fit_scores(qm, tm, s)
     assert std.modalities_ == ["audio", "image", "text"]
     for i, q in enumerate(std.modalities_):
         for j, t in enumerate(std.modalities_):
@@ -35,7 +35,7 @@ def test_fit_scores_matches_numpy_per_pair():
 
 
 def test_transform_single_query_and_batch():
-    std = Standardizer().fit_scores(["text", "text", "text", "text"], ["text", "text", "image", "image"],
+    std = Standardizer(method="paper").fit_scores(["text", "text", "text", "text"], ["text", "text", "image", "image"],
                                     [0.8, 0.6, 0.3, 0.1])
     # text->text: mean 0.7, std 0.1; text->image: mean 0.2, std 0.1
     z = std.transform([0.9, 0.4], "text", ["text", "image"])
@@ -47,7 +47,7 @@ def test_transform_single_query_and_batch():
 
 
 def test_transform_one_query_modality_per_row():
-    std = Standardizer().fit_scores(["a", "a", "b", "b"], ["x", "x", "x", "x"], [0.0, 2.0, 10.0, 14.0])
+    std = Standardizer(method="paper").fit_scores(["a", "a", "b", "b"], ["x", "x", "x", "x"], [0.0, 2.0, 10.0, 14.0])
     z = std.transform([[1.0], [12.0]], ["a", "b"], "x")
     np.testing.assert_allclose(z, [[0.0], [0.0]])
 
@@ -58,7 +58,7 @@ def test_transform_before_fit_names_the_fix():
 
 
 def test_unknown_modality_and_unseen_pair_and_zero_variance():
-    std = Standardizer().fit_scores(["text", "text", "image"], ["image", "image", "image"], [0.1, 0.3, 0.5])
+    std = Standardizer(method="paper").fit_scores(["text", "text", "image"], ["image", "image", "image"], [0.1, 0.3, 0.5])
     with pytest.raises(NotFittedError, match="'video' was not seen"):
         std.transform([0.1], "video", "image")
     with pytest.raises(NotFittedError, match="no positive pairs were fitted"):
@@ -69,11 +69,11 @@ def test_unknown_modality_and_unseen_pair_and_zero_variance():
 
 def test_fit_scores_rejects_bad_input():
     with pytest.raises(SimstdError, match="no scores"):
-        Standardizer().fit_scores("text", "image", [])
+        Standardizer(method="paper").fit_scores("text", "image", [])
     with pytest.raises(SimstdError, match="NaN"):
-        Standardizer().fit_scores("text", "image", [0.1, np.nan])
+        Standardizer(method="paper").fit_scores("text", "image", [0.1, np.nan])
     with pytest.raises(SimstdError, match="one label per score"):
-        Standardizer().fit_scores(["text"], "image", [0.1, 0.2])
+        Standardizer(method="paper").fit_scores(["text"], "image", [0.1, 0.2])
 
 
 @settings(max_examples=40, deadline=None)
@@ -81,8 +81,8 @@ def test_fit_scores_rejects_bad_input():
 def test_merge_of_two_halves_equals_one_fit(seed, cut):
     qm, tm, s = random_scores(seed, n=120)
     k = int(len(s) * cut)
-    whole = Standardizer().fit_scores(qm, tm, s)
-    merged = Standardizer().fit_scores(qm[:k], tm[:k], s[:k]).merge(Standardizer().fit_scores(qm[k:], tm[k:], s[k:]))
+    whole = Standardizer(method="paper").fit_scores(qm, tm, s)
+    merged = Standardizer(method="paper").fit_scores(qm[:k], tm[:k], s[:k]).merge(Standardizer(method="paper").fit_scores(qm[k:], tm[k:], s[k:]))
     assert merged.modalities_ == whole.modalities_
     np.testing.assert_array_equal(merged.n_, whole.n_)
     np.testing.assert_allclose(merged.mean_, whole.mean_, rtol=1e-10, equal_nan=True)
@@ -90,8 +90,8 @@ def test_merge_of_two_halves_equals_one_fit(seed, cut):
 
 
 def test_merge_with_disjoint_modalities_keeps_both():
-    a = Standardizer().fit_scores("text", "image", [0.1, 0.3])
-    b = Standardizer().fit_scores("video", "text", [0.5, 0.9])
+    a = Standardizer(method="paper").fit_scores("text", "image", [0.1, 0.3])
+    b = Standardizer(method="paper").fit_scores("video", "text", [0.5, 0.9])
     m = a.merge(b)
     assert m.modalities_ == ["image", "text", "video"]
     assert m.affine("text", "image") == pytest.approx((0.2, 0.1))
@@ -100,7 +100,7 @@ def test_merge_with_disjoint_modalities_keeps_both():
 
 def test_save_load_round_trip_is_exact(tmp_path):
     qm, tm, s = random_scores(3)
-    std = Standardizer(n_pseudo=2, sample=77, seed=5).fit_scores(qm, tm, s)
+    std = Standardizer(method="paper", n_pseudo=2, sample=77, seed=5).fit_scores(qm, tm, s)
     std.save(tmp_path / "s.json")
     data = json.loads((tmp_path / "s.json").read_text())
     assert data["format_version"] == 1 and data["metric"] == "cosine"
@@ -133,7 +133,7 @@ def mixed_index(seed=0, n_text=60, n_image=50, dim=16):
 
 def test_self_mined_fit_equals_brute_force_top1_excluding_self():
     index = mixed_index()
-    std = Standardizer(sample=None).fit(index)
+    std = Standardizer(method="paper", sample=None).fit(index)
     X = {m: index.reconstruct(index.ids(m)) for m in index.modalities}
     for q in index.modalities:
         for t in index.modalities:
@@ -148,16 +148,16 @@ def test_self_mined_fit_equals_brute_force_top1_excluding_self():
 
 def test_top_k_pseudo_positives_and_sample_size():
     index = mixed_index()
-    std = Standardizer(n_pseudo=3, sample=20, seed=1).fit(index)
+    std = Standardizer(method="paper", n_pseudo=3, sample=20, seed=1).fit(index)
     assert std.n_.tolist() == [[60, 60], [60, 60]]  # 20 sampled queries x top-3
-    again = Standardizer(n_pseudo=3, sample=20, seed=1).fit(index)
+    again = Standardizer(method="paper", n_pseudo=3, sample=20, seed=1).fit(index)
     np.testing.assert_array_equal(std.mean_, again.mean_)
 
 
 def test_fit_from_query_log_fits_only_its_modality():
     index = mixed_index()
     queries = unit_rows(np.random.default_rng(9), 30, 16, 3.0)
-    std = Standardizer().fit(index, queries=queries, query_modalities="text")
+    std = Standardizer(method="paper").fit(index, queries=queries, query_modalities="text")
     assert std.modalities_ == ["image", "text"]
     assert std.n_.tolist() == [[0, 0], [30, 30]]
     with pytest.raises(NotFittedError, match="no positive pairs"):
@@ -167,12 +167,12 @@ def test_fit_from_query_log_fits_only_its_modality():
 def test_labeled_source_uses_gold_pair_scores():
     index = mixed_index()
     pairs = np.array([[0, 60], [1, 61], [2, 62]])  # text id -> image id
-    std = Standardizer(source="labeled").fit(index, positives=pairs)
+    std = Standardizer(method="paper", source="labeled").fit(index, positives=pairs)
     X = index.reconstruct(np.arange(index.ntotal))
     gold = np.einsum("ij,ij->i", X[pairs[:, 0]], X[pairs[:, 1]])
     assert std.affine("text", "image") == pytest.approx((gold.mean(), gold.std()))
     with pytest.raises(SimstdError, match="needs positives"):
-        Standardizer(source="labeled").fit(index)
+        Standardizer(method="paper", source="labeled").fit(index)
 
 
 def test_fit_on_arrays_and_fingerprint_check():

@@ -24,11 +24,11 @@ from simstd.storage import layout
 from conftest import unit_rows
 
 
-def small_index(seed=0, n=30, dim=8):
+def small_index(seed=0, n=30, dim=8, method=None):
     rng = np.random.default_rng(seed)
     index = MixedIndex.from_arrays({"text": unit_rows(rng, n, dim, 3.0), "image": unit_rows(rng, n, dim, -3.0)},
                                    metadata={"text": [{"text": f"t{i}"} for i in range(n)]})
-    index.standardizer = Standardizer().fit(index)
+    index.standardizer = (Standardizer(method=method) if method else Standardizer()).fit(index)
     return index
 
 
@@ -111,7 +111,7 @@ def test_extra_named_file_round_trips(tmp_path):
 
 def test_old_single_file_index_loads_and_converts_on_the_next_write(tmp_path):
     path = tmp_path / "db.faiss"
-    index = small_index()
+    index = small_index(method="paper")  # the old layout predates the corrected method
     write_legacy(index, path)
     old = MixedIndex.load(path)
     assert old.counts == index.counts and old.standardizer is not None

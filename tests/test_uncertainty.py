@@ -143,7 +143,9 @@ def test_search_fills_confidence_and_uncertainty(fitted):
     plain = index.search(q, "text", 5)
     assert plain.confidence is None and plain.uncertainty is None and plain.query_confidence is None
     res = index.search(q, "text", 5, uncertainty=model)
-    assert np.array_equal(res.ids, plain.ids) and np.array_equal(res.scores, plain.scores)
+    # the same ranking; the default's query term is summed over wider candidate blocks (the model's
+    # depth), so a score may differ in float32's last bits
+    assert np.array_equal(res.ids, plain.ids) and np.allclose(res.scores, plain.scores, rtol=1e-6, atol=1e-5)
     assert res.confidence.shape == (5, 5) and np.allclose(res.confidence, np.exp(-res.uncertainty))
     assert np.all(res.confidence.sum(axis=1) <= 1 + 1e-9)
     assert np.array_equal(res.query_confidence, res.confidence[:, 0])
@@ -186,7 +188,12 @@ def test_rerank(fitted):
 
 
 def test_search_like_conditions_on_the_item_not_being_its_own_match(fitted):
-    index, model, _ = fitted
+    # The paper's z of the other items does not depend on the query item being a candidate, so
+    # leaving it out is conditioning on it not being the match. (The default's query term moves
+    # when the item leaves its own modality's candidates: tests/test_hubness.py checks that path.)
+    index, _, _ = fitted
+    index.standardizer = Standardizer(method="paper").fit(index)
+    model = UncertaintyModel().fit(index)
     like = index.search_like([3, 50], 4, uncertainty=model)
     with_self = index.search(index.reconstruct([3, 50]), "text", 5, uncertainty=model)
     assert np.array_equal(with_self.ids[:, 0], [3, 50])

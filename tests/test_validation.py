@@ -146,6 +146,6 @@ def test_parameters_are_checked_against_the_declared_table(make, message):
 
 
 def test_numpy_scalars_are_accepted():
-    Standardizer(n_pseudo=np.int64(2), sample=np.int32(5), hubness_quantile=np.float32(0.9))._check_params()
+    Standardizer(method="paper", n_pseudo=np.int64(2), sample=np.int32(5), hubness_quantile=np.float32(0.9))._check_params()
     assert np.int64(3) in Interval(int, 1) and np.float32(0.7) in Interval(float, 0.5, 1, closed="left")
     assert np.bool_(True) not in Interval(int, 0) and float("nan") not in Interval(float)

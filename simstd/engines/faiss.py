@@ -71,9 +71,22 @@ def fold_terms(shard: faiss.IndexIDMap, dim: int, factory: str, columns: np.ndar
     sub = faiss.index_factory(dim + width, factory, faiss.METRIC_INNER_PRODUCT)
     if not sub.is_trained:
         sub.train(aug)
+    _keep_search_params(inner, sub)
     out = faiss.IndexIDMap(sub)
     out.add_with_ids(aug, faiss.vector_to_array(shard.id_map).astype(np.int64))
     return out
+
+
+def _keep_search_params(old: faiss.Index, new: faiss.Index) -> None:
+    """Carry the search-time settings set on a shard (``efSearch``, ``nprobe``) over to its rebuild."""
+    old, new = faiss.downcast_index(old), faiss.downcast_index(new)
+    if isinstance(old, faiss.IndexHNSW) and isinstance(new, faiss.IndexHNSW):
+        new.hnsw.efSearch = old.hnsw.efSearch
+        return
+    try:
+        faiss.extract_index_ivf(new).nprobe = faiss.extract_index_ivf(old).nprobe
+    except RuntimeError:  # not IVF
+        pass
 
 
 def new_shard(dim: int, factory: str, training: np.ndarray) -> faiss.IndexIDMap:
