@@ -49,15 +49,15 @@ def test_reader_follows_the_layout(folder):
 @pytest.mark.parametrize("sample,k,piece_rows", [(None, 1, 65_536), (150, 3, 64)])
 def test_fit_from_files_equals_the_fit_on_the_same_vectors(folder, pairs, sample, k, piece_rows):
     """Same seed, same pseudo queries, same exact top-k: the same statistics, whatever the pieces."""
-    got = fit_embeddings(folder, sample=sample, seed=3, n_pseudo=k, piece_rows=piece_rows)
-    ref = Standardizer(sample=sample, seed=3, n_pseudo=k).fit(ArraySearcher(_stored(pairs), ["image"] * 500 + ["text"] * 500))
+    got = fit_embeddings(folder, method="paper", sample=sample, seed=3, n_pseudo=k, piece_rows=piece_rows)
+    ref = Standardizer(method="paper", sample=sample, seed=3, n_pseudo=k).fit(ArraySearcher(_stored(pairs), ["image"] * 500 + ["text"] * 500))
     assert got.modalities_ == ref.modalities_ == ["image", "text"]
     np.testing.assert_array_equal(got.n_, ref.n_)
     np.testing.assert_allclose(got.mean_, ref.mean_, rtol=0, atol=1e-7)
     np.testing.assert_allclose(got.std_, ref.std_, rtol=0, atol=1e-7)
     assert got.dim_ == 512 and got.index_fingerprint_ is None
     reports = []
-    fit_embeddings(folder, sample=sample, seed=3, n_pseudo=k, piece_rows=piece_rows, report=reports.append)
+    fit_embeddings(folder, method="paper", sample=sample, seed=3, n_pseudo=k, piece_rows=piece_rows, report=reports.append)
     se = reports[0].extra["standard_error"]["text->image"]
     queries = got.n_[1, 0] // k  # the error counts queries: one query's top-k are not independent draws
     assert se["n"] == queries and se["mean"] == pytest.approx(queries**-0.5) and 0 < se["std"] < 1
@@ -69,9 +69,9 @@ def test_adaptive_fit_from_files_equals_the_adaptive_fit_on_the_same_vectors(fol
     if search == "bfloat16":
         pytest.importorskip("torch")
     reports = []
-    got = fit_embeddings(folder, sample="auto", target_se=0.06, seed=4, piece_rows=128, search=search,
+    got = fit_embeddings(folder, method="paper", sample="auto", target_se=0.06, seed=4, piece_rows=128, search=search,
                          report=reports.append)
-    ref = Standardizer(sample="auto", target_se=0.06, seed=4).fit(
+    ref = Standardizer(method="paper", sample="auto", target_se=0.06, seed=4).fit(
         ArraySearcher(_stored(pairs), ["image"] * 500 + ["text"] * 500))
     np.testing.assert_array_equal(got.n_, ref.n_)
     np.testing.assert_allclose(got.mean_, ref.mean_, rtol=0, atol=1e-7)
@@ -97,9 +97,9 @@ def test_bfloat16_candidates_give_the_float32_fit(folder, monkeypatch, candidate
 
     monkeypatch.setattr(topk_module, "BF16_CANDIDATES", candidates)
     reports = []
-    got = fit_embeddings(folder, sample=200, seed=2, n_pseudo=2, search="bfloat16", piece_rows=128,
+    got = fit_embeddings(folder, method="paper", sample=200, seed=2, n_pseudo=2, search="bfloat16", piece_rows=128,
                          report=reports.append)
-    ref = fit_embeddings(folder, sample=200, seed=2, n_pseudo=2, piece_rows=128)
+    ref = fit_embeddings(folder, method="paper", sample=200, seed=2, n_pseudo=2, piece_rows=128)
     np.testing.assert_array_equal(got.n_, ref.n_)
     np.testing.assert_allclose(got.mean_, ref.mean_, rtol=0, atol=1e-6)
     np.testing.assert_allclose(got.std_, ref.std_, rtol=0, atol=1e-6)
@@ -109,15 +109,15 @@ def test_bfloat16_candidates_give_the_float32_fit(folder, monkeypatch, candidate
 
 def test_ivf_candidates_report_what_they_miss(folder):
     """Probing every list is the exact fit; probing few is measured on the check queries and warned about."""
-    ref = fit_embeddings(folder, sample=200, seed=1, n_pseudo=2, piece_rows=128)
+    ref = fit_embeddings(folder, method="paper", sample=200, seed=1, n_pseudo=2, piece_rows=128)
     reports = []
-    full = fit_embeddings(folder, sample=200, seed=1, n_pseudo=2, search="ivf", nlist=8, nprobe=8, piece_rows=128,
+    full = fit_embeddings(folder, method="paper", sample=200, seed=1, n_pseudo=2, search="ivf", nlist=8, nprobe=8, piece_rows=128,
                           report=reports.append)
     np.testing.assert_allclose(full.mean_, ref.mean_, atol=1e-7)
     np.testing.assert_allclose(full.std_, ref.std_, atol=1e-7)
     assert reports[0].extra["ivf_recall"] == 1.0 and reports[0].extra["nlist"] == {"image": 8, "text": 8}
     with pytest.warns(UserWarning, match="raise nprobe"):
-        fit_embeddings(folder, sample=200, seed=1, search="ivf", nlist=8, nprobe=1, check=50, report=reports.append)
+        fit_embeddings(folder, method="paper", sample=200, seed=1, search="ivf", nlist=8, nprobe=1, check=50, report=reports.append)
     assert reports[1].extra["ivf_recall"] < 0.99
     assert reports[1].extra["ivf_check_queries"] == {"image": 50, "text": 50}
     assert max(reports[1].extra["ivf_mean_shift_over_std"].values()) > 0
@@ -131,7 +131,7 @@ def test_self_is_never_its_own_pseudo_positive(tmp_path):
     (tmp_path / "text_emb").mkdir()
     np.save(tmp_path / "img_emb" / "img_emb_0.npy", x[:2])
     np.save(tmp_path / "text_emb" / "text_emb_0.npy", x[2:])
-    std = fit_embeddings(tmp_path, sample=None)
+    std = fit_embeddings(tmp_path, method="paper", sample=None)
     i = std.modalities_.index("image")
     assert std.n_[i, i] == 2 and std.mean_[i, i] == pytest.approx(0.6, abs=1e-6)
 

@@ -33,8 +33,8 @@ def test_spark_fit_equals_the_local_fit(spark, features, tmp_path):
     folder = write_clip_folder(tmp_path, features("clip"))
     reports = []
     # top-2: the reduce merges partial top-ks, not just maxima; pieces of 128 rows split the files
-    local = fit_embeddings(folder, sample=150, seed=5, n_pseudo=2, piece_rows=128)
-    distributed = fit_embeddings(folder, sample=150, seed=5, n_pseudo=2, piece_rows=128,
+    local = fit_embeddings(folder, method="paper", sample=150, seed=5, n_pseudo=2, piece_rows=128)
+    distributed = fit_embeddings(folder, method="paper", sample=150, seed=5, n_pseudo=2, piece_rows=128,
                                  runner=SparkRunner(spark), report=reports.append)
     assert distributed.modalities_ == local.modalities_
     np.testing.assert_array_equal(distributed.n_, local.n_)
@@ -48,8 +48,8 @@ def test_spark_fit_equals_the_local_fit(spark, features, tmp_path):
 def test_adaptive_spark_fit_runs_a_job_per_round(spark, features, tmp_path):
     folder = write_clip_folder(tmp_path, features("clip"))
     reports = []
-    local = fit_embeddings(folder, sample="auto", target_se=0.07, seed=2, piece_rows=256)
-    distributed = fit_embeddings(folder, sample="auto", target_se=0.07, seed=2, piece_rows=256,
+    local = fit_embeddings(folder, method="paper", sample="auto", target_se=0.07, seed=2, piece_rows=256)
+    distributed = fit_embeddings(folder, method="paper", sample="auto", target_se=0.07, seed=2, piece_rows=256,
                                  runner=SparkRunner(spark), report=reports.append)
     np.testing.assert_array_equal(distributed.n_, local.n_)
     np.testing.assert_allclose(distributed.mean_, local.mean_, rtol=0, atol=1e-6)
