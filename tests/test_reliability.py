@@ -269,7 +269,9 @@ def test_fit_with_a_single_pseudo_query_is_refused_and_writes_nothing(data):
 def test_query_log_holding_the_indexed_items_is_noted_and_fits_sanely(data):
     db = build_fitted(data)
     np.save(data / "log.npy", np.load(data / "t.npy")[:100])  # the indexed texts themselves
-    r = simstd("fit", "--index", db, "--queries", data / "log.npy", "--query-modality", "text",
+    r = simstd("fit", "--index", db, "--queries", data / "log.npy", "--query-modality", "text")
+    assert r.returncode == 1 and "add --method paper" in r.stderr and "Traceback" not in r.stderr  # the default has none
+    r = simstd("fit", "--index", db, "--method", "paper", "--queries", data / "log.npy", "--query-modality", "text",
                "--format", "json")
     assert r.returncode == 0, r.stderr
     assert "100 pseudo queries are stored items themselves" in r.stderr

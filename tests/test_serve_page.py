@@ -46,8 +46,8 @@ def test_query_mixed_grid_then_raw_toggle_changes_share(page, tmp_path):
     assert "Type a query" in browser.eval("document.querySelector('#results').innerText")
 
     footer = browser.eval("document.querySelector('footer').innerText")
-    assert browser.eval("document.querySelector('#z-method').dataset.method") == "paper"
-    assert "(Yamashita, Shirafuji and Saito 2025)" in footer and "CSLS" not in footer  # cites what is fitted
+    assert browser.eval("document.querySelector('#z-method').dataset.method") == "hubness"  # the default
+    assert "CSLS (Conneau et al. 2018)" in footer and "Yamashita" in footer  # cites what is fitted
 
     browser.type("#query", "a red circle")
     browser.click("#go")

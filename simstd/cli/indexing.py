@@ -16,7 +16,7 @@ from ..index import MixedIndex
 from ..storage import writer_lock
 from ..storage.versions import describe, disk_usage, get_keep, list_versions, open_version
 from ..laion.worker import SEARCHES
-from ..standardizer import Standardizer
+from ..standardizer import Standardizer, backend
 from ..stats import SAMPLE_AUTO, TARGET_SE
 from ..validation import check_modality, load_npy, searchable_k
 from ._common import (
@@ -270,6 +270,9 @@ def _fit(index_path: str, queries: str | None, query_modality: str | None, sampl
     index.mining = mining
     qvec = None
     if queries is not None:
+        if backend(method).has_item_terms:
+            raise SimstdError(f"--queries (a query log) fits the paper's method; --method {method} measures every "
+                              "stored item against the others: add --method paper, or drop --queries")
         if query_modality is None:
             raise SimstdError("--queries needs --query-modality (the modality of those vectors, e.g. text)")
         qvec = load_npy(queries, "--queries")
