@@ -12,17 +12,10 @@ from ..errors import SimstdError
 from ..index import MixedIndex
 from ..storage.layout import check_index
 from ..storage.lock import writer_lock
-from ..storage.versions import (
-    _summary,
-    clean_leftovers,
-    get_keep,
-    list_versions,
-    open_version,
-    plan_repair,
-    recover,
-    repair as repair_index,
-    set_keep,
-)
+from ..storage.listing import list_versions
+from ..storage.recovery import plan_repair, recover
+from ..storage.recovery import repair as repair_index
+from ..storage.versions import clean_leftovers, get_keep, open_version, set_keep, version_summary
 from ._common import _table, index_option, lock_timeout_option, main
 
 
@@ -117,11 +110,11 @@ def rollback(index_path: str, to: str | None, lock_timeout: float) -> None:
     done = recover(index_path, to=to, lock_timeout=lock_timeout)
     index = shlex.quote(index_path)
     if done.action == "repair":
-        click.echo(f"{index_path} was damaged: restored {_summary(done.manifest)}, {done.note}", err=True)
+        click.echo(f"{index_path} was damaged: restored {version_summary(done.manifest)}, {done.note}", err=True)
     else:
-        click.echo(f"{index_path} is back at {_summary(done.manifest)}", err=True)
+        click.echo(f"{index_path} is back at {version_summary(done.manifest)}", err=True)
         if done.replaced is not None and done.replaced.version != done.manifest.version:
-            click.echo(f"left {_summary(done.replaced)}: `simstd rollback --index {index} --to "
+            click.echo(f"left {version_summary(done.replaced)}: `simstd rollback --index {index} --to "
                        f"{done.replaced.version}` returns to it (until the next write)", err=True)
         parent = done.manifest.parent
         kept = {v.version for v in list_versions(index_path)}

@@ -36,19 +36,16 @@ from .layout import (
 )
 from .lock import DEFAULT_TIMEOUT, holds_lock, store_dir, writer_lock
 from .manifest import FileEntry, Manifest, read_manifest
+from .history import read_history
+from .listing import list_versions
+from .recovery import plan_repair, recover, repair, rollback
 from .versions import (
     Version,
     VersionWriter,
     commit,
     current_version,
     open_version,
-    list_versions,
-    plan_repair,
-    read_history,
     read_version,
-    recover,
-    repair,
-    rollback,
     set_keep,
     verify,
 )

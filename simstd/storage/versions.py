@@ -1,5 +1,9 @@
 """Immutable versions of an index and the one atomic rename that commits one.
 
+One job, the life of a version (read, write, keep; about 570 lines): rollback and
+repair are in recovery.py, the history log in history.py, listings in listing.py;
+what a commit must know of recovery (what a new index would replace) stays here.
+
 Layout, for the index handle ``db.faiss`` a user passes::
 
     db.faiss                     the current manifest (small JSON, manifest.py)
@@ -52,13 +56,14 @@ import shutil
 import signal
 import stat
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, TypeVar
 
 from ..errors import ConcurrentWriteError, CorruptFileError, IndexExistsError, SimstdError
 from ..fileio import default_mode, dir_mode, fsync_dir, fsync_file
 from .lock import DEFAULT_TIMEOUT, store_dir, writer_lock
+from .history import _log, read_history
 from .manifest import MANIFEST_NAME, NAME_RE, FileEntry, Manifest, file_digest, is_manifest, read_manifest
 
 #: Versions kept (the current one included) unless the index's settings say
@@ -66,7 +71,6 @@ from .manifest import MANIFEST_NAME, NAME_RE, FileEntry, Manifest, file_digest, 
 #: manifest just before a commit need, so at least 2.
 DEFAULT_KEEP = 2
 MIN_KEEP = 2
-HISTORY = "history"
 SETTINGS = "settings.json"
 #: What each core file of a version holds, for "what is lost" messages.
 ROLES = {"shards.faiss": "the vectors", "items.sqlite": "the items and their payloads",
@@ -470,48 +474,8 @@ def commit(
         return manifest
 
 
-# ------------------------------------------------------------------- history
-@dataclass(frozen=True)
-class HistoryEntry:
-    """One line of ``db.faiss.d/history``: a version became current."""
-
-    time: str
-    version: str
-    action: str
-
-
-def _now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-
-
-def _log(path: Path, version: str, action: str) -> None:
-    """Append one line to the history, after the rename that made ``version`` current
-    (a crash in between leaves the handle intact: the history lags one switch)."""
-    line = f"{_now()}\t{version}\t{action}\n".encode()
-    fd = os.open(store_dir(path) / HISTORY, os.O_WRONLY | os.O_APPEND | os.O_CREAT, default_mode())
-    try:
-        os.write(fd, line)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def read_history(path: str | Path) -> list[HistoryEntry]:
-    """Which version became current when, oldest first (lines that do not parse are skipped)."""
-    try:
-        text = (store_dir(path) / HISTORY).read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return []
-    entries = []
-    for line in text.splitlines():
-        parts = line.split("\t")
-        if len(parts) == 3 and NAME_RE.match(parts[1]):
-            entries.append(HistoryEntry(*parts))
-    return entries
-
-
 # ------------------------------------------------------------------ recovery
-def _summary(manifest: Manifest) -> str:
+def version_summary(manifest: Manifest) -> str:
     """``version 000004-... (2026-..., 300 text, 200 image, fitted)``."""
     counts = ", ".join(f"{n} {m}" for m, n in manifest.index.get("counts", [])) or "empty"
     fitted = "fitted" if "standardizer.json" in manifest.files else "not fitted"
@@ -530,7 +494,7 @@ def describe(path: str | Path) -> str:
         return "an index in the old single-file layout (it keeps no versions: replacing it cannot be undone)"
     if current is None:
         return "no index"
-    return f"an index: {_summary(current.manifest)}"
+    return f"an index: {version_summary(current.manifest)}"
 
 
 def _intact(path: Path, name: str) -> Version | None:
@@ -578,293 +542,6 @@ def _restore_plan(path: Path) -> tuple[Manifest | None, str]:
             why = "no history was recorded" if not history else "no version in the history is intact"
             return version.manifest, f"the newest intact version ({why})"
     return None, ""
-
-
-@dataclass
-class Recovery:
-    """What ``recover`` did: ``action`` is "undo" (went to the parent), "to"
-    (``to=VERSION``) or "repair" (the handle was damaged); ``replaced`` is the
-    version that was current before (None if the handle was unreadable)."""
-
-    manifest: Manifest
-    action: str
-    replaced: Manifest | None
-    note: str = ""
-
-
-def recover(path: str | Path, *, to: str | None = None, lock_timeout: float | None = DEFAULT_TIMEOUT) -> Recovery:
-    """``simstd rollback``: make another kept version current, after checking
-    every file of it against its manifest.
-
-    - ``to=None``: the parent of the current version (undo its write). The
-      version made current keeps its own parent, so rollback after rollback
-      walks further back; ``to`` goes forward again.
-    - ``to="000004"`` (a version name or its unique number): that kept version.
-    - If the handle ``path`` itself is damaged (and ``to`` is None): restore
-      the version that was current by the history (a repair, not an undo).
-    """
-    path = Path(path)
-    if path.exists() and not is_manifest(path) and not store_dir(path).is_dir():
-        raise SimstdError(f"{path} is in the old single-file layout, which keeps no versions to go back to")
-    with writer_lock(path, lock_timeout, create=False):
-        try:
-            current = open_version(path)
-        except CorruptFileError:
-            if to is None:  # the handle itself is damaged: restore the version it named
-                manifest, why = _restore_plan(path)
-                if manifest is None:
-                    raise SimstdError(f"the manifest {path} is damaged and {store_dir(path)} holds no intact "
-                                      "version; rebuild the index with `simstd build --overwrite`") from None
-                _point_to(path, manifest, "repair")
-                return Recovery(manifest, "repair", None, why)
-            current = None
-        if to is None:
-            parent = current.manifest.parent
-            if not parent or not (store_dir(path) / parent).is_dir():
-                raise SimstdError(f"{path} has no previous version to go back to (version {current.version} "
-                                  f"{'was the first' if not parent else 'replaced one that is no longer kept'}; "
-                                  f"`simstd versions --index {shlex.quote(str(path))}` lists the kept versions)")
-            target, action = parent, "undo"
-        else:
-            target, action = _resolve(path, to), "to"
-        previous = Version(path, read_manifest(store_dir(path) / target / MANIFEST_NAME))
-        for name in previous.manifest.files:
-            try:
-                previous.check_file(name)
-            except FileNotFoundError:
-                raise CorruptFileError(f"version {target} lost {previous.folder / name}; cannot go back to it") from None
-        _point_to(path, previous.manifest, "rollback" if action == "undo" else "rollback --to")
-        return Recovery(previous.manifest, action, None if current is None else current.manifest)
-
-
-def rollback(path: str | Path, *, to: str | None = None, lock_timeout: float | None = DEFAULT_TIMEOUT) -> Manifest:
-    """Make the previous version (or ``to``) current again; returns its manifest (see ``recover``)."""
-    return recover(path, to=to, lock_timeout=lock_timeout).manifest
-
-
-def _resolve(path: Path, name: str) -> str:
-    """A kept version by its full name or its number (``4``, ``000004``)."""
-    names = _folders(path)
-    if name in names:
-        return name
-    hits = [n for n in names if name.isdigit() and _seq(n) == int(name)] or [n for n in names if n.startswith(name)]
-    if len(hits) == 1:
-        return hits[0]
-    listing = ", ".join(names) or "none"
-    raise SimstdError(f"{path} keeps no version {name!r} (kept: {listing}); `simstd versions --index "
-                      f"{shlex.quote(str(path))}` lists them")
-
-
-def _point_to(path: Path, manifest: Manifest, action: str) -> None:
-    """Make ``manifest``'s version current: one atomic rename, as in a commit."""
-    pointer = path.parent / f".{path.name}.{manifest.version}.tmp"
-    try:
-        mode = path.stat().st_mode & 0o777
-    except OSError:
-        mode = default_mode()
-    pointer.write_text(manifest.dumps(), encoding="utf-8")
-    os.chmod(pointer, mode)
-    fsync_file(pointer)
-    os.replace(pointer, path)
-    fsync_dir(path.parent)
-    _log(path, manifest.version, action)
-
-
-@dataclass
-class RepairPlan:
-    """What ``repair`` would do (``plan_repair`` only reads)."""
-
-    handle: Path
-    version: str | None = None
-    restore: Manifest | None = None  # the damaged handle is restored to this version
-    restore_note: str = ""
-    copies: dict[str, Path] = field(default_factory=dict)  # damaged file -> intact identical copy
-    rewrite_copy: bool = False  # the folder's manifest.json is rewritten from the handle
-    lost: dict[str, str] = field(default_factory=dict)  # damaged file -> its problem
-    fallback: Manifest | None = None  # when something is lost: the version rollback can go to
-    fallback_is_parent: bool = False
-
-    @property
-    def needed(self) -> bool:
-        return bool(self.restore or self.copies or self.rewrite_copy or self.lost)
-
-    def command(self) -> str | None:
-        """The one command that fixes it, as `check` prints it (None: rebuild)."""
-        index = shlex.quote(str(self.handle))
-        if not self.lost and (self.restore or self.copies or self.rewrite_copy):
-            return f"simstd repair --index {index}"
-        if self.fallback is not None:
-            to = "" if self.fallback_is_parent else f" --to {self.fallback.version}"
-            return f"simstd rollback --index {index}{to}"
-        return None
-
-    def describe(self, done: bool = False) -> str:
-        """What the fix does (``done``: did) or what is lost, for `check` and `repair`."""
-        verb = "restored" if done else "restores"
-        if self.restore is not None:
-            return f"{verb} {self.handle} to {_summary(self.restore)}, {self.restore_note}"
-        if not self.lost:
-            fixes = [f"{name} from version {src.parent.name} (the same bytes)" for name, src in self.copies.items()]
-            if self.rewrite_copy:
-                fixes.append(f"{MANIFEST_NAME} from {self.handle}")
-            return f"{verb} {' and '.join(fixes)} in version {self.version}"
-        lost = "; ".join(f"{name} ({ROLES.get(name, 'a registered part')}): {why}" for name, why in self.lost.items())
-        text = (f"version {self.version} has no intact copy of {lost}: no kept version holds the same bytes, "
-                "so what the version's write changed in them is lost")
-        if self.fallback is not None:
-            return text + f"; {self.command()} goes back to {_summary(self.fallback)}"
-        return text + "; no kept version is intact: restore from a backup or rebuild with `simstd build --overwrite`"
-
-
-def plan_repair(path: str | Path) -> RepairPlan:
-    """Find how to repair the index at ``path`` (reads only; checksums every file)."""
-    path = Path(path)
-    plan = RepairPlan(path)
-    try:
-        current = open_version(path)
-    except CorruptFileError:
-        plan.restore, plan.restore_note = _restore_plan(path)
-        if plan.restore is None:
-            plan.lost[path.name] = "the manifest is damaged and no kept version is intact"
-        return plan
-    plan.version = current.version
-    damaged: dict[str, str] = {}
-    for name in sorted(current.manifest.files):
-        try:
-            current.check_file(name)
-        except FileNotFoundError:
-            damaged[name] = "missing"
-        except CorruptFileError as exc:
-            damaged[name] = "checksum or size differs" if "checksum" in str(exc) else str(exc).split(": ", 1)[-1]
-    try:
-        current.check_copy()
-    except (OSError, CorruptFileError):
-        plan.rewrite_copy = True
-    others = [n for n in _folders(path) if n != current.version]
-    for name, why in damaged.items():
-        entry = current.manifest.files[name]
-        for other in others:
-            try:
-                manifest = read_manifest(store_dir(path) / other / MANIFEST_NAME)
-                if manifest.files.get(name) != entry or manifest.version != other:
-                    continue
-                Version(path, manifest).check_file(name)
-            except (OSError, CorruptFileError):
-                continue
-            plan.copies[name] = store_dir(path) / other / name
-            break
-        else:
-            plan.lost[name] = why
-    if plan.lost:
-        parent = current.manifest.parent
-        if parent and _intact(path, parent) is not None:
-            plan.fallback, plan.fallback_is_parent = _intact(path, parent).manifest, True
-        else:
-            for entry in reversed(read_history(path)):
-                if entry.version != current.version and entry.version in others and _intact(path, entry.version):
-                    plan.fallback = _intact(path, entry.version).manifest
-                    break
-    return plan
-
-
-def repair(path: str | Path, *, lock_timeout: float | None = DEFAULT_TIMEOUT) -> RepairPlan:
-    """Repair the index at ``path`` under the writer lock: restore a damaged
-    handle to the version that was current, damaged files of the current
-    version from kept versions that hold the same bytes (hard links), and the
-    folder's manifest copy from the handle. Refuses, changing nothing, when a
-    file has no intact copy: the message says what is lost and which rollback
-    goes back to an intact version. Returns what it did."""
-    path = Path(path)
-    with writer_lock(path, lock_timeout, create=False):
-        plan = plan_repair(path)
-        if plan.lost:
-            raise CorruptFileError(f"cannot repair {path}: {plan.describe()}")
-        if plan.restore is not None:
-            _point_to(path, plan.restore, "repair")
-            return plan
-        folder = store_dir(path) / str(plan.version)
-        if plan.copies or plan.rewrite_copy:
-            folder.mkdir(mode=dir_mode(default_mode()), exist_ok=True)
-        for name, source in plan.copies.items():
-            tmp = folder / f".{name}.repair.tmp"
-            tmp.unlink(missing_ok=True)
-            try:
-                os.link(source, tmp)
-            except OSError:
-                shutil.copyfile(source, tmp)
-                fsync_file(tmp)
-            os.replace(tmp, folder / name)
-        if plan.rewrite_copy:
-            tmp = folder / f".{MANIFEST_NAME}.repair.tmp"
-            tmp.write_text(open_version(path).manifest.dumps(), encoding="utf-8")
-            fsync_file(tmp)
-            os.replace(tmp, folder / MANIFEST_NAME)
-        fsync_dir(folder)
-        return plan
-
-
-# ------------------------------------------------------------------ listing
-@dataclass
-class VersionInfo:
-    """One kept version, as `simstd versions` lists it."""
-
-    version: str
-    created: str | None
-    counts: list
-    fitted: bool
-    size: int  # bytes of its files (shared hard links counted in each version)
-    current: bool
-    intact: bool  # sizes match the manifest (`simstd check` verifies checksums)
-    became_current: str | None  # last time the history records it becoming current
-
-
-def list_versions(path: str | Path) -> list[VersionInfo]:
-    """The kept versions of the index at ``path``, newest first."""
-    path = Path(path)
-    try:
-        current = current_version(path)
-    except CorruptFileError:
-        current = None
-    last = {e.version: e.time for e in read_history(path)}
-    out = []
-    for name in _folders(path):
-        folder = store_dir(path) / name
-        try:
-            manifest = read_manifest(folder / MANIFEST_NAME)
-        except (OSError, CorruptFileError):
-            out.append(VersionInfo(name, None, [], False, _du(folder), name == current, False, last.get(name)))
-            continue
-        intact = manifest.version == name and all(
-            (folder / f).is_file() and (folder / f).stat().st_size == e.size for f, e in manifest.files.items())
-        out.append(VersionInfo(name, manifest.created, manifest.index.get("counts", []),
-                               "standardizer.json" in manifest.files, sum(e.size for e in manifest.files.values()),
-                               name == current, intact, last.get(name)))
-    return out
-
-
-def _du(folder: Path) -> int:
-    return sum(p.stat().st_size for p in folder.iterdir() if p.is_file())
-
-
-def disk_usage(path: str | Path) -> tuple[int, int]:
-    """(bytes of all kept versions, bytes the current version alone needs), each
-    file counted once however many versions hard-link it."""
-    path = Path(path)
-    try:
-        current = current_version(path)
-    except CorruptFileError:
-        current = None
-    seen: dict[tuple[int, int], int] = {}
-    mine: set[tuple[int, int]] = set()
-    for name in _folders(path):
-        for p in (store_dir(path) / name).iterdir():
-            if not p.is_file():
-                continue
-            st = p.stat()
-            seen[(st.st_dev, st.st_ino)] = st.st_size
-            if name == current:
-                mine.add((st.st_dev, st.st_ino))
-    return sum(seen.values()), sum(seen[k] for k in mine)
 
 
 def verify(path: str | Path) -> tuple[Version | None, list[str]]:
