@@ -106,7 +106,7 @@ def test_rebuild_removes_the_old_fit(files, built):
         (["query", "a red bike", "--index", "{d}/db.faiss"], "records no encoder model"),
         (["query", "--index", "{d}/db.faiss"], "exactly one query"),
         (["query", "--like", "0", "--index", "{d}/nothere.faiss"], "does not exist"),
-        (["fit", "--index", "{d}/db.faiss", "--queries", "{d}/q.npy"], "--query-modality"),
+        (["fit", "--index", "{d}/db.faiss", "--method", "paper", "--queries", "{d}/q.npy"], "--query-modality"),
     ],
 )
 def test_bad_input_gives_message_and_exit_code(files, built, args, message):
