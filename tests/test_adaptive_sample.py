@@ -48,7 +48,9 @@ def _heavy_store(seed: int = 0):
 def test_auto_draws_until_every_pair_reaches_the_target():
     store = _heavy_store()
     target = 0.04
-    std = Standardizer(sample="auto", target_se=target, seed=3).fit(store)
+    # The paper's statistic: the raw top-1 cosines mine_pseudo_positives returns
+    # (the hubness fit's own rounds: test_auto_sizes_the_hubness_fit_too).
+    std = Standardizer(method="paper", sample="auto", target_se=target, seed=3).fit(store)
     queries = std.n_  # n_pseudo=1: one score per query and pair
     assert (queries[1] == first_round(target)).all()  # text pairs: a light tail, one round suffices
     assert (queries[0] > first_round(target)).all()  # image pairs: the twins' tail asked for more
@@ -64,22 +66,24 @@ def test_auto_draws_until_every_pair_reaches_the_target():
             assert max(se_mean, se_std) <= target
 
 
-def test_auto_with_a_target_beyond_reach_uses_every_item():
+@pytest.mark.parametrize("method", ["paper", "hubness"])
+def test_auto_with_a_target_beyond_reach_uses_every_item(method):
     store = _heavy_store()
-    std = Standardizer(sample="auto", target_se=0.001, seed=0).fit(store)  # would need 10^6 queries
+    std = Standardizer(method=method, sample="auto", target_se=0.001, seed=0).fit(store)  # would need 10^6 queries
     np.testing.assert_array_equal(std.n_, [[3000, 3000], [3000, 3000]])
-    full = Standardizer(sample=None).fit(store)
+    full = Standardizer(method=method, sample=None).fit(store)
     np.testing.assert_allclose(std.mean_, full.mean_, atol=1e-12)
     np.testing.assert_allclose(std.std_, full.std_, atol=1e-12)
 
 
-def test_auto_is_seeded_and_saved():
+@pytest.mark.parametrize("method", ["paper", "hubness"])
+def test_auto_is_seeded_and_saved(method):
     store = _heavy_store()
-    a = Standardizer(sample="auto", target_se=0.05, seed=7).fit(store)
-    b = Standardizer(sample="auto", target_se=0.05, seed=7).fit(store)
+    a = Standardizer(method=method, sample="auto", target_se=0.05, seed=7).fit(store)
+    b = Standardizer(method=method, sample="auto", target_se=0.05, seed=7).fit(store)
     np.testing.assert_array_equal(a.mean_, b.mean_)
     again = Standardizer.from_dict(a.to_dict())
-    assert again.sample == "auto" and again.target_se == 0.05
+    assert again.method == method and again.sample == "auto" and again.target_se == 0.05
     assert "sample='auto'" in repr(a)
 
 
@@ -98,13 +102,15 @@ def test_auto_sizes_the_hubness_fit_too():
     assert fixed.n_.tolist() == [[400, 400], [400, 400]]
 
 
-def test_a_fit_states_its_sampling_error_and_keeps_it():
+@pytest.mark.parametrize("method", ["paper", "hubness"])
+def test_a_fit_states_its_sampling_error_and_keeps_it(method):
     store = _heavy_store()
-    std = Standardizer(sample="auto", target_se=0.04, seed=3).fit(store)
+    std = Standardizer(method=method, sample="auto", target_se=0.04, seed=3).fit(store)
     assert std.standard_error_.shape == (2, 2, 2) and (std.standard_error_ <= 0.04).all()
     np.testing.assert_allclose(std.standard_error_[..., 0], std.n_**-0.5)  # the mean's: 1/sqrt(queries)
     again = Standardizer.from_dict(std.to_dict())
     np.testing.assert_array_equal(again.standard_error_, std.standard_error_)
-    assert np.isnan(std.merge(again).standard_error_).all()  # pooled fits: unknown, not made up
-    fixed = Standardizer(sample=100, seed=3).fit(store)
+    if method == "paper":  # merge pools the paper's statistics only
+        assert np.isnan(std.merge(again).standard_error_).all()  # pooled fits: unknown, not made up
+    fixed = Standardizer(method=method, sample=100, seed=3).fit(store)
     assert (fixed.standard_error_[..., 0] == pytest.approx(0.1)) and (fixed.standard_error_ > 0.04).any()
