@@ -48,8 +48,6 @@ def _heavy_store(seed: int = 0):
 def test_auto_draws_until_every_pair_reaches_the_target():
     store = _heavy_store()
     target = 0.04
-    # The paper's statistic: the raw top-1 cosines mine_pseudo_positives returns
-    # (the hubness fit's own rounds: test_auto_sizes_the_hubness_fit_too).
     std = Standardizer(method="paper", sample="auto", target_se=target, seed=3).fit(store)
     queries = std.n_  # n_pseudo=1: one score per query and pair
     assert (queries[1] == first_round(target)).all()  # text pairs: a light tail, one round suffices
@@ -102,15 +100,29 @@ def test_auto_sizes_the_hubness_fit_too():
     assert fixed.n_.tolist() == [[400, 400], [400, 400]]
 
 
-@pytest.mark.parametrize("method", ["paper", "hubness"])
-def test_a_fit_states_its_sampling_error_and_keeps_it(method):
+def test_a_fit_states_its_sampling_error_and_keeps_it():
     store = _heavy_store()
-    std = Standardizer(method=method, sample="auto", target_se=0.04, seed=3).fit(store)
+    std = Standardizer(method="paper", sample="auto", target_se=0.04, seed=3).fit(store)
     assert std.standard_error_.shape == (2, 2, 2) and (std.standard_error_ <= 0.04).all()
     np.testing.assert_allclose(std.standard_error_[..., 0], std.n_**-0.5)  # the mean's: 1/sqrt(queries)
     again = Standardizer.from_dict(std.to_dict())
     np.testing.assert_array_equal(again.standard_error_, std.standard_error_)
-    if method == "paper":  # merge pools the paper's statistics only
-        assert np.isnan(std.merge(again).standard_error_).all()  # pooled fits: unknown, not made up
-    fixed = Standardizer(method=method, sample=100, seed=3).fit(store)
+    assert np.isnan(std.merge(again).standard_error_).all()  # pooled fits: unknown, not made up
+    fixed = Standardizer(method="paper", sample=100, seed=3).fit(store)
+    assert (fixed.standard_error_[..., 0] == pytest.approx(0.1)) and (fixed.standard_error_ > 0.04).any()
+
+
+def test_the_default_states_its_sampling_error_and_keeps_it():
+    """The same for the default (hubness) fit, whose pairs are scored by the corrected
+    similarity; merge, which pools the paper's statistics, is the paper's alone."""
+    store = _heavy_store()
+    std = Standardizer(sample="auto", target_se=0.04, seed=3).fit(store)
+    assert std.method == "hubness"
+    assert std.standard_error_.shape == (2, 2, 2) and (std.standard_error_ <= 0.04).all()
+    np.testing.assert_allclose(std.standard_error_[..., 0], std.n_**-0.5)
+    again = Standardizer.from_dict(std.to_dict())
+    np.testing.assert_array_equal(again.standard_error_, std.standard_error_)
+    with pytest.raises(SimstdError, match="merge"):
+        std.merge(again)
+    fixed = Standardizer(sample=100, seed=3).fit(store)
     assert (fixed.standard_error_[..., 0] == pytest.approx(0.1)) and (fixed.standard_error_ > 0.04).any()

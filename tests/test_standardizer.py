@@ -7,7 +7,6 @@ from hypothesis import strategies as st
 
 from simstd import MixedIndex, Standardizer
 from simstd.errors import CorruptFileError, FingerprintMismatchError, NotFittedError, SimstdError, StaleFitWarning
-
 from simstd.evaluation.frontier import excess
 from simstd.evaluation.run import cross_share, evaluate
 from simstd.evaluation.tasks import mixed_task
@@ -87,8 +86,7 @@ def test_merge_of_two_halves_equals_one_fit(seed, cut):
     qm, tm, s = random_scores(seed, n=120)
     k = int(len(s) * cut)
     whole = Standardizer(method="paper").fit_scores(qm, tm, s)
-    half = Standardizer(method="paper").fit_scores(qm[k:], tm[k:], s[k:])
-    merged = Standardizer(method="paper").fit_scores(qm[:k], tm[:k], s[:k]).merge(half)
+    merged = Standardizer(method="paper").fit_scores(qm[:k], tm[:k], s[:k]).merge(Standardizer(method="paper").fit_scores(qm[k:], tm[k:], s[k:]))
     assert merged.modalities_ == whole.modalities_
     np.testing.assert_array_equal(merged.n_, whole.n_)
     np.testing.assert_allclose(merged.mean_, whole.mean_, rtol=1e-10, equal_nan=True)
