@@ -100,18 +100,6 @@ def test_auto_sizes_the_hubness_fit_too():
     assert fixed.n_.tolist() == [[400, 400], [400, 400]]
 
 
-def test_a_fit_states_its_sampling_error_and_keeps_it():
-    store = _heavy_store()
-    std = Standardizer(method="paper", sample="auto", target_se=0.04, seed=3).fit(store)
-    assert std.standard_error_.shape == (2, 2, 2) and (std.standard_error_ <= 0.04).all()
-    np.testing.assert_allclose(std.standard_error_[..., 0], std.n_**-0.5)  # the mean's: 1/sqrt(queries)
-    again = Standardizer.from_dict(std.to_dict())
-    np.testing.assert_array_equal(again.standard_error_, std.standard_error_)
-    assert np.isnan(std.merge(again).standard_error_).all()  # pooled fits: unknown, not made up
-    fixed = Standardizer(method="paper", sample=100, seed=3).fit(store)
-    assert (fixed.standard_error_[..., 0] == pytest.approx(0.1)) and (fixed.standard_error_ > 0.04).any()
-
-
 def test_the_default_states_its_sampling_error_and_keeps_it():
     """The same for the default (hubness) fit, whose pairs are scored by the corrected
     similarity; merge, which pools the paper's statistics, is the paper's alone."""
@@ -126,3 +114,16 @@ def test_the_default_states_its_sampling_error_and_keeps_it():
         std.merge(again)
     fixed = Standardizer(sample=100, seed=3).fit(store)
     assert (fixed.standard_error_[..., 0] == pytest.approx(0.1)) and (fixed.standard_error_ > 0.04).any()
+
+
+def test_a_fit_states_its_sampling_error_and_keeps_it():
+    store = _heavy_store()
+    std = Standardizer(method="paper", sample="auto", target_se=0.04, seed=3).fit(store)
+    assert std.standard_error_.shape == (2, 2, 2) and (std.standard_error_ <= 0.04).all()
+    np.testing.assert_allclose(std.standard_error_[..., 0], std.n_**-0.5)  # the mean's: 1/sqrt(queries)
+    again = Standardizer.from_dict(std.to_dict())
+    np.testing.assert_array_equal(again.standard_error_, std.standard_error_)
+    assert np.isnan(std.merge(again).standard_error_).all()  # pooled fits: unknown, not made up
+    fixed = Standardizer(method="paper", sample=100, seed=3).fit(store)
+    assert (fixed.standard_error_[..., 0] == pytest.approx(0.1)) and (fixed.standard_error_ > 0.04).any()
+
