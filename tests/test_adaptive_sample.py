@@ -103,17 +103,15 @@ def test_auto_sizes_the_hubness_fit_too():
 def test_the_default_states_its_sampling_error_and_keeps_it():
     """The same for the default (hubness) fit, whose pairs are scored by the corrected
     similarity; merge, which pools the paper's statistics, is the paper's alone."""
-    store = _heavy_store()
-    std = Standardizer(sample="auto", target_se=0.04, seed=3).fit(store)
-    assert std.method == "hubness"
-    assert std.standard_error_.shape == (2, 2, 2) and (std.standard_error_ <= 0.04).all()
-    np.testing.assert_allclose(std.standard_error_[..., 0], std.n_**-0.5)
-    again = Standardizer.from_dict(std.to_dict())
-    np.testing.assert_array_equal(again.standard_error_, std.standard_error_)
+    default = Standardizer(sample="auto", target_se=0.04, seed=3).fit(_heavy_store())
+    errors = default.standard_error_
+    assert default.method == "hubness" and errors.shape == (2, 2, 2) and (errors <= 0.04).all()
+    np.testing.assert_allclose(errors[..., 0], default.n_**-0.5)  # 1/sqrt(pseudo queries)
+    np.testing.assert_array_equal(Standardizer.from_dict(default.to_dict()).standard_error_, errors)
     with pytest.raises(SimstdError, match="merge"):
-        std.merge(again)
-    fixed = Standardizer(sample=100, seed=3).fit(store)
-    assert (fixed.standard_error_[..., 0] == pytest.approx(0.1)) and (fixed.standard_error_ > 0.04).any()
+        default.merge(default)
+    small = Standardizer(sample=100, seed=3).fit(_heavy_store()).standard_error_
+    assert small[..., 0] == pytest.approx(0.1) and (small > 0.04).any()
 
 
 def test_a_fit_states_its_sampling_error_and_keeps_it():
@@ -126,4 +124,3 @@ def test_a_fit_states_its_sampling_error_and_keeps_it():
     assert np.isnan(std.merge(again).standard_error_).all()  # pooled fits: unknown, not made up
     fixed = Standardizer(method="paper", sample=100, seed=3).fit(store)
     assert (fixed.standard_error_[..., 0] == pytest.approx(0.1)) and (fixed.standard_error_ > 0.04).any()
-
