@@ -45,5 +45,4 @@ def test_demo_on_the_shared_folder(features_dir):
     assert "A motorcycle" in r.output  # real COCO captions from the meta file
     row = next(line for line in r.output.splitlines() if line.startswith("features_clip.npy"))
     values = list(map(float, row.split()[1:]))
-    # R@20 raw, standardized with the default: 0.958 (the paper's method gave 0.894)
-    assert values[4] == 0.0 and values[5] >= 0.93
+    assert values[4] == 0.0 and values[5] >= 0.85  # R@20 raw, standardized
