@@ -64,22 +64,24 @@ def test_auto_draws_until_every_pair_reaches_the_target():
             assert max(se_mean, se_std) <= target
 
 
-def test_auto_with_a_target_beyond_reach_uses_every_item():
+@pytest.mark.parametrize("method", ["paper", "hubness"])
+def test_auto_with_a_target_beyond_reach_uses_every_item(method):
     store = _heavy_store()
-    std = Standardizer(sample="auto", target_se=0.001, seed=0).fit(store)  # would need 10^6 queries
+    std = Standardizer(method=method, sample="auto", target_se=0.001, seed=0).fit(store)  # would need 10^6 queries
     np.testing.assert_array_equal(std.n_, [[3000, 3000], [3000, 3000]])
-    full = Standardizer(sample=None).fit(store)
+    full = Standardizer(method=method, sample=None).fit(store)
     np.testing.assert_allclose(std.mean_, full.mean_, atol=1e-12)
     np.testing.assert_allclose(std.std_, full.std_, atol=1e-12)
 
 
-def test_auto_is_seeded_and_saved():
+@pytest.mark.parametrize("method", ["paper", "hubness"])
+def test_auto_is_seeded_and_saved(method):
     store = _heavy_store()
-    a = Standardizer(sample="auto", target_se=0.05, seed=7).fit(store)
-    b = Standardizer(sample="auto", target_se=0.05, seed=7).fit(store)
+    a = Standardizer(method=method, sample="auto", target_se=0.05, seed=7).fit(store)
+    b = Standardizer(method=method, sample="auto", target_se=0.05, seed=7).fit(store)
     np.testing.assert_array_equal(a.mean_, b.mean_)
     again = Standardizer.from_dict(a.to_dict())
-    assert again.sample == "auto" and again.target_se == 0.05
+    assert again.method == method and again.sample == "auto" and again.target_se == 0.05
     assert "sample='auto'" in repr(a)
 
 
@@ -96,6 +98,20 @@ def test_auto_sizes_the_hubness_fit_too():
     assert (std.n_ >= first_round(0.05)).all() and (std.n_ < 3000).all()
     fixed = Standardizer(method="hubness", sample=400, hubness_bank=None).fit(store)
     assert fixed.n_.tolist() == [[400, 400], [400, 400]]
+
+
+def test_the_default_states_its_sampling_error_and_keeps_it():
+    """The same for the default (hubness) fit, whose pairs are scored by the corrected
+    similarity; merge, which pools the paper's statistics, is the paper's alone."""
+    default = Standardizer(sample="auto", target_se=0.04, seed=3).fit(_heavy_store())
+    errors = default.standard_error_
+    assert default.method == "hubness" and errors.shape == (2, 2, 2) and (errors <= 0.04).all()
+    np.testing.assert_allclose(errors[..., 0], default.n_**-0.5)  # 1/sqrt(pseudo queries)
+    np.testing.assert_array_equal(Standardizer.from_dict(default.to_dict()).standard_error_, errors)
+    with pytest.raises(SimstdError, match="merge"):
+        default.merge(default)
+    small = Standardizer(sample=100, seed=3).fit(_heavy_store()).standard_error_
+    assert small[..., 0] == pytest.approx(0.1) and (small > 0.04).any()
 
 
 def test_a_fit_states_its_sampling_error_and_keeps_it():

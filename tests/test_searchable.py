@@ -54,14 +54,17 @@ def test_array_searcher_equals_flat_index():
         np.testing.assert_array_equal(index.ids(m), arrays.ids(m))
 
 
+@pytest.mark.parametrize("method", ["paper", "hubness"])
 @pytest.mark.parametrize("store", ["arrays", "index", "dict"])
-def test_fit_is_the_same_on_every_store(store):
+def test_fit_is_the_same_on_every_store(store, method):
     X = {"arrays": CORPUS, "index": MixedIndex.from_arrays(CORPUS, LABELS), "dict": DictStore(CORPUS, LABELS)}[store]
-    ref = Standardizer(sample=50, seed=1).fit(CORPUS, LABELS)
-    std = Standardizer(sample=50, seed=1).fit(X, LABELS if store == "arrays" else None)
+    ref = Standardizer(method=method, sample=50, seed=1).fit(CORPUS, LABELS)
+    std = Standardizer(method=method, sample=50, seed=1).fit(X, LABELS if store == "arrays" else None)
     np.testing.assert_array_equal(std.n_, ref.n_)
     np.testing.assert_allclose(std.mean_, ref.mean_, atol=1e-6)
     np.testing.assert_allclose(std.std_, ref.std_, rtol=1e-4)
+    if method == "hubness":  # and the per-item terms, keyed by the same ids
+        np.testing.assert_allclose(std.terms_, ref.terms_, atol=1e-6)
 
 
 def test_fit_refuses_what_is_not_searchable():

@@ -7,6 +7,10 @@ from hypothesis import strategies as st
 
 from simstd import MixedIndex, Standardizer
 from simstd.errors import CorruptFileError, FingerprintMismatchError, NotFittedError, SimstdError, StaleFitWarning
+from simstd.evaluation.frontier import excess
+from simstd.evaluation.run import cross_share, evaluate
+from simstd.evaluation.tasks import mixed_task
+from simstd.methods import ScoreMethod
 
 from conftest import unit_rows
 
@@ -175,9 +179,10 @@ def test_labeled_source_uses_gold_pair_scores():
         Standardizer(method="paper", source="labeled").fit(index)
 
 
-def test_fit_on_arrays_and_fingerprint_check():
+@pytest.mark.parametrize("method", ["paper", "hubness"])
+def test_fit_on_arrays_and_fingerprint_check(method):
     index = mixed_index()
-    std = Standardizer().fit(index)
+    std = Standardizer(method=method).fit(index)
     std.check_index(index)
     index.add(unit_rows(np.random.default_rng(2), 3, 16), "text")
     assert std.is_stale(index)
@@ -186,7 +191,7 @@ def test_fit_on_arrays_and_fingerprint_check():
     with pytest.raises(FingerprintMismatchError, match="refit"):
         std.check_index(index, strict=True)
     X = np.vstack([unit_rows(np.random.default_rng(0), 10, 8), unit_rows(np.random.default_rng(1), 10, 8, 2.0)])
-    from_arrays = Standardizer().fit(X, ["a"] * 10 + ["b"] * 10)
+    from_arrays = Standardizer(method=method).fit(X, ["a"] * 10 + ["b"] * 10)
     assert from_arrays.n_.tolist() == [[10, 10], [10, 10]] and from_arrays.dim_ == 8
 
 
@@ -197,7 +202,8 @@ def test_bad_settings_are_named():
         Standardizer(source="oracle").fit(mixed_index())
 
 
-def test_hnsw_fit_is_the_exact_fit_and_keeps_the_search_beam(monkeypatch):
+@pytest.mark.parametrize("method", ["paper", "hubness"])
+def test_hnsw_fit_is_the_exact_fit_and_keeps_the_search_beam(monkeypatch, method):
     """A fit scans an HNSW shard's stored vectors: its pseudo positives are the exact ones, whatever
     the beam (a narrow beam misses cross-modal top-1s; at 1M even efSearch 256 left a std 50% off).
     mining="graph" walks the graph instead, with a wider beam: close, not exact."""
@@ -208,11 +214,11 @@ def test_hnsw_fit_is_the_exact_fit_and_keeps_the_search_beam(monkeypatch):
 
     pairs = synthetic_pairs(4000, 128, seed=1)  # clustered, CLIP-like gap: what HNSW is built for
     arrays = {"image": pairs[0], "text": pairs[1]}
-    exact = Standardizer(sample=300).fit(MixedIndex.from_arrays(arrays))
+    exact = Standardizer(method=method, sample=300).fit(MixedIndex.from_arrays(arrays))
     hnsw = MixedIndex.from_arrays(arrays, factory="HNSW8")
     hnsw.set_search_params("efSearch=4")  # with this beam a graph fit was off by 1 std, std 4x
     monkeypatch.setattr(simstd.index.shards, "MINING_EF_SEARCH", 4)  # and no wider mining beam either
-    got = Standardizer(sample=300).fit(hnsw)
+    got = Standardizer(method=method, sample=300).fit(hnsw)
     np.testing.assert_array_equal(got.n_, exact.n_)
     np.testing.assert_allclose(got.mean_, exact.mean_, rtol=0, atol=1e-6)
     np.testing.assert_allclose(got.std_, exact.std_, rtol=0, atol=1e-6)
@@ -221,10 +227,64 @@ def test_hnsw_fit_is_the_exact_fit_and_keeps_the_search_beam(monkeypatch):
 
     monkeypatch.setattr(simstd.index.shards, "MINING_EF_SEARCH", 256)
     hnsw.mining = "graph"
-    approx = Standardizer(sample=300).fit(hnsw)
+    approx = Standardizer(method=method, sample=300).fit(hnsw)
     np.testing.assert_allclose((approx.mean_ - exact.mean_) / exact.std_, 0, atol=0.1)
     np.testing.assert_allclose(approx.std_ / exact.std_, 1, atol=0.05)
     assert faiss.downcast_index(hnsw.shards["text"].index).hnsw.efSearch == 4
     hnsw.mining = "fast"
     with pytest.raises(SimstdError, match="mining must be one of"):
-        Standardizer(sample=300).fit(hnsw)
+        Standardizer(method=method, sample=300).fit(hnsw)
+
+
+class DefaultStandardizer(ScoreMethod):
+    """``Standardizer()`` with no method named, fitted on the corpus and applied to every
+    item (what an exact Flat search returns; benchmarks/default_criteria.py does the same
+    with a named method)."""
+
+    name = "Standardizer()"
+
+    def _fit(self, log, positives):
+        self.std_ = Standardizer(sample=None).fit(self.corpus_.astype(np.float32), self.corpus_modalities_)
+        self.ids_ = np.arange(len(self.corpus_))[None, :]
+
+    def transform(self, raw, queries, query_modality):
+        kw = {"ids": self.ids_} if self.std_.has_item_terms else {}
+        return self.std_.transform(raw, query_modality, self.corpus_modalities_[None, :], **kw)
+
+
+def test_the_default_is_the_corrected_method_and_beats_the_modality_bias_frontier(features, tmp_path):
+    """Issue 17: the default stops rewarding modality bias. The paper's ranking sits exactly on
+    the modality-bias frontier (excess 0, tests/test_frontier.py); the default must rank above it.
+    Measured on CLIP, seeds 0-9: the paper 0.90-0.92 R@20/ceiling and excess +0.000, the default
+    0.96-0.99 and +0.033..+0.053."""
+    assert Standardizer().method == "hubness"
+    pairs = features("clip")
+    for seed in (0, 1, 2):
+        r = evaluate(mixed_task(pairs, seed=seed), ["simstd-index", DefaultStandardizer()])
+        ceiling = float(r.per_query["ceiling"]["R@20"].mean())
+        got = {}
+        for name in ("simstd-index", "Standardizer()"):
+            rec, cross = float(r.per_query[name]["R@20"].mean()), cross_share(r, name, 10)
+            got[name] = (rec / ceiling, cross, excess(rec, cross, r.frontier, ceiling))
+        paper, default = got["simstd-index"], got["Standardizer()"]
+        assert paper[2] == pytest.approx(0.0, abs=1e-12)  # the paper is on the frontier
+        assert default[2] > 0.02, (seed, got)  # the default is above it
+        assert default[0] > paper[0] + 0.03, (seed, got)
+    # Through the index: a text query's mixed top-10 holds both modalities.
+    task = mixed_task(pairs, seed=0)
+    index = MixedIndex.from_arrays({m: task.corpus[task.corpus_modalities == m] for m in ("image", "text")})
+    index.standardizer = Standardizer().fit(index)
+    texts = task.queries[task.query_modalities == "text"][:50]
+    res = index.search(texts, "text", 10)
+    share = (res.modalities == "image").mean()
+    assert 0.2 < share < 0.8, share
+    # `simstd fit` with no --method fits the same default.
+    from click.testing import CliRunner
+
+    from simstd.cli import main
+
+    index.standardizer = None
+    index.save(tmp_path / "db.faiss")
+    r = CliRunner().invoke(main, ["fit", "--index", str(tmp_path / "db.faiss")])
+    assert r.exit_code == 0, r.output
+    assert MixedIndex.load(tmp_path / "db.faiss").standardizer.method == "hubness"
