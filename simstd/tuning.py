@@ -453,12 +453,10 @@ def _check(index: "MixedIndex", budget: float | None, target_recall: float | Non
 
 
 def _widths(index: "MixedIndex", std: object, query_modality: str, k: int) -> tuple[dict[str, int], int | None]:
-    """How many results :meth:`MixedIndex.search` asks each shard for, and the query's term column."""
-    needed, column = max(k, std.query_depth), None
-    if std.has_item_terms:
-        index.fold_terms(std)
-        column = index.shard_set.term_modalities.index(query_modality)
-    return {t: min(needed, n) for t, n in index.counts.items()}, column
+    """How many results :meth:`MixedIndex.search` asks each shard for, and the query's term column:
+    the search pipeline's own plan."""
+    p = pipeline.plan(index, query_modality, k, standardizer=std)
+    return dict(zip(p.names, p.widths)), p.column
 
 
 def _candidates(index: "MixedIndex", target: str, kind: str, candidates: Sequence[int] | None, k: int) -> list[int]:

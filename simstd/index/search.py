@@ -53,6 +53,7 @@ class Plan:
     sizes: list[int]
     standardizer: Any  # None: raw cosine
     column: int | None  # the query modality's term column (fits with item terms)
+    maps: list[tuple[float, float]]  # (centre, scale) of each searched shard's pair (empty for raw)
 
 
 def plan(index: Searched, query_modality: str, k: int, *, standardizer: Any = None, raw: bool = False,
@@ -69,7 +70,7 @@ def plan(index: Searched, query_modality: str, k: int, *, standardizer: Any = No
         raise SimstdError(f"k must be a positive integer, got {k!r}")
     names = list(targets) if targets is not None else shards.modalities
     for m in names:
-        check_modality(m, shards.modalities, "target modality")
+        shards.check_modality(m, "target modality")
     if uncertainty is not None or rerank is not None:
         from ..uncertainty.model import check_rerank  # lazy: plain searches do not need the module
 
@@ -79,7 +80,7 @@ def plan(index: Searched, query_modality: str, k: int, *, standardizer: Any = No
                               "(CLI: simstd fit --uncertainty)")
         if uncertainty is not None:
             uncertainty.check_index(index, strict=strict)
-    needed, column = k, None
+    needed, column, maps = k, None, []
     if raw:
         standardizer = None
     else:
@@ -97,8 +98,7 @@ def plan(index: Searched, query_modality: str, k: int, *, standardizer: Any = No
             warnings.warn(f"the fit has no statistics for {unfitted} (added after it): those items are left out "
                           f"until you refit (simstd fit --index ...)", StaleFitWarning, stacklevel=4)
             names = [m for m in names if m not in unfitted]
-        for m in names:  # fail before searching if a pair cannot standardize
-            standardizer.affine(query_modality, m)
+        maps = [standardizer.affine(query_modality, m) for m in names]  # fails before searching
         needed = max(k, standardizer.query_depth)
     sizes = [shards.shards[m].ntotal for m in names]
     if exclude is not None:  # each query's own item is not a candidate
@@ -112,7 +112,7 @@ def plan(index: Searched, query_modality: str, k: int, *, standardizer: Any = No
     tail = 0 if uncertainty is None else int(uncertainty.depth)
     widths = [min(max(needed + int(exclude is not None and m == query_modality), tail), shards.shards[m].ntotal)
               for m in names]
-    return Plan(query_modality, int(k), names, widths, sizes, standardizer, column)
+    return Plan(query_modality, int(k), names, widths, sizes, standardizer, column, maps)
 
 
 def gather(index: Searched, queries: np.ndarray, p: Plan, shard_params: list | None = None,
@@ -157,9 +157,8 @@ def search(index: Searched, queries: np.ndarray, query_modality: str, k: int, *,
         Z = S
     else:
         std = p.standardizer
-        maps = [std.affine(query_modality, m) for m in p.names]
-        mean = np.repeat(np.array([a for a, _ in maps], dtype=np.float32), p.widths)
-        scale = np.repeat(np.array([b for _, b in maps], dtype=np.float32), p.widths)
+        mean = np.repeat(np.array([a for a, _ in p.maps], dtype=np.float32), p.widths)
+        scale = np.repeat(np.array([b for _, b in p.maps], dtype=np.float32), p.widths)
         method = std.backend_
         # The method's score of each candidate and the raw cosines (with item terms folded
         # in, FAISS returned u = s - rho/2, and the score is 2u - r_q).

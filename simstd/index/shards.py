@@ -20,6 +20,7 @@ import numpy as np
 
 from ..engines.faiss import augment
 from ..errors import SimstdError
+from ..validation import check_modality
 
 #: HNSW beam width while mining with ``mining="graph"``. Pseudo queries of the
 #: other modality lie far from a shard's graph and a narrow beam misses their
@@ -91,8 +92,7 @@ class ShardSet:
         return len(self.term_modalities)
 
     def check_modality(self, modality: str, role: str = "modality") -> None:
-        if modality not in self.shards:
-            raise SimstdError(f"unknown {role} {modality!r}; the index holds {self.modalities}")
+        check_modality(modality, self.modalities, role)
 
     def ids(self, modality: str) -> np.ndarray:
         self.check_modality(modality)

@@ -272,10 +272,7 @@ class Standardizer:
         raw top-1, the paper's statistics): what the uncertainty model describes,
         for either method."""
         self._check_fitted()
-        moments = getattr(self.backend_, "cosine_moments", None)
-        if moments is None:  # the method standardizes the cosine itself
-            return self.positive_moments(query_modality, target_modality)
-        return moments(self, query_modality, target_modality)
+        return self.backend_.cosine_moments(self, query_modality, target_modality)
 
     def _fit_pairs(self, query_modalities, target_modalities, scores) -> "Standardizer":
         scores = np.asarray(scores, dtype=np.float64).ravel()

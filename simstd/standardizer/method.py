@@ -65,6 +65,11 @@ class Method:
         """``(centre, scale)``: the pair's score is standardized as ``(score - centre) / scale``."""
         return est.positive_moments(query_modality, target_modality)
 
+    def cosine_moments(self, est: Estimator, query_modality: str, target_modality: str) -> tuple[float, float]:
+        """``(mean, std)`` of a pair's pseudo-positive cosines (the uncertainty model's input):
+        the pair statistics themselves for a method that standardizes the cosine."""
+        return est.positive_moments(query_modality, target_modality)
+
     def query_depth(self, est: Estimator) -> int:
         """Best candidates per target modality a query-side term needs (0: none)."""
         return 0
