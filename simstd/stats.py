@@ -169,6 +169,7 @@ def draw_sample(
     seed: int,
     modality: str,
     target: float = TARGET_SE,
+    sized_by: slice = slice(None),
 ) -> list[np.ndarray]:
     """Score the pseudo queries of one query modality, drawn from ``pool`` (ids or rows).
 
@@ -177,7 +178,9 @@ def draw_sample(
     until :func:`next_round` finds every pair at
     ``target``. ``score(batch)`` returns, per target modality, the batch's
     ``(len(batch), k)`` scores (``-inf`` where there are none); the result is
-    those arrays over all rounds.
+    those arrays over all rounds. ``sized_by`` picks the arrays whose
+    precision sizes an adaptive sample (default: all of them): a fit sizes its
+    sample by the statistics it uses, not by every score it reports.
     """
     if sample != SAMPLE_AUTO:
         if sample is not None and sample < len(pool):
@@ -188,5 +191,5 @@ def draw_sample(
     while want:
         got = score(pool[rounds.next(want)])
         found = got if found is None else [np.concatenate([a, b]) for a, b in zip(found, got)]
-        want = 0 if rounds.exhausted else next_round(found, len(rounds.taken), target)
+        want = 0 if rounds.exhausted else next_round(found[sized_by], len(rounds.taken), target)
     return found

@@ -124,3 +124,48 @@ def test_a_fit_states_its_sampling_error_and_keeps_it():
     assert np.isnan(std.merge(again).standard_error_).all()  # pooled fits: unknown, not made up
     fixed = Standardizer(method="paper", sample=100, seed=3).fit(store)
     assert (fixed.standard_error_[..., 0] == pytest.approx(0.1)) and (fixed.standard_error_ > 0.04).any()
+
+
+def test_draw_sample_sizes_rounds_by_the_chosen_arrays_only():
+    from simstd.stats import draw_sample
+
+    rng = np.random.default_rng(2)
+    light = rng.standard_normal(3000)
+    heavy = np.where(rng.random(3000) < 0.1, 1.0, 0.5)  # kurtosis ~8: its std asks ~2x the queries
+
+    def score(rows):
+        return [heavy[rows][:, None], light[rows][:, None]]
+
+    def drawn(**kw):
+        return len(draw_sample(np.arange(3000), "auto", score, rng=np.random.default_rng(0), seed=0,
+                               modality="text", target=0.05, **kw)[0])
+
+    assert drawn() > first_round(0.05)  # every array sizes the sample: the heavy one asks for more
+    assert drawn(sized_by=slice(1, None)) == first_round(0.05)  # the light one alone: one round
+
+
+def test_the_tail_scaled_fit_sizes_its_sample_by_the_cosines():
+    """With the tail scale the ranking uses the terms and beta_ab only, so the pseudo positives'
+    corrected scores (reported, heavy-tailed when a few items are anti-hubs) do not size the sample;
+    the cosines the uncertainty model describes do."""
+    from simstd import hubness
+
+    store = _heavy_store()
+    rng = np.random.default_rng(5)
+    rho = np.where(rng.random(6000) < 0.03, -3.0, 0.5)  # 3% of items with a tiny term: huge u, a heavy tail
+
+    def run(sized_by):
+        qm, tm, v, s = hubness.pseudo_positive_scores(store, lambda ids, a: rho[ids], 10, "auto", 0,
+                                                      target_se=0.05, sized_by=sized_by)
+        return qm, tm, v, s
+
+    qm, tm, v, s = run("both")
+    assert (qm == "text").sum() > 2 * first_round(0.05)  # the corrected scores asked for more rounds
+    qm, tm, v, s = run("cosines")
+    assert (qm == "text").sum() == 2 * first_round(0.05)  # 400 queries x 2 target modalities
+    for a in ("image", "text"):
+        for b in ("image", "text"):
+            pick = (qm == a) & (tm == b)
+            assert max(sampling_errors(s[pick][:, None])[1:]) <= 0.05  # the cosines reach the target
+    with pytest.raises(SimstdError, match="sized_by"):
+        run("corrected")

@@ -168,6 +168,9 @@ def test_fit_and_info_name_the_fitted_method_and_its_settings(files, built):
     assert "hubness" in method_line and "K=7" in method_line and "25 pseudo queries" in method_line
     assert "CSLS (Conneau et al. 2018)" in r.output
     assert "± std: sampling error" in r.output  # the legend under the table
+    header = next(line for line in r.output.splitlines() if line.startswith("query"))
+    assert header.split()[-3:] == ["scale", "±", "scale"]  # what the ranking divides by, and its error
+    assert "± scale: its sampling error" in r.output
     r = run("info", "--index", built)
     assert r.exit_code == 0 and "K=7" in r.output and "CSLS" in r.output and "± std: sampling error" in r.output
     info = json.loads(run("info", "--index", built, "--format", "json").output)
@@ -175,7 +178,7 @@ def test_fit_and_info_name_the_fitted_method_and_its_settings(files, built):
     assert info["method"]["settings"] == {"hubness_k": 7, "sample": 25, "target_se": 0.01}
     r = run("fit", "--index", built, "--method", "paper", "--sample", "auto", "--target-se", "0.05")
     assert "paper" in r.output and "± std <= 0.05" in r.output and "Yamashita, Shirafuji and Saito 2025" in r.output
-    assert "CSLS" not in r.output
+    assert "CSLS" not in r.output and "± scale" not in r.output  # the paper ranks by its mean and std alone
     info = json.loads(run("info", "--index", built, "--format", "json").output)
     assert info["method"]["settings"] == {"sample": "auto", "target_se": 0.05}
 

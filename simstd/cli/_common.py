@@ -239,12 +239,22 @@ def _method_lines(std: Standardizer, indent: int = 13) -> str:
                                                                          ("cite", d["citation"])))
 
 
+#: The legend's line for a fit that ranks with a per-pair scale of its own (the hubness default).
+SCALE_LEGEND = ("scale: the pair's scale the ranking divides by (the tail of its cosines); ± scale: its sampling "
+                "error, in units of itself")
+
+
 def _stats_table(std: Standardizer) -> str:
-    """The fitted pairs; ``± std`` is the larger sampling error of the pair's mean and std, in units of its std."""
+    """The fitted pairs; ``± std`` is the larger sampling error of the pair's mean and std, in units of its std.
+    A fit whose ranking uses a scale of its own (``scale`` in its rows) shows it and its error too."""
+    table = std.table()
+    scaled = any("scale" in r for r in table)
     rows = [[r["query_modality"], r["target_modality"], r["n"], f"{r['mean']:.4f}", f"{r['std']:.4f}",
              f"{max(r['se_mean'], r['se_std']):.3f}" if "se_mean" in r else "–"]
-            for r in std.table()]
-    return _table(["query", "target", "n", "mean", "std", "± std"], rows) + "\n" + STATS_LEGEND
+            + ([f"{r['scale']:.4f}", f"{r['scale_se']:.3f}" if "scale_se" in r else "–"] if scaled else [])
+            for r in table]
+    header = ["query", "target", "n", "mean", "std", "± std"] + (["scale", "± scale"] if scaled else [])
+    return _table(header, rows) + "\n" + STATS_LEGEND + ("\n" + SCALE_LEGEND if scaled else "")
 
 
 def _payload(meta: dict) -> str:

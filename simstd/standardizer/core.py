@@ -575,6 +575,10 @@ class Standardizer:
                     "target_se": float(self.target_se)}
         if self.source == "labeled":
             sample = "on labeled pairs"
+        elif self.sample == SAMPLE_AUTO and self.has_item_terms and self.hubness_scale == "tail":
+            # the ranking uses the terms and the tail scale; the pseudo positives' cosines size the sample
+            sample = (f"sample auto: pseudo queries drawn until every pair's pseudo-positive cosine ± std <= "
+                      f"{self.target_se:g}")
         elif self.sample == SAMPLE_AUTO:  # the target error sizes only an adaptive sample
             sample = f"sample auto: pseudo queries drawn until every pair's ± std <= {self.target_se:g}"
         elif self.sample is None:

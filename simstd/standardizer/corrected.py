@@ -191,7 +191,7 @@ class HubnessMethod(Method):
                 "(Yamashita et al. 2025)")
     has_item_terms = True
     fitted_attributes: ClassVar[tuple[str, ...]] = (
-        "terms_", "term_ids_", "terms_digest_", "banks_", "centre_", "scale_", "cosine_moments_")
+        "terms_", "term_ids_", "terms_digest_", "banks_", "centre_", "scale_", "scale_error_", "cosine_moments_")
     foreign_settings: ClassVar[dict[str, tuple[object, str]]] = {
         "source": ("pseudo", "source='labeled'"),
         "query_shift": (0.0, "query_shift"),
@@ -222,20 +222,25 @@ class HubnessMethod(Method):
                               f"other ids the items in the order of its ids(m) over m in {columns}; columns = "
                               f"{columns}), got shape {terms.shape}")
         col = {m: j for j, m in enumerate(columns)}
+        tail = est.hubness_scale == "tail"
+        # With the tail scale the ranking uses the terms and beta_ab only: the corrected scores'
+        # moments are reported, and the sample is sized by the cosines the uncertainty model uses.
         qm, tm, v, cosines = hubness.pseudo_positive_scores(
             store, lambda ids, a: terms[ids, col[a]], int(est.hubness_k), est.sample, int(est.seed),
-            target_se=float(est.target_se),
+            target_se=float(est.target_se), sized_by="cosines" if tail else "both",
         )
         est._fit_pairs(qm, tm, v)
         if est.modalities_ != columns:
             raise SimstdError(f"pseudo positives cover {est.modalities_}, the store holds {columns}")
         self.set_terms(est, terms, banks, keys.ids)
         est.cosine_moments_ = est._pair_moments(qm, tm, cosines)
-        if est.hubness_scale == "tail":
+        if tail:
             est.centre_ = np.zeros_like(est.mean_)
-            est.scale_ = hubness.tail_scales(store, columns, float(est.hubness_quantile), int(est.seed))
+            est.scale_, est.scale_error_ = hubness.tail_scales(store, columns, float(est.hubness_quantile),
+                                                               int(est.seed))
         else:
             est.centre_, est.scale_ = est.mean_.copy(), est.std_.copy()
+            est.scale_error_ = est.standard_error_[..., 1].copy()
 
     @staticmethod
     def fit_keys(searchable: Searchable, columns: list[str]) -> TermKeys:
@@ -402,7 +407,10 @@ class HubnessMethod(Method):
 
     # ----------------------------------------------------------- persistence
     def table_row(self, est: Estimator, i: int, j: int) -> dict:
-        return {"centre": float(est.centre_[i, j]), "scale": float(est.scale_[i, j])}
+        se = getattr(est, "scale_error_", None)
+        known = se is not None and np.isfinite(se[i, j])
+        return {"centre": float(est.centre_[i, j]), "scale": float(est.scale_[i, j]),
+                **({"scale_se": float(se[i, j])} if known else {})}
 
     def to_dict(self, est: Estimator) -> dict:
         self.check_terms(est)
@@ -425,15 +433,16 @@ class HubnessMethod(Method):
     def from_dict(self, est: Estimator, section: dict | None, pairs: list[dict], source: str) -> None:
         labels = est.modalities_
         m = len(labels)
-        centre, scale = np.full((m, m), np.nan), np.full((m, m), np.nan)
+        centre, scale, scale_se = np.full((m, m), np.nan), np.full((m, m), np.nan), np.full((m, m), np.nan)
         for row in pairs:
             i, j = labels.index(row["query_modality"]), labels.index(row["target_modality"])
             centre[i, j], scale[i, j] = float(row["centre"]), float(row["scale"])
+            scale_se[i, j] = float(row.get("scale_se", np.nan))  # written since the tail's error was stated
             if not (np.isfinite(centre[i, j]) and scale[i, j] > 0):
                 raise CorruptFileError(f"{source} is invalid: pair ({row['query_modality']!r}, "
                                        f"{row['target_modality']!r}) has hubness scale {row['scale']!r}; "
                                        "refit with `simstd fit` to rewrite it")
-        est.centre_, est.scale_ = centre, scale
+        est.centre_, est.scale_, est.scale_error_ = centre, scale, scale_se
         info = section if section is not None else {}
         est._pending_terms = (int(info["n_items"]), str(info["terms_digest"]))
         est._pending_ids = info.get("term_ids")
