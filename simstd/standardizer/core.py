@@ -84,7 +84,11 @@ class Standardizer:
         ``1/target_se**2`` queries per modality, 10,000 at the default 0.01;
         more for a heavy tail).
     target_se:
-        Precision of ``sample="auto"``, in units of each pair's std.
+        Precision of ``sample="auto"``, in units of each pair's std. The
+        tail-scaled hubness default ranks by its terms and per-pair tail
+        scales, not by the pseudo positives' moments: its rounds are sized by
+        the pseudo positives' cosines (what the uncertainty model uses), and
+        the tail scale states its own error (``scale_error_``).
     seed:
         Seed of that sample.
     query_shift, shift_k:
@@ -114,6 +118,8 @@ class Standardizer:
         id ``i`` for query modality ``modalities_[j]`` at ``[i, j]``
     centre_, scale_ : (M, M) float64, ``method="hubness"`` only: the map
         ``score = (2u - r_q - centre) / scale`` of each pair
+    scale_error_ : (M, M) float64, ``method="hubness"`` only: the sampling
+        error of each pair's scale in units of itself (NaN where unknown)
     banks_ : dict modality -> :class:`simstd.hubness.Bank` the terms were measured against
     """
 
