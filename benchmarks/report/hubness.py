@@ -32,17 +32,23 @@ def section(fits: Path, search: Path | None = None) -> list[str]:
         add("```bash")
         add(r["command"])
         add("```\n")
-        add("| fit | pseudo queries per modality | stated error | time, median | CPU time / cores | load |")
-        add("|---|---|---|---|---|---|")
+        add("| fit | pseudo queries per modality | stated error (pseudo positives) | tail scale's error "
+            "| time, median | CPU time / cores | load |")
+        add("|---|---|---|---|---|---|---|")
+        pairs = r.get("pairs") or []
+        # the index fit reports no sample: its pairs' counts are the pseudo queries (one positive each)
+        fitted = {p["query_modality"]: p["n"] for p in pairs}
+        scale_se = [p["scale_se"] for p in pairs if "scale_se" in p]
         for name, secs in r["seconds"].items():
             auto = name.startswith("auto-")
             label = names.get(name.removeprefix("auto-"), name) + (', `sample="auto"`' if auto else "")
             rep = (r.get("reports", {}).get(name) or [{}])[0]
-            drawn = " / ".join(f"{v:,}" for v in (rep.get("sample") or {}).values()) or (
+            drawn = " / ".join(f"{v:,}" for v in (rep.get("sample") or fitted or {}).values()) or (
                 "auto" if auto else f"{r['sample']:,}")
+            tail = f"{max(scale_se):.3f}" if scale_se else "–"
             cpu = float(np.median(r["cpu_seconds"][name])) / r["cores"]
             load = ", ".join(f"{x:.1f}" for x in r.get("load_average_per_repeat", {}).get(name, []))
-            add(f"| {label} | {drawn} | {r['stated_se'][name]:.3f} | {float(np.median(secs)):.1f} s "
+            add(f"| {label} | {drawn} | {r['stated_se'][name]:.3f} | {tail} | {float(np.median(secs)):.1f} s "
                 f"| {cpu:.1f} s | {load} |")
         for pair, gap in r["hubness_files_vs_index"].items():
             add(f"\n*{pair}*: terms {gap['terms']:.1e}, mean {gap['mean']:.1e}, std {gap['std']:.1e}, "
