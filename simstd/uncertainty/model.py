@@ -65,9 +65,9 @@ RERANKS = ("none", "uncertainty")
 #: neighbour) as the match event.
 LABEL_FREE_MAPS = ("identity", "mutual")
 #: Strength of the prior that pulls a map fitted on gold labels toward the label-free
-#: map (``ridge`` of the slope and of the intercept in :func:`fit_logistic`), per labelled
-#: query; chosen on seeds 0-4 of docs/uncertainty.md's protocols among 0-2.
-LABEL_PRIOR = (0.1, 0.02)
+#: map (``ridge`` of the slope and of the intercept in :func:`fit_logistic`): worth about
+#: as much as a few labels, so it steadies 10 pairs and washes out by 200.
+LABEL_PRIOR = (2.0, 0.5)
 
 
 class UncertaintyModel:
@@ -214,8 +214,8 @@ class UncertaintyModel:
 
         Each query is searched (top ``k``, by default its top hit only, where thresholds act);
         every hit is a labelled example, a match where it is the target. A Platt map ``sigmoid(a logit(p) + b)`` (Platt, 1999) is fitted on them by
-        penalised maximum likelihood, with a Gaussian prior of strength ``prior`` per query centred
-        on the label-free map, so a handful of pairs moves it only as far as they can tell.
+        penalised maximum likelihood, with a Gaussian prior of strength ``prior`` centred on the
+        label-free map, so a handful of pairs moves it only as far as they can tell.
         """
         self._check_fitted()
         self.check_index(index, strict=True)
@@ -256,7 +256,7 @@ class UncertaintyModel:
         # A second calibration starts again from the label-free map, not from the first one's.
         base = self.calibration_ if self.calibration_["source"] == "label-free" else self.calibration_["label_free"]
         a, b = fit_logistic(logit(conf), event, prior=(base["a"], base["b"]),
-                            ridge=np.asarray(prior, dtype=np.float64) * len(targets))
+                            ridge=prior)
         self.calibration_ = {"source": "labels", "map": "platt", "a": a, "b": b,
                              "n_labels": int(len(targets)), "n_fit": int(len(conf)), "label_free": base}
         return self
