@@ -314,20 +314,22 @@ def pmatch_run(pairs: np.ndarray, protocol: str, seed: int, calibration: str = "
     G = np.concatenate([gold[m] for m in queries])
     rng = np.random.default_rng(2000 + seed)
     for n in label_counts:
-        if 2 * n > len(Q):
+        # Rotate over disjoint folds of n labelled queries: fold i's map predicts fold i+1, so every
+        # query gets a p_match from n labels not its own, over all queries like the floor's 2-fold.
+        m = len(Q) // n
+        if m < 2:
             out["labels"][n] = None
             continue
-        pick = rng.permutation(len(Q))
-        train, test = pick[:n], pick[n:]
-        fitted = UncertaintyModel.from_dict(model.to_dict()).calibrate(index, G[train], queries=Q[train],
-                                                                       query_modality=QM[train])
-        p1, c1 = [], []
-        for qm in queries:
-            sel = test[QM[test] == qm]
-            res = index.search(Q[sel], qm, 1, uncertainty=fitted)
-            p1.append(res.p_match[:, 0])
-            c1.append(res.ids[:, 0] == G[sel])
-        out["labels"][n] = (np.concatenate(p1), np.concatenate(c1))
+        perm = rng.permutation(len(Q))
+        folds = [perm[i * n:(i + 1) * n] for i in range(m)]
+        folds[0] = np.concatenate([folds[0], perm[m * n:]])  # the remainder is predicted with fold 0
+        pred = np.empty(len(Q))
+        for i in range(m):
+            train = folds[(i + 1) % m][:n]
+            fitted = UncertaintyModel.from_dict(model.to_dict()).calibrate(index, G[train], queries=Q[train],
+                                                                           query_modality=QM[train])
+            pred[folds[i]] = fitted.p_match(out["confidence"][folds[i], 0])
+        out["labels"][n] = (pred, out["correct"][:, 0])
     return out
 
 

@@ -63,7 +63,7 @@ RERANKS = ("none", "uncertainty")
 #: ``"identity"`` keeps ``p``; ``"mutual"`` fits a Platt map on the stored items' own
 #: pseudo queries with "the top hit's own top hit is the query" (a mutual nearest
 #: neighbour) as the match event.
-LABEL_FREE_MAPS = ("identity", "mutual")
+LABEL_FREE_MAPS = ("identity", "mutual", "shifted")
 #: Strength of the prior that pulls a map fitted on gold labels toward the label-free
 #: map (``ridge`` of the slope and of the intercept in :func:`fit_logistic`): worth about
 #: as much as a few labels, so it steadies 10 pairs and washes out by 200.
@@ -166,7 +166,42 @@ class UncertaintyModel:
         self.calibration_ = _identity_map()
         if self.calibration == "mutual":
             self.calibration_ = self._mutual_map(index, std, ids)
+        elif self.calibration == "shifted":
+            self.calibration_ = self._shifted_map(index, std, ids, vecs)
         return self
+
+    def _shifted_map(self, index: RankedSearchable, std: "Standardizer", ids: dict[str, np.ndarray],
+                     vecs: dict[str, np.ndarray]) -> dict:
+        """Platt map of ``p`` fitted on simulated partners: each sampled item ``x`` of modality ``t``
+        becomes a query of modality ``a`` whose match is ``x`` itself, moved across the modality
+        gap (the difference of the modality means, which Liang et al., 2022, "Mind the gap", find
+        to be largely a constant shift) plus a centred item of ``a`` as the residual, scaled so
+        that the mean cosine to ``x`` is the pair's pseudo-positive mean."""
+        rng = np.random.default_rng(self.seed + 1)
+        labels = list(ids)
+        means = {m: vecs[m].astype(np.float64).mean(axis=0) for m in labels}
+        conf, event = [], []
+        for j, t in enumerate(labels):
+            X = vecs[t].astype(np.float64)
+            for i, a in enumerate(labels):
+                if a == t or len(X) < 2 or not np.isfinite(self.pos_mean_[i, j]):
+                    continue
+                base = X - means[t] + means[a]
+                noise = vecs[a][rng.integers(len(vecs[a]), size=len(X))].astype(np.float64) - means[a]
+                cos = lambda lam: np.mean(np.einsum("ij,ij->i", _unit(base + lam * noise), X))  # noqa: E731
+                lo, hi = 0.0, 64.0  # bisection: the cosine to x falls as the residual grows
+                for _ in range(40):
+                    mid = (lo + hi) / 2
+                    lo, hi = (mid, hi) if cos(mid) > self.pos_mean_[i, j] else (lo, mid)
+                q = _unit(base + lo * noise).astype(np.float32)
+                res = index.search(q, a, 1, standardizer=std, uncertainty=self)
+                conf.append(res.confidence[:, 0])
+                event.append(np.asarray(res.ids[:, 0], dtype=np.int64) == ids[t])
+        if not conf:
+            return _identity_map()
+        conf, event = np.concatenate(conf), np.concatenate(event)
+        a, b = fit_logistic(logit(conf), event)
+        return {"source": "label-free", "map": "shifted", "a": a, "b": b, "n_labels": 0, "n_fit": int(len(conf))}
 
     def _mutual_map(self, index: RankedSearchable, std: "Standardizer", ids: dict[str, np.ndarray]) -> dict:
         """Platt map of ``p`` fitted on the sampled stored items as pseudo queries (own item left
@@ -427,6 +462,10 @@ class UncertaintyModel:
 
 
 # ------------------------------------------------------------------- formulas
+def _unit(x: np.ndarray) -> np.ndarray:
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
 def _identity_map() -> dict:
     return {"source": "label-free", "map": "identity", "a": 1.0, "b": 0.0, "n_labels": 0, "n_fit": 0}
 
