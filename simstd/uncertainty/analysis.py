@@ -366,6 +366,8 @@ def pmatch_benchmark(features_dir: str | Path, names: Sequence[str] = TRAINED, s
                         row["correct_all"].append(top_ok)
                         for n, got in run["labels"].items():
                             row["labels"][n].append(np.nan if got is None else expected_calibration_error(*got))
+                            if got is not None:
+                                row.setdefault(f"pm_labels_{n}", []).append(got[0])
             report["rows"][(name, protocol)] = row
     return report
 
@@ -411,14 +413,15 @@ def pmatch_main(argv: Sequence[str] | None = None) -> int:
     report = pmatch_benchmark(args.features_dir, split(args.files), range(lo, hi + 1), split(args.calibrations),
                               split(args.protocols), [int(x) for x in split(args.labels)])
     print(pmatch_markdown(report))
-    if args.plot:
-        cal = report["calibrations"][-1]
+    if args.plot:  # CLIP's top-1: the label-free p against p_match calibrated on 50 gold pairs
         curves = {}
+        n = 50
         for (name, protocol), row in report["rows"].items():
             if name == "clip":
                 correct = np.concatenate(row["correct_all"])
-                curves[f"{protocol}: p"] = (np.concatenate(row["conf_all"]), correct)
-                curves[f"{protocol}: p_match ({cal})"] = (np.concatenate(row[f"pm_{cal}"]), correct)
+                curves[f"{protocol}: p, label-free"] = (np.concatenate(row["conf_all"]), correct)
+                if f"pm_labels_{n}" in row:
+                    curves[f"{protocol}: p_match, {n} gold pairs"] = (np.concatenate(row[f"pm_labels_{n}"]), correct)
         title = f"CLIP top-1, seeds {lo}-{hi} pooled"
         print(f"\nwrote {plot_reliability(curves, args.plot, title=title)}")
     return 0
