@@ -172,7 +172,8 @@ def test_cli_labels_min_prob_and_info(tmp_path):
     np.save(tmp_path / "q.npy", pairs[1][:3])
     db = tmp_path / "db.faiss"
     run = lambda *a: CliRunner().invoke(main, [str(x) for x in a])  # noqa: E731
-    assert run("build", "-e", f"image={tmp_path / 'i.npy'}", "-e", f"text={tmp_path / 't.npy'}", "-o", db).exit_code == 0
+    r = run("build", "-e", f"image={tmp_path / 'i.npy'}", "-e", f"text={tmp_path / 't.npy'}", "-o", db)
+    assert r.exit_code == 0, r.output
     r = run("query", "--vector", tmp_path / "q.npy", "--index", db, "--min-prob", "0.5")
     assert r.exit_code == 1 and "simstd fit" in r.output
     r = run("fit", "--index", db, "--uncertainty")
@@ -201,6 +202,12 @@ def test_cli_labels_min_prob_and_info(tmp_path):
     r = run("fit", "--index", db, "--uncertainty", "--labels", labels)
     assert r.exit_code == 0 and "p_match: calibrated on 40 gold pairs" in r.output, r.output
     assert "calibrated on 40 gold pairs" in run("info", "--index", db).output
+    vectors = tmp_path / "vectors.jsonl"  # query vectors that are not stored: caption i matches image i
+    vectors.write_text("".join(json.dumps({"query_vector": pairs[1][i].tolist(), "query_modality": "text",
+                                           "target_id": i}) + "\n" for i in range(12)))
+    r = run("fit", "--index", db, "--uncertainty", "--labels", vectors)
+    assert r.exit_code == 0 and "p_match: calibrated on 12 gold pairs" in r.output, r.output
+    r = run("fit", "--index", db, "--uncertainty", "--labels", labels)
     info = json.loads(run("info", "--index", db, "--format", "json").output)["uncertainty"]
     assert info["labels"] == 40 and info["calibration"]["source"] == "labels"
     for text, message in (('{"query_id": 1, "target_id": 999}\n', "unknown target ids (first: 999)"),

@@ -35,7 +35,9 @@ and ambiguous pairs deserve a high variance). The model (docs/uncertainty.md):
 ``p`` is a posterior share under a model fitted without labels, not a
 calibrated probability: on the real feature files it ranks queries by
 difficulty well but its scale is off (docs/uncertainty.md reports the ECE).
-:func:`fit_platt` calibrates it when gold labels are available.
+Every hit also gets ``p_match = sigmoid(a logit(p) + b)``, a match probability:
+label-free by default (``p`` itself, or a map fitted on pseudo queries), or
+calibrated on a few gold pairs with :meth:`UncertaintyModel.calibrate`.
 
 The analysis that measures all this lives in :mod:`simstd.uncertainty.analysis`.
 """
@@ -248,9 +250,10 @@ class UncertaintyModel:
         ``queries[i]`` of ``query_modality``) matches stored item ``target_ids[i]``.
 
         Each query is searched (top ``k``, by default its top hit only, where thresholds act);
-        every hit is a labelled example, a match where it is the target. A Platt map ``sigmoid(a logit(p) + b)`` (Platt, 1999) is fitted on them by
-        penalised maximum likelihood, with a Gaussian prior of strength ``prior`` centred on the
-        label-free map, so a handful of pairs moves it only as far as they can tell.
+        every hit is a labelled example, a match where it is the target. A Platt map
+        ``sigmoid(a logit(p) + b)`` (Platt, 1999) is fitted on them by penalised maximum likelihood,
+        with a Gaussian prior of strength ``prior`` centred on the label-free map, so a handful of
+        pairs moves it only as far as they can tell.
         """
         self._check_fitted()
         self.check_index(index, strict=True)
@@ -274,8 +277,11 @@ class UncertaintyModel:
                                   "names two different items")
             mods = np.asarray(index.modality_of(qids)).astype(str)
             groups = [(m, mods == m) for m in np.unique(mods).tolist()]
-            search = lambda m, sel: index.search_like(qids[sel], min(k, count(index) - 1), uncertainty=self)  # noqa: E731
+            search = lambda m, sel: index.search_like(  # noqa: E731
+                qids[sel], min(k, count(index) - 1), uncertainty=self)
         else:
+            if query_modality is None:
+                raise SimstdError("query vectors need their query_modality (e.g. \"text\")")
             X = np.asarray(queries, dtype=np.float32)
             if X.ndim != 2 or len(X) != len(targets):
                 raise SimstdError(f"give one query vector per target id (got {X.shape} for {len(targets)} targets)")
@@ -290,8 +296,7 @@ class UncertaintyModel:
         conf, event = np.concatenate(conf), np.concatenate(event)
         # A second calibration starts again from the label-free map, not from the first one's.
         base = self.calibration_ if self.calibration_["source"] == "label-free" else self.calibration_["label_free"]
-        a, b = fit_logistic(logit(conf), event, prior=(base["a"], base["b"]),
-                            ridge=prior)
+        a, b = fit_logistic(logit(conf), event, prior=(base["a"], base["b"]), ridge=prior)
         self.calibration_ = {"source": "labels", "map": "platt", "a": a, "b": b,
                              "n_labels": int(len(targets)), "n_fit": int(len(conf)), "label_free": base}
         return self
