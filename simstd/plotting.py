@@ -282,21 +282,26 @@ def plot_frontier(reports: Sequence, path: str | Path, *, methods: Sequence[str]
 
 # ---------------------------------------------------------------- reliability
 def reliability_curves(pairs: np.ndarray, *, seeds: Sequence[int] = range(5), protocol: str = "mixed",
-                       calibration: str = "identity") -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """``{label: (probability, correct)}`` of every query's top-1 hit, pooled over ``seeds``:
-    today's posterior share ``p`` and the label-free ``p_match`` on a protocol where each
-    query's partner is indexed (:func:`simstd.uncertainty.analysis.partnered_split`)."""
+                       labels: int = 50) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """``{label: (probability, correct)}`` of every query's top-1 hit, pooled over ``seeds``, on a
+    protocol where each query's partner is indexed
+    (:func:`simstd.uncertainty.analysis.partnered_split`): the label-free ``p_match`` (today's
+    posterior share ``p``) and, when there are at least ``2 labels`` queries, ``p_match``
+    calibrated on ``labels`` gold pairs other than the query's own (rotating folds)."""
     from .uncertainty.analysis import pmatch_run
 
-    conf, pm, correct = [], [], []
+    free, fitted, correct = [], [], []
     for seed in seeds:
-        run = pmatch_run(pairs, protocol, seed, calibration, k=1)
-        conf.append(run["confidence"][:, 0])
-        pm.append(run["p_match"][:, 0])
+        run = pmatch_run(pairs, protocol, seed, k=1, label_counts=(labels,) if labels else ())
+        free.append(run["p_match"][:, 0])
         correct.append(run["correct"][:, 0])
+        if run["labels"].get(labels) is not None:
+            fitted.append(run["labels"][labels][0])
     correct = np.concatenate(correct)
-    return {"p (posterior share)": (np.concatenate(conf), correct),
-            f"p_match ({calibration}, label-free)": (np.concatenate(pm), correct)}
+    curves = {"p_match, label-free (= p)": (np.concatenate(free), correct)}
+    if fitted and len(fitted) == len(free):
+        curves[f"p_match, {labels} gold pairs"] = (np.concatenate(fitted), correct)
+    return curves
 
 
 def plot_reliability_diagram(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: str | Path, *,

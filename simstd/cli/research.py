@@ -244,7 +244,8 @@ MIN_PLOT_PAIRS = 10
 @click.option("--kind", default="hist,share,recall,frontier", show_default=True,
               help="Plots to draw: hist (score histograms), share (modality share vs k), recall (Recall@k), "
                    "frontier (the modality-bias frontier with every method as a point), reliability (the "
-                   "reliability diagram of the top-1 hit's p and label-free p_match, --seeds pooled).")
+                   "reliability diagram of the top-1 hit's p_match, label-free and calibrated on 50 of the "
+                   "file's own pairs, --seeds pooled).")
 @click.option("--modalities", default="image,text", show_default=True,
               help="Names of modality [0] and [1] of the paired data.")
 @click.option("--methods", default=None, help="Methods for share/recall (default: a readable subset).")
