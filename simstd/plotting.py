@@ -13,6 +13,8 @@ global state is touched.
   the ceiling.
 * :func:`plot_frontier` - the modality-bias frontier with every method as a
   point: does a method do more than prefer a modality?
+* :func:`plot_reliability_diagram` - the reliability of the match probability
+  (``p`` and ``p_match``) of the top-1 hit, with its ECE.
 """
 from __future__ import annotations
 
@@ -275,4 +277,51 @@ def plot_frontier(reports: Sequence, path: str | Path, *, methods: Sequence[str]
         "Does a method do more than prefer a modality? Line: the modality-bias frontier (shaded: reachable by "
         "bias alone).\nPoints above it rank better within the modalities they show; excess = height above the line"
     ), fontsize=9)
+    return _save(fig, path)
+
+
+# ---------------------------------------------------------------- reliability
+def reliability_curves(pairs: np.ndarray, *, seeds: Sequence[int] = range(5), protocol: str = "mixed",
+                       labels: int = 50) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """``{label: (probability, correct)}`` of every query's top-1 hit, pooled over ``seeds``, on a
+    protocol where each query's partner is indexed
+    (:func:`simstd.uncertainty.analysis.partnered_split`): the label-free ``p_match`` (today's
+    posterior share ``p``) and, when there are at least ``2 labels`` queries, ``p_match``
+    calibrated on ``labels`` gold pairs other than the query's own (rotating folds)."""
+    from .uncertainty.analysis import pmatch_run
+
+    free, fitted, correct = [], [], []
+    for seed in seeds:
+        run = pmatch_run(pairs, protocol, seed, k=1, label_counts=(labels,) if labels else ())
+        free.append(run["p_match"][:, 0])
+        correct.append(run["correct"][:, 0])
+        if run["labels"].get(labels) is not None:
+            fitted.append(run["labels"][labels][0])
+    correct = np.concatenate(correct)
+    curves = {"p_match, label-free (= p)": (np.concatenate(free), correct)}
+    if fitted and len(fitted) == len(free):
+        curves[f"p_match, {labels} gold pairs"] = (np.concatenate(fitted), correct)
+    return curves
+
+
+def plot_reliability_diagram(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: str | Path, *,
+                             bins: int = 10, title: str = "Reliability of the top-1 hit") -> Path:
+    """Reliability diagram: the share of correct hits against the mean probability in each of
+    ``bins`` equal-width bins holding at least 5 hits, with the ECE of each curve in the legend
+    (Guo et al., 2017, "On calibration of modern neural networks")."""
+    from .uncertainty.analysis import expected_calibration_error, reliability
+
+    fig, axes = _figure(size=(5.4, 5.0))
+    ax = axes[0, 0]
+    ax.plot([0, 1], [0, 1], color="0.6", linestyle="--", linewidth=1, label="perfect calibration")
+    for i, (label, (prob, correct)) in enumerate(curves.items()):
+        rel = reliability(prob, correct, bins)
+        seen = rel["count"] >= 5
+        ece = expected_calibration_error(prob, correct, bins)
+        ax.plot(rel["confidence"][seen], rel["accuracy"][seen], marker="o", color=MODALITY_COLORS[i % 4],
+                label=f"{label}: ECE {ece:.3f} (n={len(prob)})")
+    ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="probability of the hit (bin mean)", ylabel="share of correct hits")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8, loc="upper left")
+    ax.grid(alpha=0.3)
     return _save(fig, path)

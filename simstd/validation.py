@@ -149,6 +149,13 @@ def searchable_k(k: int, counts: Mapping[str, int], targets: Sequence[str], own:
     return max(0, min(int(k), available))
 
 
+def check_probability(value: object, what: str = "probability") -> float:
+    """A probability threshold: a real number in [0, 1]."""
+    if not _is_real(value) or not 0.0 <= float(value) <= 1.0:  # type: ignore[arg-type]
+        raise SimstdError(f"{what} must be a probability in [0, 1], got {value!r}")
+    return float(value)  # type: ignore[arg-type]
+
+
 def check_label(label: object, what: str = "modality") -> str:
     """Modalities are non-empty strings without surrounding whitespace."""
     if not isinstance(label, str) or not label or label != label.strip():

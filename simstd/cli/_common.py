@@ -206,8 +206,8 @@ def shown_cosine(value: float) -> float:
 
 
 def result_records(result: SearchResult, labels: Sequence[str]) -> Iterable[dict]:
-    """One flat dict per hit: query, rank, id, modality, score, raw_score, (confidence, uncertainty,)
-    then the metadata fields."""
+    """One flat dict per hit: query, rank, id, modality, score, raw_score, (confidence, uncertainty,
+    p_match,) then the metadata fields."""
     for i, label in enumerate(labels):
         for hit in result.hits(i):
             record = {"query": label, **{k: v for k, v in hit.items() if k != "metadata"}}
@@ -274,6 +274,9 @@ def _hits_table(result: SearchResult, i: int, label: str) -> str:
     if result.confidence is not None:  # the label-free posterior share of each hit
         header.insert(3, "conf")
         rows = [r[:3] + [f"{h['confidence']:.3f}"] + r[3:] for r, h in zip(rows, hits)]
+    if result.p_match is not None:  # its match probability (label-free or calibrated on gold pairs)
+        header.insert(4, "p_match")
+        rows = [r[:4] + [f"{h['p_match']:.3f}"] + r[4:] for r, h in zip(rows, hits)]
     if not result.standardized:  # the score is the cosine: show it once
         header.pop(1)
         rows = [r[:1] + r[2:] for r in rows]

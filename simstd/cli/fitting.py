@@ -61,19 +61,31 @@ from ._common import (
 @click.option("--uncertainty", "with_uncertainty", is_flag=True,
               help="Also fit the label-free uncertainty model (confidences, --rerank uncertainty); "
                    "costs about one more pass over the pseudo queries.")
+@click.option("--labels", "labels", type=click.Path(dir_okay=False), default=None,
+              help="With --uncertainty: calibrate the match probabilities (p_match) on gold pairs, a JSONL file "
+                   'of {"query_id": ID, "target_id": ID} (or "query_vector" + "query_modality" instead of '
+                   "query_id); 10-200 pairs. Without it p_match is label-free.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 @keep_option
 @lock_timeout_option
 def fit(index_path: str | None, embeddings_dir: str | None, out: str | None, spark_master: str | None,
         queries: str | None, query_modality: str | None, sample: int | str, target_se: float, search: str, seed: int,
-        n_pseudo: int, method: str, hubness_k: int, hubness_bank: int, mining: str, with_uncertainty: bool, fmt: str,
-        keep: int | None, lock_timeout: float) -> None:
+        n_pseudo: int, method: str, hubness_k: int, hubness_bank: int, mining: str, with_uncertainty: bool,
+        labels: str | None, fmt: str, keep: int | None, lock_timeout: float) -> None:
     """Fit the standardizer on pseudo-positive pairs and commit it with the index.
 
     With --embeddings DIR, fit from embedding files instead (a clip-retrieval
     folder; streamed, bounded memory; on Spark with --spark): written to
     --out std.json, and/or committed with --index.
     """
+    gold = None
+    if labels is not None:  # read (and refuse) the labels before any fitting
+        if not with_uncertainty or embeddings_dir is not None:
+            raise SimstdError("--labels calibrates the uncertainty model's match probabilities: add --uncertainty "
+                              "(a fit on --index)")
+        from ..uncertainty.labels import read_gold_pairs
+
+        gold = read_gold_pairs(labels)
     if embeddings_dir is not None:
         if mining != "exhaustive":
             raise SimstdError("--mining chooses how a fit searches an index's HNSW shards; a fit from files "
@@ -92,12 +104,12 @@ def fit(index_path: str | None, embeddings_dir: str | None, out: str | None, spa
                           "--embeddings DIR --out std.json")
     with writer_lock(index_path, lock_timeout, create=False):
         _fit(index_path, queries, query_modality, sample, target_se, seed, n_pseudo, method, hubness_k,
-             hubness_bank, mining, with_uncertainty, fmt, keep)
+             hubness_bank, mining, with_uncertainty, fmt, keep, gold)
 
 
 def _fit(index_path: str, queries: str | None, query_modality: str | None, sample: int | str, target_se: float,
          seed: int, n_pseudo: int, method: str, hubness_k: int, hubness_bank: int, mining: str,
-         with_uncertainty: bool, fmt: str, keep: int | None = None) -> None:
+         with_uncertainty: bool, fmt: str, keep: int | None = None, gold: object = None) -> None:
     index = MixedIndex.load(index_path, load_standardizer=False)
     index.mining = mining
     qvec = None
@@ -123,6 +135,12 @@ def _fit(index_path: str, queries: str | None, query_modality: str | None, sampl
 
         settings = {"sample": sample or None} if sample != SAMPLE_AUTO else {}  # auto sizes the standardizer's only
         index.uncertainty = UncertaintyModel(seed=seed, **settings).fit(index, std)
+        if gold is not None:  # before anything is written: unknown ids refuse the whole fit
+            if gold.queries is not None and gold.queries.shape[1] != index.dim:
+                raise SimstdError(f"the --labels query vectors have {gold.queries.shape[1]} dimensions, the index "
+                                  f"{index.dim}")
+            index.uncertainty.calibrate(index, **gold.calibrate_kwargs())
+        note = f"p_match: {index.uncertainty.calibration_source}"
     elif index.uncertainty is not None:  # it was fitted with the previous standardizer
         index.uncertainty = None
         note = "removed the uncertainty model fitted with the previous standardizer (refit it with --uncertainty)"

@@ -16,7 +16,7 @@ from ..index import MixedIndex
 from ..storage import writer_lock
 from ..storage.listing import disk_usage, list_versions
 from ..storage.versions import describe, get_keep, open_version
-from ..validation import check_modality, load_npy, searchable_k
+from ..validation import check_modality, check_probability, load_npy, searchable_k
 from ._common import (
     _echo_counts,
     _method_lines,
@@ -206,18 +206,24 @@ def add(index_path: str, embeddings: tuple[str, ...], meta: tuple[str, ...], kee
               help="uncertainty: order by z-score minus weight x uncertainty (needs simstd fit --uncertainty).")
 @click.option("--rerank-weight", default=1.0, show_default=True, type=click.FloatRange(min=0),
               help="Weight of the uncertainty in --rerank uncertainty.")
+@click.option("--min-prob", type=float, default=None, metavar="P",
+              help="Only return hits whose match probability p_match is at least P, in [0, 1] "
+                   "(needs simstd fit --uncertainty; simstd info says whether p_match is label-free).")
 @click.option("--strict", is_flag=True,
               help="Refuse a stale fit (items were added since `simstd fit`) instead of serving it with a note.")
 @click.option("--format", "fmt", type=click.Choice(["table", "jsonl"]), default="table", show_default=True)
 def query(text: str | None, index_path: str, k: int, vector: str | None, query_modality: str | None,
           like: int | None, image: str | None, target: tuple[str, ...], raw: bool, params: str | None,
-          rerank: str, rerank_weight: float, strict: bool, fmt: str) -> None:
+          rerank: str, rerank_weight: float, min_prob: float | None, strict: bool, fmt: str) -> None:
     """Search the index with TEXT, --vector, --like ID or --image.
 
     When the index has a fitted uncertainty model (simstd fit --uncertainty),
-    every hit also gets a confidence (its label-free posterior share, not a
-    calibrated probability) and an uncertainty (-ln confidence).
+    every hit also gets a confidence (its label-free posterior share), an
+    uncertainty (-ln confidence) and p_match, its match probability (label-free,
+    or calibrated with simstd fit --labels); --min-prob thresholds it.
     """
+    if min_prob is not None:
+        check_probability(min_prob, "--min-prob")
     given = [name for name, v in (("TEXT", text), ("--vector", vector), ("--like", like), ("--image", image))
              if v is not None]
     if len(given) != 1:
@@ -250,6 +256,9 @@ def query(text: str | None, index_path: str, k: int, vector: str | None, query_m
             raise SimstdError(f"--rerank uncertainty needs the uncertainty model: run simstd fit --uncertainty "
                               f"--index {index_path}")
         kwargs.update(rerank=rerank, rerank_weight=rerank_weight)
+    if min_prob is not None and index.uncertainty is None:
+        raise SimstdError(f"--min-prob thresholds the match probability of the uncertainty model: run simstd fit "
+                          f"--uncertainty --index {index_path}")
     if not raw and index.standardizer is None:  # the index's own message speaks Python (raw=True)
         raise SimstdError(f"the index has no fitted standardizer: run simstd fit --index {index_path}, "
                           "or rank by raw cosine with --raw")
@@ -274,6 +283,8 @@ def query(text: str | None, index_path: str, k: int, vector: str | None, query_m
         else:
             result = index.search(encoder.encode_images([image]), query_modality or "image", k, **kwargs)
             labels = [image]
+    if min_prob is not None:
+        result = result.above(min_prob)
     if fmt == "jsonl":
         for line in result_records(result, labels):
             click.echo(json.dumps(line, ensure_ascii=False))
@@ -367,6 +378,7 @@ def info(index_path: str, fmt: str) -> None:
                               for (q, t), v in index.search_params.items()],
             "bridges": [[q, t] for q, t in index.bridges],
             "versions": _versions_cost(index_path),
+            "uncertainty": _uncertainty_info(index),
         }, indent=2))
         return
     click.echo(f"index        {index_path}")
@@ -391,6 +403,27 @@ def info(index_path: str, fmt: str) -> None:
         click.echo("standardizer " + ("STALE: " + stale if stale else "fitted"))
         click.echo(_method_lines(std))
         click.echo(_stats_table(std))
+    unc = _uncertainty_info(index)
+    if unc is None:
+        click.echo(f"p_match      none: no uncertainty model (simstd fit --uncertainty --index {index_path})")
+    else:
+        click.echo(f"p_match      {unc['probabilities']} ({unc['map']})")
+
+
+def _uncertainty_info(index: MixedIndex) -> dict | None:
+    """Whether the match probabilities are label-free or calibrated on gold pairs (and on how many)."""
+    model = index.uncertainty
+    if model is None:
+        return None
+    c = model.calibration_
+    if c["source"] == "labels":
+        how = f"Platt map fitted on {c['n_labels']} gold pairs: p_match = sigmoid({c['a']:.3f} logit(p) {c['b']:+.3f})"
+    elif c["map"] == "identity":
+        how = "no labels: p_match is the posterior share p"
+    else:
+        how = f"no labels, {c['map']} map: p_match = sigmoid({c['a']:.3f} logit(p) {c['b']:+.3f})"
+    return {"probabilities": model.calibration_source, "labels": int(c["n_labels"]), "map": how,
+            "calibration": {k: v for k, v in c.items() if k != "label_free"}}
 
 
 def _versions_cost(index_path: str) -> dict | None:

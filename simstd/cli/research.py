@@ -243,7 +243,9 @@ MIN_PLOT_PAIRS = 10
               help="Folder for the PNG files.")
 @click.option("--kind", default="hist,share,recall,frontier", show_default=True,
               help="Plots to draw: hist (score histograms), share (modality share vs k), recall (Recall@k), "
-                   "frontier (the modality-bias frontier with every method as a point).")
+                   "frontier (the modality-bias frontier with every method as a point), reliability (the "
+                   "reliability diagram of the top-1 hit's p_match, label-free and calibrated on 50 of the "
+                   "file's own pairs, --seeds pooled).")
 @click.option("--modalities", default="image,text", show_default=True,
               help="Names of modality [0] and [1] of the paired data.")
 @click.option("--methods", default=None, help="Methods for share/recall (default: a readable subset).")
@@ -255,12 +257,13 @@ def plot_command(pairs: str, second: str | None, out_dir: str, kind: str, modali
     """Draw PNG plots of the modality gap and of the methods (needs simstd[plot])."""
     from ..evaluation import run_pairs
     from ..plotting import (DEFAULT_PLOT_METHODS, plot_frontier, plot_modality_share, plot_recall_curves,
-                            plot_score_histograms)
+                            plot_reliability_diagram, plot_score_histograms, reliability_curves)
 
     kinds = [k.strip() for k in kind.split(",") if k.strip()]
-    unknown = set(kinds) - {"hist", "share", "recall", "frontier"}
+    unknown = set(kinds) - {"hist", "share", "recall", "frontier", "reliability"}
     if unknown or not kinds:
-        raise SimstdError(f"--kind takes hist, share, recall and/or frontier (comma-separated), got {kind!r}")
+        raise SimstdError(f"--kind takes hist, share, recall, frontier and/or reliability (comma-separated), "
+                          f"got {kind!r}")
     names = _method_list(methods) if methods else list(DEFAULT_PLOT_METHODS)
     labels = _two_modalities(modalities)
     data = load_pairs(pairs, second)
@@ -282,5 +285,9 @@ def plot_command(pairs: str, second: str | None, out_dir: str, kind: str, modali
             written.append(plot_recall_curves([report], out / f"{stem}_recall.png"))
         if "frontier" in kinds:
             written.append(plot_frontier([report], out / f"{stem}_frontier.png"))
+    if "reliability" in kinds:  # the mixed protocol: every query's partner is indexed
+        curves = reliability_curves(data, seeds=range(seeds))
+        written.append(plot_reliability_diagram(curves, out / f"{stem}_reliability.png",
+                                                title=f"{stem}: top-1 hit, mixed protocol, {seeds} seeds pooled"))
     for path in written:
         click.echo(f"wrote {path}")

@@ -15,13 +15,13 @@ ids, an object array (``None`` marks a missing hit).
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, ContextManager, Iterator, Mapping, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
 from ..errors import NotFittedError, SimstdError
-from ..validation import as_embeddings, check_query_modality
+from ..validation import as_embeddings, check_probability, check_query_modality
 
 REQUIRED = ("dim", "modalities", "ids", "reconstruct", "search_modality")
 
@@ -202,11 +202,30 @@ class SearchResult:
     route: str | None = field(default=None, repr=False)
     #: Raw hits fetched per query and target modality (adapters; for reports).
     fetched: dict[str, np.ndarray] | None = field(default=None, repr=False)
+    #: With an uncertainty model: each hit's match probability (``UncertaintyModel.p_match``
+    #: of its ``confidence``; label-free or calibrated on gold pairs, docs/uncertainty.md).
+    p_match: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def query_confidence(self) -> np.ndarray | None:
         """Per-query confidence: the ``confidence`` of each query's rank-1 hit."""
         return None if self.confidence is None else self.confidence[:, 0]
+
+    def above(self, min_prob: float) -> "SearchResult":
+        """The same result with the hits whose ``p_match`` is below ``min_prob`` removed
+        (their ids become missing: ``-1``, or None for string ids; ranks keep their place)."""
+        min_prob = check_probability(min_prob, "min_prob")
+        if self.p_match is None:
+            raise SimstdError("filtering by match probability needs the uncertainty model: search with "
+                              "uncertainty=model (CLI: simstd fit --uncertainty --index ...)")
+        drop = ~(self.p_match >= min_prob)
+        ids = self.ids.copy()
+        ids[drop] = None if ids.dtype == object else -1
+        return replace(self, ids=ids, scores=np.where(drop, -np.inf, self.scores).astype(self.scores.dtype),
+                       raw_scores=np.where(drop, -np.inf, self.raw_scores).astype(self.raw_scores.dtype),
+                       confidence=np.where(drop, 0.0, self.confidence),
+                       uncertainty=np.where(drop, np.inf, self.uncertainty),
+                       p_match=np.where(drop, 0.0, self.p_match))
 
     def __iter__(self) -> Iterator[np.ndarray]:
         return iter((self.scores, self.ids))
@@ -234,6 +253,8 @@ class SearchResult:
             if self.confidence is not None:
                 hit["confidence"] = float(self.confidence[query, rank - 1])
                 hit["uncertainty"] = float(self.uncertainty[query, rank - 1])
+            if self.p_match is not None:
+                hit["p_match"] = float(self.p_match[query, rank - 1])
             hit["metadata"] = metadata.get(i, {})
             hits.append(hit)
         return hits

@@ -193,4 +193,6 @@ def select(index: Searched, p: Plan, Z: np.ndarray, S: np.ndarray, I: np.ndarray
     if U is None:
         return SearchResult(Z, I, S, labels, p.query_modality, standardized, index.store)
     U = U[rows, pos]
-    return SearchResult(Z, I, S, labels, p.query_modality, standardized, index.store, np.exp(-U), U)
+    P = np.exp(-U)
+    return SearchResult(Z, I, S, labels, p.query_modality, standardized, index.store, P, U,
+                        p_match=uncertainty.p_match(P))

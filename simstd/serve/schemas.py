@@ -28,6 +28,8 @@ class SearchRequest(BaseModel):
     k: int = Field(10, ge=1, description=K_RULE)
     targets: Optional[list[str]] = Field(None, description="Only return these modalities (default: all).")
     raw: bool = Field(False, description="Rank by raw cosine instead of the standardized score.")
+    min_prob: Optional[float] = Field(None, description="Only return hits whose match probability p_match is at "
+                                                        "least this, in [0, 1] (needs the uncertainty model).")
 
 
 class QueryInfo(BaseModel):
@@ -47,6 +49,9 @@ class Hit(BaseModel):
     raw_score: float = Field(description="Cosine similarity.")
     confidence: Optional[float] = Field(None, description="Label-free posterior share of the hit "
                                                           "(when an uncertainty model is fitted).")
+    p_match: Optional[float] = Field(None, description="Probability that the hit matches the query (when an "
+                                                       "uncertainty model is fitted; /info's probabilities says "
+                                                       "whether it is label-free or calibrated on gold pairs).")
     metadata: dict[str, Any]
     image_url: Optional[str] = None
     thumbnail_url: Optional[str] = None
@@ -93,6 +98,8 @@ class Info(BaseModel):
     method: Optional[FitMethod] = Field(description="What is fitted (None: not fitted, raw scores only).")
     standardizer: Optional[list[dict[str, Any]]]
     confidence: bool
+    probabilities: Optional[str] = Field(None, description='"label-free" or "calibrated on N gold pairs": what '
+                                                           "p_match rests on (None: no uncertainty model).")
     encoder: Optional[str]
     encoder_note: Optional[str]
     limits: dict[str, int]

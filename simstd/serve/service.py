@@ -15,7 +15,7 @@ import numpy as np
 
 from ..errors import NotFoundError, SimstdError, UnsupportedQueryError
 from ..index import SearchResult
-from ..validation import check_modality, searchable_k
+from ..validation import check_modality, check_probability, searchable_k
 from .config import Settings
 from .deps import Snapshot
 from .media import image_fields
@@ -112,6 +112,11 @@ def search(snap: Snapshot, settings: Settings, req: SearchRequest, upload: bytes
         raise SimstdError("give exactly one query: text, vector, image or id "
                           f"(got {', '.join(given) or 'none'})")
     kind = given[0]
+    if req.min_prob is not None:
+        check_probability(req.min_prob, "min_prob")
+        if snap.uncertainty is None:
+            raise SimstdError("min_prob thresholds the match probability of the uncertainty model, which this "
+                              "index has not fitted: run simstd fit --uncertainty --index ...")
     if req.k > settings.max_k:
         raise SimstdError(f"k={req.k} is above this server's limit of {settings.max_k}")
     targets = _check_targets(snap, req.targets)
@@ -131,6 +136,8 @@ def search(snap: Snapshot, settings: Settings, req: SearchRequest, upload: bytes
         image = upload if upload is not None else (decode_base64_image(req.image) if req.image else None)
         vectors = _embed(snap, settings, text=req.text, vector=req.vector, image=image)
     result = _run(snap, vectors, req.id, qmod, k, targets, req.raw)
+    if req.min_prob is not None:
+        result = result.above(req.min_prob)
     hits = []
     for h in result.hits(0):
         h.pop("uncertainty", None)

@@ -2,20 +2,27 @@
 Wei et al., 2026).
 
 :mod:`.model` holds :class:`UncertaintyModel` and its math (it never imports
-the index); :mod:`.analysis` the research code that measures it, loaded only
+the index), including the match probability ``p_match`` and its calibration on
+gold pairs; :mod:`.labels` reads gold-pair files; :mod:`.analysis` the research code that measures it, loaded only
 when one of its names is asked for (it builds indexes).
 """
 from __future__ import annotations
 
+from .labels import GoldPairs, read_gold_pairs
 from .model import (
     FORMAT,
     FORMAT_VERSION,
+    LABEL_FREE_MAPS,
+    LABEL_PRIOR,
     RERANKS,
     UncertaintyModel,
+    apply_logistic,
     background_moments,
     check_rerank,
     condition_out,
+    fit_logistic,
     log_tail_mean,
+    logit,
     lr_vertex,
     monotone_log_lr,
     surprisal,
@@ -24,6 +31,7 @@ from .model import (
 _ANALYSIS = frozenset({
     "FEATURE_FILES", "TRAINED", "benchmark", "decile_recall", "expected_calibration_error", "fit_platt",
     "main", "mixed_protocol_run", "platt", "plot_reliability", "recall_at", "reliability", "report_markdown",
+    "PROTOCOLS", "partnered_split", "pmatch_benchmark", "pmatch_main", "pmatch_markdown", "pmatch_run",
 })
 
 
@@ -36,6 +44,7 @@ def __getattr__(name: str) -> object:
 
 
 __all__ = [
-    "FORMAT", "FORMAT_VERSION", "RERANKS", "UncertaintyModel", "background_moments", "check_rerank",
-    "condition_out", "log_tail_mean", "lr_vertex", "monotone_log_lr", "surprisal", *sorted(_ANALYSIS),
+    "FORMAT", "FORMAT_VERSION", "GoldPairs", "LABEL_FREE_MAPS", "LABEL_PRIOR", "RERANKS", "UncertaintyModel",
+    "apply_logistic", "background_moments", "check_rerank", "condition_out", "fit_logistic", "log_tail_mean",
+    "logit", "lr_vertex", "monotone_log_lr", "read_gold_pairs", "surprisal", *sorted(_ANALYSIS),
 ]

@@ -253,6 +253,180 @@ def report_markdown(report: dict) -> str:
     return "\n".join(lines)
 
 
+# ------------------------------------------------------ match probabilities
+PROTOCOLS = ("mixed", "paired")
+LABEL_COUNTS = (10, 20, 50, 100, 200)
+
+
+def partnered_split(pairs: np.ndarray, protocol: str, seed: int,
+                    modalities: tuple[str, str] = ("image", "text")) -> tuple[dict, dict, dict]:
+    """``(corpus, queries, gold)`` of a protocol where every query's partner is indexed.
+
+    ``"mixed"`` is :func:`simstd.datasets.mixed_split`: corpus = modality 0 of half A and
+    modality 1 of half B, queries = the other modality of each (no stored item has its
+    partner indexed). ``"paired"`` splits the pairs into quarters A, B and a half C: the
+    corpus holds modality 0 of A, modality 1 of B and both modalities of C, the queries are
+    modality 1 of A and modality 0 of B, so the stored items of C have their partners
+    indexed as well (what the label-free fit sees is then made of real matches too).
+    """
+    from ..datasets import mixed_split
+
+    m0, m1 = modalities
+    if protocol == "mixed":
+        split = mixed_split(pairs, modalities, seed=seed)
+        return split.corpus, split.queries, split.gold
+    if protocol != "paired":
+        raise SimstdError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
+    n = pairs.shape[1]
+    perm = np.random.default_rng(seed).permutation(n)
+    a, b, c = np.sort(perm[: n // 4]), np.sort(perm[n // 4: n // 2]), np.sort(perm[n // 2:])
+    corpus = {m0: np.concatenate([pairs[0][a], pairs[0][c]]), m1: np.concatenate([pairs[1][b], pairs[1][c]])}
+    n0 = len(a) + len(c)  # ids: modality 0 first (MixedIndex.from_arrays), then modality 1
+    queries = {m1: pairs[1][a], m0: pairs[0][b]}
+    gold = {m1: np.arange(len(a)), m0: n0 + np.arange(len(b))}
+    return corpus, queries, gold
+
+
+def pmatch_run(pairs: np.ndarray, protocol: str, seed: int, calibration: str = "identity", k: int = 10,
+               label_counts: Sequence[int] = (), method: str | None = None) -> dict:
+    """One seed of a partnered protocol: the top-``k`` ``confidence`` (p), ``p_match`` and
+    ``correct`` (hit is the gold partner) of every query, label-free; and for each ``n`` in
+    ``label_counts`` the top-1 ``p_match`` and correctness of the other queries after
+    :meth:`UncertaintyModel.calibrate` on ``n`` random labelled queries (``None`` when fewer
+    than ``2 n`` queries exist)."""
+    from ..index import MixedIndex
+    from ..standardizer import Standardizer
+
+    corpus, queries, gold = partnered_split(pairs, protocol, seed)
+    index = MixedIndex.from_arrays(corpus)
+    index.standardizer = (Standardizer() if method is None else Standardizer(method=method)).fit(index)
+    model = UncertaintyModel(calibration=calibration).fit(index)
+    conf, pm, correct, ids = [], [], [], []
+    for qm, q in queries.items():
+        res = index.search(q, qm, k, uncertainty=model)
+        conf.append(res.confidence)
+        pm.append(res.p_match)
+        correct.append(res.ids == gold[qm][:, None])
+    out = {"confidence": np.concatenate(conf), "p_match": np.concatenate(pm), "correct": np.concatenate(correct),
+           "labels": {}}
+    Q = np.concatenate(list(queries.values()))
+    QM = np.repeat(list(queries), [len(v) for v in queries.values()])
+    G = np.concatenate([gold[m] for m in queries])
+    rng = np.random.default_rng(2000 + seed)
+    for n in label_counts:
+        # Rotate over disjoint folds of n labelled queries: fold i's map predicts fold i+1, so every
+        # query gets a p_match from n labels not its own, over all queries like the floor's 2-fold.
+        m = len(Q) // n
+        if m < 2:
+            out["labels"][n] = None
+            continue
+        perm = rng.permutation(len(Q))
+        folds = [perm[i * n:(i + 1) * n] for i in range(m)]
+        folds[0] = np.concatenate([folds[0], perm[m * n:]])  # the remainder is predicted with fold 0
+        pred = np.empty(len(Q))
+        for i in range(m):
+            train = folds[(i + 1) % m][:n]
+            fitted = UncertaintyModel.from_dict(model.to_dict()).calibrate(index, G[train], queries=Q[train],
+                                                                           query_modality=QM[train])
+            pred[folds[i]] = fitted.p_match(out["confidence"][folds[i], 0])
+        out["labels"][n] = (pred, out["correct"][:, 0])
+    return out
+
+
+def pmatch_benchmark(features_dir: str | Path, names: Sequence[str] = TRAINED, seeds: Sequence[int] = range(5, 10),
+                     calibrations: Sequence[str] = ("identity", "mutual"), protocols: Sequence[str] = PROTOCOLS,
+                     label_counts: Sequence[int] = LABEL_COUNTS, method: str | None = None) -> dict:
+    """ECE (10 bins) of the top-1 ``p`` and of ``p_match`` per label-free map, per protocol and
+    file; the ECE after calibrating on ``n`` gold pairs; and today's floor, 2-fold Platt of the
+    top-1 ``p`` with every query's label."""
+    from ..datasets import load_pairs
+
+    report: dict = {"seeds": list(seeds), "calibrations": list(calibrations), "label_counts": list(label_counts),
+                    "rows": {}}
+    for name in names:
+        pairs = load_pairs(Path(features_dir) / f"features_{name}.npy")
+        for protocol in protocols:
+            row: dict = {"acc": [], "ece_p": [], "ece_all_p": [], "floor": [], "conf_all": [], "correct_all": [],
+                         **{f"ece_{c}": [] for c in calibrations}, **{f"ece_all_{c}": [] for c in calibrations},
+                         **{f"pm_{c}": [] for c in calibrations}, "labels": {n: [] for n in label_counts}}
+            for seed in seeds:
+                for j, cal in enumerate(calibrations):
+                    run = pmatch_run(pairs, protocol, seed, cal, label_counts=label_counts if j == 0 else ())
+                    top_ok = run["correct"][:, 0]
+                    row[f"ece_{cal}"].append(expected_calibration_error(run["p_match"][:, 0], top_ok))
+                    row[f"ece_all_{cal}"].append(expected_calibration_error(run["p_match"], run["correct"]))
+                    row[f"pm_{cal}"].append(run["p_match"][:, 0])
+                    if j == 0:
+                        conf = run["confidence"][:, 0]
+                        row["acc"].append(top_ok.mean())
+                        row["ece_p"].append(expected_calibration_error(conf, top_ok))
+                        row["ece_all_p"].append(expected_calibration_error(run["confidence"], run["correct"]))
+                        row["floor"].append(_cv_platt_ece(conf, top_ok, seed))
+                        row["conf_all"].append(conf)
+                        row["correct_all"].append(top_ok)
+                        for n, got in run["labels"].items():
+                            row["labels"][n].append(np.nan if got is None else expected_calibration_error(*got))
+                            if got is not None:
+                                row.setdefault(f"pm_labels_{n}", []).append(got[0])
+            report["rows"][(name, protocol)] = row
+    return report
+
+
+def pmatch_markdown(report: dict) -> str:
+    """The p_match tables of docs/uncertainty.md."""
+    seeds, cals = report["seeds"], report["calibrations"]
+    lines = [f"Seeds {seeds[0]}-{seeds[-1]}, mean ± std over seeds; ECE over 10 equal-width bins.", "",
+             "Label-free, top-1 hit of every query (and, after the slash, every top-10 hit):", "",
+             "| file | protocol | R@1 | ECE p (today) | " + " | ".join(f"ECE p_match, {c}" for c in cals) + " |",
+             "|---|---|---|---|" + "---|" * len(cals)]
+    for (name, protocol), row in report["rows"].items():
+        cells = [f"{_fmt(row[f'ece_{c}'])} / {np.mean(row[f'ece_all_{c}']):.3f}" for c in cals]
+        lines.append(f"| {name} | {protocol} | {_fmt(row['acc'])} | {_fmt(row['ece_p'])} / "
+                     f"{np.mean(row['ece_all_p']):.3f} | " + " | ".join(cells) + " |")
+    counts = report["label_counts"]
+    lines += ["", f"Calibrated on n gold pairs (`calibrate`, from the label-free {cals[0]} map; ECE of the top-1 "
+              "p_match of the other queries) against today's floor, 2-fold Platt of p with every label:", "",
+              "| file | protocol | " + " | ".join(f"n = {n}" for n in counts) + " | floor: 2-fold Platt, all labels |",
+              "|---|---|" + "---|" * (len(counts) + 1)]
+    for (name, protocol), row in report["rows"].items():
+        cells = [_fmt(row["labels"][n]) if np.isfinite(row["labels"][n]).any() else "–" for n in counts]
+        lines.append(f"| {name} | {protocol} | " + " | ".join(cells) + f" | {_fmt(row['floor'])} |")
+    return "\n".join(lines)
+
+
+def pmatch_main(argv: Sequence[str] | None = None) -> int:
+    """``python -m simstd.uncertainty pmatch``: the p_match tables and the reliability diagram."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m simstd.uncertainty pmatch", description=pmatch_main.__doc__)
+    default_dir = Path(__file__).resolve().parents[3] / "shared" / "data" / "modality-gap-features"
+    parser.add_argument("--features-dir", default=str(default_dir), help="folder of features_*.npy")
+    parser.add_argument("--files", default=",".join(TRAINED), help="comma-separated feature file names")
+    parser.add_argument("--seeds", default="5-9", help="seed range a-b (0-4 choose, 5-9 report)")
+    parser.add_argument("--calibrations", default="identity,mutual", help="label-free maps to measure")
+    parser.add_argument("--protocols", default=",".join(PROTOCOLS))
+    parser.add_argument("--labels", default=",".join(map(str, LABEL_COUNTS)), help="numbers of gold pairs")
+    parser.add_argument("--plot", default="docs/img/pmatch_reliability.png", help="reliability diagram PNG")
+    args = parser.parse_args(argv)
+    lo, hi = (int(x) for x in args.seeds.split("-"))
+    split = lambda v: [x.strip() for x in v.split(",") if x.strip()]  # noqa: E731
+    report = pmatch_benchmark(args.features_dir, split(args.files), range(lo, hi + 1), split(args.calibrations),
+                              split(args.protocols), [int(x) for x in split(args.labels)])
+    print(pmatch_markdown(report))
+    if args.plot:  # CLIP's top-1: the label-free p against p_match calibrated on 50 gold pairs
+        curves = {}
+        n = 50
+        for (name, protocol), row in report["rows"].items():
+            if name == "clip":
+                correct = np.concatenate(row["correct_all"])
+                curves[f"{protocol}: p, label-free"] = (np.concatenate(row["conf_all"]), correct)
+                if f"pm_labels_{n}" in row:
+                    curves[f"{protocol}: p_match, {n} gold pairs"] = (np.concatenate(row[f"pm_labels_{n}"]), correct)
+        title = f"CLIP top-1, seeds {lo}-{hi} pooled"
+        print(f"\nwrote {plot_reliability(curves, args.plot, title=title)}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m simstd.uncertainty``: reproduce the numbers and the plot of docs/uncertainty.md."""
     import argparse

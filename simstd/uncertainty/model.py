@@ -35,7 +35,9 @@ and ambiguous pairs deserve a high variance). The model (docs/uncertainty.md):
 ``p`` is a posterior share under a model fitted without labels, not a
 calibrated probability: on the real feature files it ranks queries by
 difficulty well but its scale is off (docs/uncertainty.md reports the ECE).
-:func:`fit_platt` calibrates it when gold labels are available.
+Every hit also gets ``p_match = sigmoid(a logit(p) + b)``, a match probability:
+label-free by default (``p`` itself, or a map fitted on pseudo queries), or
+calibrated on a few gold pairs with :meth:`UncertaintyModel.calibrate`.
 
 The analysis that measures all this lives in :mod:`simstd.uncertainty.analysis`.
 """
@@ -51,7 +53,7 @@ from scipy.special import log_ndtr
 from ..engines.base import RankedSearchable, count, drop_self
 from ..errors import CorruptFileError, FingerprintMismatchError, NotFittedError, SimstdError, StaleFitWarning
 from ..fileio import check_format, read_json, write_json_atomic
-from ..validation import BOOLEAN, Interval, check_is_fitted, validate_params
+from ..validation import BOOLEAN, Interval, Options, check_is_fitted, validate_params
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..standardizer import Standardizer
@@ -59,6 +61,15 @@ if TYPE_CHECKING:  # pragma: no cover
 FORMAT = "simstd.uncertainty"
 FORMAT_VERSION = 1
 RERANKS = ("none", "uncertainty")
+#: The label-free maps from ``p`` to ``p_match`` (``UncertaintyModel(calibration=...)``):
+#: ``"identity"`` keeps ``p``; ``"mutual"`` fits a Platt map on the stored items' own
+#: pseudo queries with "the top hit's own top hit is the query" (a mutual nearest
+#: neighbour) as the match event.
+LABEL_FREE_MAPS = ("identity", "mutual", "shifted")
+#: Strength of the prior that pulls a map fitted on gold labels toward the label-free
+#: map (``ridge`` of the slope and of the intercept in :func:`fit_logistic`): worth about
+#: as much as a few labels, so it steadies 10 pairs and washes out by 200.
+LABEL_PRIOR = (2.0, 0.5)
 
 
 class UncertaintyModel:
@@ -73,6 +84,10 @@ class UncertaintyModel:
         Seed of that sample.
     hubness:
         Use the hubness prior ``1 / (1 + h)`` (see the module docstring).
+    calibration:
+        The label-free map from ``p`` to the match probability ``p_match``
+        (one of :data:`LABEL_FREE_MAPS`; docs/uncertainty.md measures them);
+        :meth:`calibrate` replaces it with a map fitted on gold pairs.
     depth:
         Candidates per shard that a search scores (at least its k): the
         posterior's normaliser sums them exactly and models only the rest as a
@@ -86,6 +101,8 @@ class UncertaintyModel:
     pos_mean_, pos_std_ : (M, M) pseudo-positive cosine Gaussians (from the standardizer)
     bg_mean_, bg_std_ : (M, M) background cosine Gaussians
     hubs_ : {query modality: (sorted item ids, win counts, number of pseudo queries)}
+    calibration_ : the map ``p_match = sigmoid(a logit(p) + b)``: ``{"source": "label-free" | "labels",
+        "map", "a", "b", "n_labels", "n_fit"}`` (:meth:`p_match`, :meth:`calibrate`)
     index_fingerprint_ : the index the fit belongs to
     """
 
@@ -94,13 +111,16 @@ class UncertaintyModel:
         "seed": [Interval(int, 0)],
         "hubness": [BOOLEAN],
         "depth": [Interval(int, 1)],
+        "calibration": [Options(LABEL_FREE_MAPS)],
     }
 
-    def __init__(self, sample: int | None = 10_000, seed: int = 0, hubness: bool = True, depth: int = 20) -> None:
+    def __init__(self, sample: int | None = 10_000, seed: int = 0, hubness: bool = True, depth: int = 20,
+                 calibration: str = "identity") -> None:
         self.sample = sample
         self.seed = seed
         self.hubness = hubness
         self.depth = depth
+        self.calibration = calibration
 
     # ------------------------------------------------------------------ fitting
     def fit(self, index: RankedSearchable, standardizer: "Standardizer | None" = None) -> "UncertaintyModel":
@@ -145,6 +165,140 @@ class UncertaintyModel:
         self.bg_mean_, self.bg_std_ = bg_mean, bg_std
         self.index_fingerprint_ = index.fingerprint
         self.dim_ = index.dim
+        self.calibration_ = _identity_map()
+        if self.calibration == "mutual":
+            self.calibration_ = self._mutual_map(index, std, ids)
+        elif self.calibration == "shifted":
+            self.calibration_ = self._shifted_map(index, std, ids, vecs)
+        return self
+
+    def _shifted_map(self, index: RankedSearchable, std: "Standardizer", ids: dict[str, np.ndarray],
+                     vecs: dict[str, np.ndarray]) -> dict:
+        """Platt map of ``p`` fitted on simulated partners: each sampled item ``x`` of modality ``t``
+        becomes a query of modality ``a`` whose match is ``x`` itself, moved across the modality
+        gap (the difference of the modality means, which Liang et al., 2022, "Mind the gap", find
+        to be largely a constant shift) plus a centred item of ``a`` as the residual, scaled so
+        that the mean cosine to ``x`` is the pair's pseudo-positive mean."""
+        rng = np.random.default_rng(self.seed + 1)
+        labels = list(ids)
+        means = {m: vecs[m].astype(np.float64).mean(axis=0) for m in labels}
+        conf, event = [], []
+        for j, t in enumerate(labels):
+            X = vecs[t].astype(np.float64)
+            for i, a in enumerate(labels):
+                if a == t or len(X) < 2 or not np.isfinite(self.pos_mean_[i, j]):
+                    continue
+                base = X - means[t] + means[a]
+                noise = vecs[a][rng.integers(len(vecs[a]), size=len(X))].astype(np.float64) - means[a]
+                cos = lambda lam: np.mean(np.einsum("ij,ij->i", _unit(base + lam * noise), X))  # noqa: E731
+                lo, hi = 0.0, 64.0  # bisection: the cosine to x falls as the residual grows
+                for _ in range(40):
+                    mid = (lo + hi) / 2
+                    lo, hi = (mid, hi) if cos(mid) > self.pos_mean_[i, j] else (lo, mid)
+                q = _unit(base + lo * noise).astype(np.float32)
+                res = index.search(q, a, 1, standardizer=std, uncertainty=self)
+                conf.append(res.confidence[:, 0])
+                event.append(np.asarray(res.ids[:, 0], dtype=np.int64) == ids[t])
+        if not conf:
+            return _identity_map()
+        conf, event = np.concatenate(conf), np.concatenate(event)
+        a, b = fit_logistic(logit(conf), event)
+        return {"source": "label-free", "map": "shifted", "a": a, "b": b, "n_labels": 0, "n_fit": int(len(conf))}
+
+    def _mutual_map(self, index: RankedSearchable, std: "Standardizer", ids: dict[str, np.ndarray]) -> dict:
+        """Platt map of ``p`` fitted on the sampled stored items as pseudo queries (own item left
+        out), with a label-free match event: the query is its top hit's own top hit (mutual nearest
+        neighbours, the synthetic dictionary of Conneau et al., 2018, "Word translation without
+        parallel data")."""
+        conf, event = [], []
+        for a, pick in ids.items():
+            if len(pick) < 2 or count(index) < 3:
+                continue
+            res = index.search_like(pick, 1, standardizer=std, uncertainty=self)
+            hit, back = np.asarray(res.ids[:, 0], dtype=np.int64), np.full(len(pick), -1, dtype=np.int64)
+            for m in np.unique(res.modalities[:, 0][hit >= 0]).tolist():
+                sel = (hit >= 0) & (res.modalities[:, 0] == m)
+                back[sel] = index.search_like(hit[sel], 1, standardizer=std).ids[:, 0]
+            ok = hit >= 0
+            conf.append(res.confidence[ok, 0])
+            event.append(back[ok] == pick[ok])
+        if not conf or sum(len(c) for c in conf) < 10:
+            return _identity_map()
+        conf, event = np.concatenate(conf), np.concatenate(event)
+        a, b = fit_logistic(logit(conf), event)
+        return {"source": "label-free", "map": "mutual", "a": a, "b": b, "n_labels": 0, "n_fit": int(len(conf))}
+
+    # ------------------------------------------------------------ calibration
+    def p_match(self, confidence: np.ndarray) -> np.ndarray:
+        """The match probability of hits with posterior share ``confidence``:
+        ``sigmoid(a logit(p) + b)`` with the fitted map (``calibration_``)."""
+        self._check_fitted()
+        c = self.calibration_
+        return apply_logistic(logit(np.asarray(confidence, dtype=np.float64)), c["a"], c["b"])
+
+    @property
+    def calibration_source(self) -> str:
+        """``"label-free"`` or ``"calibrated on N gold pairs"``: what the probabilities rest on."""
+        self._check_fitted()
+        c = self.calibration_
+        return "label-free" if c["source"] == "label-free" else f"calibrated on {c['n_labels']} gold pairs"
+
+    def calibrate(self, index: RankedSearchable, target_ids: Sequence[int], *, query_ids: Sequence[int] | None = None,
+                  queries: np.ndarray | None = None, query_modality: str | Sequence[str] | None = None,
+                  k: int = 1, prior: float | tuple[float, float] = LABEL_PRIOR) -> "UncertaintyModel":
+        """Fit ``p_match`` on gold pairs: query ``i`` (stored item ``query_ids[i]``, or vector
+        ``queries[i]`` of ``query_modality``) matches stored item ``target_ids[i]``.
+
+        Each query is searched (top ``k``, by default its top hit only, where thresholds act);
+        every hit is a labelled example, a match where it is the target. A Platt map
+        ``sigmoid(a logit(p) + b)`` (Platt, 1999) is fitted on them by penalised maximum likelihood,
+        with a Gaussian prior of strength ``prior`` centred on the label-free map, so a handful of
+        pairs moves it only as far as they can tell.
+        """
+        self._check_fitted()
+        self.check_index(index, strict=True)
+        targets = np.asarray(target_ids)
+        if targets.ndim != 1 or len(targets) == 0 or not np.issubdtype(targets.dtype, np.integer):
+            raise SimstdError("gold pairs need one integer target id per query (at least one pair)")
+        if (query_ids is None) == (queries is None):
+            raise SimstdError("give the queries of the gold pairs either as stored ids (query_ids) or as "
+                              "vectors (queries with query_modality), not both")
+        known = np.concatenate([index.ids(m) for m in index.modalities])
+        _check_ids(targets, known, "target")
+        conf, event = [], []
+        if query_ids is not None:
+            qids = np.asarray(query_ids)
+            if qids.shape != targets.shape or not np.issubdtype(qids.dtype, np.integer):
+                raise SimstdError(f"give one integer query id per target id (got {qids.shape[0] if qids.ndim else 0} "
+                                  f"query ids for {len(targets)} targets)")
+            _check_ids(qids, known, "query")
+            if (qids == targets).any():
+                raise SimstdError(f"query {int(qids[qids == targets][0])} is paired with itself; a gold pair "
+                                  "names two different items")
+            mods = np.asarray(index.modality_of(qids)).astype(str)
+            groups = [(m, mods == m) for m in np.unique(mods).tolist()]
+            search = lambda m, sel: index.search_like(  # noqa: E731
+                qids[sel], min(k, count(index) - 1), uncertainty=self)
+        else:
+            if query_modality is None:
+                raise SimstdError("query vectors need their query_modality (e.g. \"text\")")
+            X = np.asarray(queries, dtype=np.float32)
+            if X.ndim != 2 or len(X) != len(targets):
+                raise SimstdError(f"give one query vector per target id (got {X.shape} for {len(targets)} targets)")
+            mods = np.broadcast_to(np.asarray(query_modality, dtype=object), (len(X),)).astype(str)
+            groups = [(m, mods == m) for m in np.unique(mods).tolist()]
+            search = lambda m, sel: index.search(X[sel], m, min(k, count(index)), uncertainty=self)  # noqa: E731
+        for m, sel in groups:
+            res = search(m, sel)
+            found = np.asarray(res.ids, dtype=np.int64) >= 0
+            conf.append(res.confidence[found])
+            event.append((np.asarray(res.ids, dtype=np.int64) == targets[sel][:, None])[found])
+        conf, event = np.concatenate(conf), np.concatenate(event)
+        # A second calibration starts again from the label-free map, not from the first one's.
+        base = self.calibration_ if self.calibration_["source"] == "label-free" else self.calibration_["label_free"]
+        a, b = fit_logistic(logit(conf), event, prior=(base["a"], base["b"]), ridge=prior)
+        self.calibration_ = {"source": "labels", "map": "platt", "a": a, "b": b,
+                             "n_labels": int(len(targets)), "n_fit": int(len(conf)), "label_free": base}
         return self
 
     # ---------------------------------------------------------------- scoring
@@ -264,7 +418,8 @@ class UncertaintyModel:
             "dim": self.dim_,
             "index_fingerprint": self.index_fingerprint_,
             "settings": {"sample": None if self.sample is None else int(self.sample), "seed": int(self.seed),
-                         "hubness": bool(self.hubness), "depth": int(self.depth)},
+                         "hubness": bool(self.hubness), "depth": int(self.depth), "calibration": self.calibration},
+            "calibration": self.calibration_,
             "modalities": list(self.modalities_),
             "pairs": self.table(),
             "hubs": {m: {"n_queries": int(n), "ids": hid.tolist(), "counts": cnt.tolist()}
@@ -291,6 +446,7 @@ class UncertaintyModel:
                                     int(v["n_queries"])) for k, v in data["hubs"].items()}
             model.index_fingerprint_ = data.get("index_fingerprint")
             model.dim_ = data.get("dim")
+            model.calibration_ = _read_map(data.get("calibration"))
         except (KeyError, TypeError, ValueError) as exc:
             raise CorruptFileError(f"{source} is malformed ({exc!r}); {fix}") from None
         return model
@@ -307,10 +463,76 @@ class UncertaintyModel:
     def __repr__(self) -> str:
         state = f", modalities={self.modalities_}" if hasattr(self, "pos_mean_") else ", unfitted"
         return (f"UncertaintyModel(sample={self.sample}, seed={self.seed}, hubness={self.hubness}, "
-                f"depth={self.depth}{state})")
+                f"depth={self.depth}, calibration={self.calibration!r}{state})")
 
 
 # ------------------------------------------------------------------- formulas
+def _unit(x: np.ndarray) -> np.ndarray:
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def _identity_map() -> dict:
+    return {"source": "label-free", "map": "identity", "a": 1.0, "b": 0.0, "n_labels": 0, "n_fit": 0}
+
+
+def _read_map(data: dict | None) -> dict:
+    """A stored calibration map (files written before maps existed: the identity)."""
+    if data is None:
+        return _identity_map()
+    out = {"source": str(data["source"]), "map": str(data["map"]), "a": float(data["a"]), "b": float(data["b"]),
+           "n_labels": int(data["n_labels"]), "n_fit": int(data.get("n_fit", 0))}
+    if out["source"] not in ("label-free", "labels") or not (np.isfinite(out["a"]) and np.isfinite(out["b"])):
+        raise ValueError(f"bad calibration map {data!r}")
+    if "label_free" in data:
+        out["label_free"] = _read_map(data["label_free"])
+    return out
+
+
+def _check_ids(ids: np.ndarray, known: np.ndarray, what: str) -> None:
+    unknown = ids[~np.isin(ids, known)]
+    if len(unknown):
+        raise SimstdError(f"{len(unknown)} gold pair(s) name unknown {what} ids (first: {int(unknown[0])}); "
+                          f"ids must be stored items of the index (0..{int(known.max())})")
+
+
+def logit(p: np.ndarray) -> np.ndarray:
+    """``ln(p / (1 - p))``, clipped to ``p`` in [1e-12, 1 - 1e-12]."""
+    p = np.clip(np.asarray(p, dtype=np.float64), 1e-12, 1 - 1e-12)
+    return np.log(p) - np.log1p(-p)
+
+
+def apply_logistic(x: np.ndarray, a: float, b: float) -> np.ndarray:
+    """``sigmoid(a x + b)``, overflow-safe."""
+    from scipy.special import expit
+
+    return expit(a * np.asarray(x, dtype=np.float64) + b)
+
+
+def fit_logistic(x: np.ndarray, y: np.ndarray, *, prior: tuple[float, float] = (1.0, 0.0),
+                 ridge: float | tuple[float, float] = 0.0, iters: int = 100) -> tuple[float, float]:
+    """Platt scaling (Platt, 1999): ``P(y | x) = sigmoid(a x + b)`` by Newton's method.
+
+    ``ridge`` weighs a Gaussian prior ``ridge / 2 |(a, b) - prior|^2`` (a MAP fit: few labels
+    stay near ``prior``); at least 1, so separable data keeps a finite map. Returns ``(a, b)``.
+    """
+    x = np.asarray(x, dtype=np.float64).ravel()
+    y = np.asarray(y, dtype=np.float64).ravel()
+    X = np.stack([x, np.ones_like(x)], axis=1)
+    centre = np.asarray(prior, dtype=np.float64)
+    w = centre.copy()
+    # at least a unit prior: separable data keeps a finite map
+    ridge = np.diag(np.maximum(np.broadcast_to(np.asarray(ridge, dtype=np.float64), (2,)), 1.0))
+    for _ in range(iters):
+        p = apply_logistic(X @ w, 1.0, 0.0)
+        grad = X.T @ (p - y) + ridge @ (w - centre)
+        hess = (X * (p * (1 - p))[:, None]).T @ X + ridge
+        step = np.linalg.solve(hess, grad)
+        w -= step
+        if np.abs(step).max() < 1e-10:
+            break
+    return float(w[0]), float(w[1])
+
+
 def background_moments(samples: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """Mean and std (ddof=0) of the cosines between every pair of samples, ``(M, M)`` each.
 

@@ -57,6 +57,7 @@ def info(snap: Snapshot = Depends(get_snapshot), settings: Settings = Depends(ge
         "method": index.standardizer.describe() if snap.standardized else None,
         "standardizer": index.standardizer.table() if snap.standardized else None,
         "confidence": snap.uncertainty is not None,
+        "probabilities": None if snap.uncertainty is None else snap.uncertainty.calibration_source,
         "encoder": snap.encoder.name if snap.encoder else None, "encoder_note": snap.encoder_note,
         "limits": {"max_k": settings.max_k, "max_body_bytes": settings.max_body_bytes,
                    "max_image_pixels": settings.max_image_pixels, "max_text_chars": settings.max_text_chars},
