@@ -178,17 +178,22 @@ class ShardSet:
         return augment(queries, self.term_width, column)
 
     def search(self, modality: str, queries: np.ndarray, k: int,
-               params: faiss.SearchParameters | None = None) -> tuple[np.ndarray, np.ndarray]:
+               params: faiss.SearchParameters | None = None,
+               subset: "RowSubset | None" = None) -> tuple[np.ndarray, np.ndarray]:
         """Search one shard's inner index and map its rows to global ids here.
 
         Same result as ``IndexIDMap.search``, whose id translation opens an
         OpenMP parallel region on every call: for one query that region costs
         more than the search whenever the other cores are busy. ``params``:
-        FAISS search parameters for this call only.
+        FAISS search parameters for this call only. ``subset``: search only
+        those rows of the shard (a stratum, :mod:`simstd.strata`; a FAISS ID
+        selector, so on Flat only their products are computed).
         """
         inner = self.shards[modality].index
         if self._exhaustive:  # a fit: the exact top-k of an HNSW shard from its stored vectors
             inner, params = exhaustive(inner), None
+        if subset is not None:
+            params = subset.parameters(params)
         if params is None:
             D, I = inner.search(self.pad(queries), k)
         else:
@@ -241,6 +246,32 @@ class ShardSet:
             self._exhaustive = outer
             for inner, ef in saved:
                 inner.hnsw.efSearch = ef
+
+
+class RowSubset:
+    """Some rows of one shard (a stratum) as a FAISS ID selector over row numbers."""
+
+    def __init__(self, rows: np.ndarray, ntotal: int) -> None:
+        mask = np.zeros(int(ntotal), dtype=bool)
+        mask[np.asarray(rows, dtype=np.int64)] = True
+        self.size = int(mask.sum())
+        self._bitmap = np.packbits(mask, bitorder="little")  # kept alive: FAISS holds a pointer to it
+        self.selector = faiss.IDSelectorBitmap(int(ntotal), faiss.swig_ptr(self._bitmap))
+
+    def parameters(self, params: faiss.SearchParameters | None) -> faiss.SearchParameters:
+        """A copy of ``params`` (None: the shard's own) restricted to these rows."""
+        if params is None:
+            out = faiss.SearchParameters()
+        elif isinstance(params, faiss.SearchParametersHNSW):
+            out = faiss.SearchParametersHNSW()
+            out.efSearch = params.efSearch
+        elif isinstance(params, faiss.SearchParametersIVF):
+            out = faiss.SearchParametersIVF()
+            out.nprobe, out.max_codes = params.nprobe, params.max_codes
+        else:
+            raise SimstdError(f"cannot restrict a search with {type(params).__name__} to a stratum")
+        out.sel = self.selector
+        return out
 
 
 def exhaustive(inner: faiss.Index) -> faiss.Index:
