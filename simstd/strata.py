@@ -157,10 +157,11 @@ class Strata:
                 continue
             any_field = True
             if missing:
-                what = (f"a {' or '.join(repr(f) for f in TEXT_FIELDS)} text" if spec.derived else
+                what = (f"text field ({' or '.join(repr(f) for f in TEXT_FIELDS)})" if spec.derived else
                         f"metadata field {spec.field!r}")
                 first = ids[m][missing[0]]
-                raise SimstdError(f"{len(missing)} of the {len(vals)} {m!r} items have no {what} (e.g. id "
+                verb = "has" if len(missing) == 1 else "have"
+                raise SimstdError(f"{len(missing)} of the {len(vals)} {m!r} items {verb} no {what} (e.g. id "
                                   f"{_plain(first)}): strata {spec.text!r} needs it on every {m!r} item; give "
                                   f"those items the field (rebuild with --meta), or fit without --strata")
             tally: dict[str, int] = {}
