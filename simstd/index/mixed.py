@@ -144,6 +144,9 @@ class MixedIndex:
                 "pass exactly one record per vector"
             )
         ids = np.arange(self.ntotal, self.ntotal + len(vectors), dtype=np.int64)
+        strata = getattr(self.standardizer, "strata_", None)
+        if strata is not None and modality in strata.modalities:  # a stratified fit must place every new item
+            strata.labels_of(modality, dict(zip(ids.tolist(), metadata or [None] * len(ids))), ids)
         self.shard_set.add(modality, terms.stored_vectors(self.shard_set, self.standardizer, self, vectors, ids), ids)
         self.store.add(ids, modality, metadata)
         self.bridge_table.drop_source(modality)  # the new items have no bridges: rebuild them (build_bridges)
