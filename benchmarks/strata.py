@@ -180,6 +180,31 @@ def synthetic(n: int = 2000, shared: int = 64, private: int = 64, noise: float =
     return out
 
 
+# ---------------------------------------------------------------- 4. latency
+def latency(n: int = 20_000, dim: int = 512, strata: int = 4, repeats: int = 15) -> dict:
+    """Median time of a standardized Flat search, unstratified against ``strata`` equal strata
+    of the text shard (each searched as a FAISS search restricted to its rows), side by side."""
+    import time
+
+    rng = np.random.default_rng(0)
+    index = MixedIndex.from_arrays({"image": _unit(rng.normal(size=(n, dim))),
+                                    "text": _unit(rng.normal(size=(n, dim)))},
+                                   metadata={"text": [{"source": str(i % strata)} for i in range(n)]})
+    fits = {"unstratified": Standardizer(method="paper", sample=2000).fit(index),
+            f"{strata} strata": Standardizer(method="paper", sample=2000, strata="source").fit(index)}
+    out: dict = {}
+    for nq in (1, 64):
+        q = _unit(rng.normal(size=(nq, dim)))
+        times: dict = {name: [] for name in fits}
+        for _ in range(repeats):  # interleaved, so both see the same machine load
+            for name, std in fits.items():
+                t = time.perf_counter()
+                index.search(q, "image", 10, standardizer=std)
+                times[name].append(time.perf_counter() - t)
+        out[str(nq)] = {name: float(np.median(v)) * 1e3 for name, v in times.items()}
+    return out
+
+
 # ------------------------------------------------------------------- report
 def _table(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
@@ -250,6 +275,12 @@ def main(argv: list[str] | None = None) -> int:
                      f"{e['R@1_gold_b']:.3f}", f"{e['R@10_gold_a']:.3f}", f"{e['R@10_gold_b']:.3f}", ratio])
     print(_table(["method", "fit", "share of b in top-10 texts", "R@1 gold a", "R@1 gold b", "R@10 gold a",
                   "R@10 gold b", "fitted b / a (paper: mean / std; hubness: scale / std)"], rows))
+    lat = latency()
+    results["latency_ms"] = lat
+    print("\n## 4. Latency: Flat, 20k images + 20k texts (512-d), text shard in 4 strata (median ms)\n")
+    names = list(next(iter(lat.values())))
+    print(_table(["queries per call", *names, "ratio"],
+                 [[nq, *(f"{v[m]:.2f}" for m in names), f"{v[names[1]] / v[names[0]]:.2f}x"] for nq, v in lat.items()]))
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "strata.json").write_text(json.dumps(results, indent=1))
     print(f"\n{results['command']}")

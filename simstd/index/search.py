@@ -154,7 +154,7 @@ def gather(index: Searched, queries: np.ndarray, p: Plan, shard_params: list | N
     params = shard_params if shard_params is not None else index.pair_params.for_shards(shards, p.query_modality,
                                                                                          p.names)
     if p.subsets is not None:  # one restricted search per stratum (no bridges: they enter a whole shard)
-        return [shards.search(m, padded, w, prm, sub) for m, w, prm, sub in zip(p.names, p.widths, params, p.subsets)]
+        return shards.search_each(padded, p.names, p.widths, params, p.subsets)
     bridged = index.bridge_table.bridged(p.query_modality, p.names)
     if bridged:
         return index.bridge_table.search(shards, padded, p.names, p.widths, p.query_modality, params, bridged)

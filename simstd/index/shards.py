@@ -204,7 +204,7 @@ class ShardSet:
         return D, np.where(I >= 0, ids[I], I)
 
     def search_each(self, queries: np.ndarray, names: list[str], widths: list[int],
-                    params: list) -> list[tuple[np.ndarray, np.ndarray]]:
+                    params: list, subsets: list | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
         """Raw ``(D, I)`` of every named shard (``params``: one FAISS ``SearchParameters`` or None each).
 
         FAISS parallelises one search over its queries (OpenMP), so a batch
@@ -212,13 +212,16 @@ class ShardSet:
         queries than threads (a single query, the CLI and latency case) would
         leave threads idle: then the shards are searched concurrently, one
         single-threaded FAISS search per shard (FAISS releases the GIL).
+        ``subsets``: a :class:`RowSubset` or None per name (a stratum of that shard).
         """
+        subsets = subsets if subsets is not None else [None] * len(names)
         threads = faiss.omp_get_max_threads()
         if len(names) > 1 and threads > 1 and len(queries) < threads:
             pool = _shard_pool(threads)
-            futures = [pool.submit(self.search, m, queries, w, p) for m, w, p in zip(names, widths, params)]
+            futures = [pool.submit(self.search, m, queries, w, p, s)
+                       for m, w, p, s in zip(names, widths, params, subsets)]
             return [f.result() for f in futures]
-        return [self.search(m, queries, w, p) for m, w, p in zip(names, widths, params)]
+        return [self.search(m, queries, w, p, s) for m, w, p, s in zip(names, widths, params, subsets)]
 
     @contextlib.contextmanager
     def mining_session(self) -> Iterator[None]:
