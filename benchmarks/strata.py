@@ -274,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
 
     syn = synthetic()
     # The control: the same collection without the scale gap (b's cosines 1.0 x a's).
-    syn.update({k.replace("/", " (no scale gap)/"): v for k, v in synthetic(scale=1.0, fits=(None,)).items()})
+    syn.update({k.replace("/", " (no scale gap)/"): v for k, v in synthetic(scale=1.0).items()})
     results["synthetic"] = syn
     print(f"\n## 3. Synthetic: two text sources, b's cosines exactly {SCALE} x a's\n")
     rows = []

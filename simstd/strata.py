@@ -62,6 +62,11 @@ def length_bin(text: str) -> str:
     raise AssertionError("the last bin is open")  # pragma: no cover
 
 
+def bin_labels() -> list[str]:
+    """The labels of :data:`LENGTH_BINS` (``"0-4"``, ..., ``"30+"``)."""
+    return [f"{lo}-{hi}" if hi is not None else f"{lo}+" for lo, hi in LENGTH_BINS]
+
+
 @dataclass(frozen=True)
 class StrataSpec:
     """What ``strata=`` names: a metadata ``field``, or a derived stratum of one modality."""
@@ -86,7 +91,7 @@ class StrataSpec:
 
     def describe(self) -> str:
         if self.derived == "length":
-            bins = ", ".join(f"{lo}-{hi}" if hi is not None else f"{lo}+" for lo, hi in LENGTH_BINS)
+            bins = ", ".join(bin_labels())
             return f"{self.text} (token-count bins of {self.modality} items: {bins})"
         return f"metadata field {self.field!r}"
 
@@ -261,6 +266,9 @@ class Strata:
             return f"{modality}:{stratum}"
         if modality in self.values and stratum in self.values[modality]:
             return self.values[modality][stratum]
+        value = stratum[len(modality) + 1:] if stratum.startswith(f"{modality}:") else stratum
+        if self.spec.derived == "length" and value in bin_labels():  # a bin no stored item falls in: it shares
+            return self.label(modality, value)
         raise SimstdError(f"unknown stratum {stratum!r} for {modality!r} queries; use one of {own}")
 
     def query_stratum_of_text(self, modality: str, text: str) -> str | None:

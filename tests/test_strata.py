@@ -155,6 +155,9 @@ def test_text_length_strata_and_the_sharing_rule():
     # A text query of a length fit gets its own bin.
     assert std.strata_.query_stratum_of_text("text", "a red bike") == "text:0-4"
     assert std.strata_.query_stratum_of_text("text", "w " * 40) == "text:10-14"  # 30+ shares 10-14's statistics
+    assert std.strata_.query_label("text", "15-29") == "text:10-14"  # a bin no item falls in shares too
+    with pytest.raises(SimstdError, match="unknown stratum '7-8'"):
+        std.strata_.query_label("text", "7-8")
 
 
 # ------------------------------------------------------------ persistence and info
