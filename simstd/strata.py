@@ -449,15 +449,19 @@ class StrataView:
     def _overfetch(self, queries: np.ndarray, m: str, k: int, members: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         size = len(self.base.ids(m))
         k = min(int(k), len(members))
+        as_object = members.dtype == object  # string / UUID ids of an engine
         D_out = np.full((len(queries), k), -np.inf, np.float32)
-        I_out = np.full((len(queries), k), -1, np.int64)
+        I_out = np.full((len(queries), k), None if as_object else -1, object if as_object else np.int64)
         pending = np.arange(len(queries))
         width = min(size, max(OVERFETCH * k, k * size // max(len(members), 1)))
-        member_set = members
+        member_set = set(members.tolist()) if as_object else members
         while len(pending):
             D, I = self.base.search_modality(queries[pending], m, width)
             valid = ~missing_mask(I)
-            mine = valid & np.isin(np.where(valid, I, -1), member_set)
+            if as_object:
+                mine = valid & np.vectorize(member_set.__contains__, otypes=[bool])(I) if I.size else valid
+            else:
+                mine = valid & np.isin(np.where(valid, I, -1), member_set)
             enough = mine.sum(axis=1) >= k
             done = enough | (width >= size)
             for r in np.flatnonzero(done):
