@@ -273,3 +273,21 @@ def test_python_bad_strata_input():
             warnings.simplefilter("ignore")
             index.search(img[:1], "image", 3, standardizer=Standardizer(method="paper").fit(index),
                          query_stratum="a")
+
+
+@pytest.mark.parametrize("method", ["paper", "hubness"])
+def test_items_added_after_a_stratified_fit_are_searched_in_their_stratum(method):
+    index, _ = fitted_index(method)
+    rng = np.random.default_rng(9)
+    new = _unit(np.concatenate([rng.normal(size=(4, 32)), np.zeros((4, 32))], axis=1))
+    # two of source a, one of b, one of a value the fit never saw: it shares the largest stratum
+    ids = index.add(new, "text", [{"source": "a"}, {"source": "a"}, {"source": "b"}, {"source": "new"}])
+    view = index.standardizer.strata_view(index)
+    assert set(ids[:2]) <= set(view.ids("text:a").tolist()) and ids[2] in view.ids("text:b")
+    assert ids[3] in view.ids(index.standardizer.strata_.largest("text"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the fit is stale, and keeps serving
+        res = index.search(new, "image", 10)
+        Z, found = _brute_force(index, new, "image", 10)
+    np.testing.assert_allclose(res.scores, Z, atol=2e-4)
+    assert (res.ids == found).mean() > 0.99
