@@ -291,3 +291,21 @@ def test_items_added_after_a_stratified_fit_are_searched_in_their_stratum(method
         Z, found = _brute_force(index, new, "image", 10)
     np.testing.assert_allclose(res.scores, Z, atol=2e-4)
     assert (res.ids == found).mean() > 0.99
+
+
+@pytest.mark.parametrize("scope", ["shard", "pair"])
+def test_strata_on_ivf_shards_follow_their_nprobe(scope):
+    """A stratum's restricted search keeps the shard's own nprobe (or the pair's): with
+    every list probed, IVF equals the Flat brute force."""
+    img, txt, meta, _ = two_sources(600)
+    index = MixedIndex.from_arrays({"image": img, "text": txt}, metadata={"text": meta}, factory="IVF8,Flat")
+    index.standardizer = Standardizer(method="paper", strata="source", min_stratum=50, sample=None).fit(index)
+    if scope == "shard":
+        index.set_search_params("nprobe=8")
+    else:
+        index.set_search_params("nprobe=8", query_modality="image")
+    rng = np.random.default_rng(4)
+    queries = _unit(np.concatenate([rng.normal(size=(6, 32)), np.zeros((6, 32))], axis=1))
+    res = index.search(queries, "image", 10)
+    Z, ids = _brute_force(index, queries, "image", 10)
+    np.testing.assert_allclose(res.scores, Z, atol=2e-4)

@@ -193,7 +193,7 @@ class ShardSet:
         if self._exhaustive:  # a fit: the exact top-k of an HNSW shard from its stored vectors
             inner, params = exhaustive(inner), None
         if subset is not None:
-            params = subset.parameters(params)
+            params = subset.parameters(params, inner)
         if params is None:
             D, I = inner.search(self.pad(queries), k)
         else:
@@ -261,8 +261,23 @@ class RowSubset:
         self._bitmap = np.packbits(mask, bitorder="little")  # kept alive: FAISS holds a pointer to it
         self.selector = faiss.IDSelectorBitmap(int(ntotal), faiss.swig_ptr(self._bitmap))
 
-    def parameters(self, params: faiss.SearchParameters | None) -> faiss.SearchParameters:
-        """A copy of ``params`` (None: the shard's own) restricted to these rows."""
+    def parameters(self, params: faiss.SearchParameters | None, inner: faiss.Index) -> faiss.SearchParameters:
+        """A copy of ``params`` (None: the shard's own settings, read from ``inner``)
+        restricted to these rows. IVF and HNSW indexes take only their own parameter
+        types, whose defaults would override the shard's nprobe / efSearch."""
+        if params is None:
+            index = faiss.downcast_index(inner)
+            if isinstance(index, faiss.IndexHNSW):
+                params = faiss.SearchParametersHNSW()
+                params.efSearch = index.hnsw.efSearch
+            else:
+                try:
+                    ivf = faiss.extract_index_ivf(index)
+                except RuntimeError:
+                    ivf = None
+                if ivf is not None:
+                    params = faiss.SearchParametersIVF()
+                    params.nprobe, params.max_codes = ivf.nprobe, ivf.max_codes
         if params is None:
             out = faiss.SearchParameters()
         elif isinstance(params, faiss.SearchParametersHNSW):
