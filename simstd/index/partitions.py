@@ -11,7 +11,6 @@ from the metadata store with the fit's value map, once per index state.
 """
 from __future__ import annotations
 
-import json
 import weakref
 from dataclasses import dataclass
 from typing import Any, Sequence
@@ -32,7 +31,7 @@ class Block:
     size: int
 
 
-_CACHE: "weakref.WeakKeyDictionary[Any, tuple[tuple, dict[str, list[Block]]]]" = weakref.WeakKeyDictionary()
+_CACHE: "weakref.WeakKeyDictionary[Any, tuple[tuple, Strata, dict[str, list[Block]]]]" = weakref.WeakKeyDictionary()
 
 
 def blocks(shards: ShardSet, store: Any, strata: Strata, names: Sequence[str]) -> list[Block]:
@@ -52,10 +51,12 @@ def stratum_of(shards: ShardSet, store: Any, strata: Strata, modality: str, ids:
 
 
 def _partitions(shards: ShardSet, store: Any, strata: Strata) -> dict[str, list[Block]]:
-    key = (shards.ntotal, tuple(sorted(shards.counts.items())), json.dumps(strata.to_dict(), sort_keys=True))
+    # The store's items change only by adding (the counts), the fit only by a new Strata
+    # object (kept in the entry, so its id is not reused while cached).
+    key = (tuple(sorted(shards.counts.items())), id(strata))
     cached = _CACHE.get(store)
-    if cached is not None and cached[0] == key:
-        return cached[1]
+    if cached is not None and cached[0] == key and cached[1] is strata:
+        return cached[2]
     out: dict[str, list[Block]] = {}
     for m in shards.modalities:
         n = shards.shards[m].ntotal
@@ -65,5 +66,5 @@ def _partitions(shards: ShardSet, store: Any, strata: Strata) -> dict[str, list[
         labels = stratum_of(shards, store, strata, m, shards.row_ids[m])
         out[m] = [Block(s, m, RowSubset(np.flatnonzero(labels == s), n), int((labels == s).sum()))
                   for s in strata.strata_of(m) if (labels == s).any()]
-    _CACHE[store] = (key, out)
+    _CACHE[store] = (key, strata, out)
     return out
