@@ -231,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
 
     stats = real_stats(pairs, captions)
     results["stats"] = stats
-    print(f"## 1. CLIP COCO: pseudo-positive cosines per caption length (paper's method, all 500 pairs)\n")
+    print("## 1. CLIP COCO: pseudo-positive cosines per caption length (paper's method, all 500 pairs)\n")
     print(_table(["pair", "n", "mean", "std", "± mean", "gold-pair cosine (mean ± std)"],
                  [[r["pair"], str(r["n"]), f"{r['mean']:.4f}", f"{r['std']:.4f}", f"{r['se_mean']:.4f}",
                    f"{r['gold_mean']:.4f} ± {r['gold_std']:.4f}"] for r in stats["rows"]]))
