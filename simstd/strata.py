@@ -220,7 +220,7 @@ class Strata:
 
     def label(self, modality: str, value: object, item: object = None) -> str:
         """The stratum of an item of ``modality`` whose value is ``value``."""
-        if modality not in self.values:
+        if modality not in self.values or not self.is_stratified(modality):
             return modality
         if value is _NONE or value is _WHOLE:
             what = "a text" if self.spec.derived else f"metadata field {self.spec.field!r}"
@@ -255,8 +255,8 @@ class Strata:
             raise SimstdError(f"the stratified fit has no statistics for modality {modality!r} "
                               f"(fitted: {self.modalities}); refit on data that includes it")
         if stratum is None:
-            if own == [modality]:
-                return modality
+            if len(own) == 1:  # one stratum (the whole modality, or a single value): nothing to choose
+                return own[0]
             hint = " or the query text (CLI: a text query)" if self.spec.derived == "length" else ""
             raise SimstdError(f"the fit is stratified by {self.spec.text!r}: a {modality!r} query needs its stratum, "
                               f"one of {own} (query_stratum=..., CLI --query-stratum){hint}")

@@ -309,3 +309,11 @@ def test_strata_on_ivf_shards_follow_their_nprobe(scope):
     res = index.search(queries, "image", 10)
     Z, ids = _brute_force(index, queries, "image", 10)
     np.testing.assert_allclose(res.scores, Z, atol=2e-4)
+
+
+def test_a_modality_of_one_value_needs_no_query_stratum():
+    img, txt, meta, _ = two_sources(200)
+    index = MixedIndex.from_arrays({"image": img, "text": txt}, metadata={"text": [{"source": "a"}] * 200})
+    index.standardizer = Standardizer(method="paper", strata="source", min_stratum=10).fit(index)
+    assert index.standardizer.modalities_ == ["image", "text:a"]
+    assert index.search(txt[:2], "text", 3).ids.shape == (2, 3)
