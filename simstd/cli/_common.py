@@ -235,8 +235,10 @@ STATS_LEGEND = ("n: positive pairs; mean, std: of their scores; ± std: sampling
 def _method_lines(std: Standardizer, indent: int = 13) -> str:
     """Which method is fitted, with its settings and the work it implements (``Standardizer.describe``)."""
     d = std.describe()
-    return "\n".join(f"{key:<{indent - 1}} {value}" for key, value in (("method", d["summary"]),
-                                                                         ("cite", d["citation"])))
+    rows = [("method", d["summary"]), ("cite", d["citation"])]
+    if "strata" in d:  # a stratified fit: its strata, and every one the sharing rule merged
+        rows += [("strata", d["strata"])] + [("shares", note) for note in d["strata_shared"]]
+    return "\n".join(f"{key:<{indent - 1}} {value}" for key, value in rows)
 
 
 #: The legend's line for a fit that ranks with a per-pair scale of its own (the hubness default).

@@ -11,6 +11,7 @@ from ..storage import writer_lock
 from ..laion.worker import SEARCHES
 from ..standardizer import Standardizer, backend
 from ..stats import SAMPLE_AUTO, TARGET_SE
+from ..strata import MIN_STRATUM
 from ..validation import load_npy
 from ._common import (
     _method_lines,
@@ -58,6 +59,12 @@ from ._common import (
 @click.option("--mining", type=click.Choice(["exhaustive", "graph"]), default="exhaustive", show_default=True,
               help="How the fit searches HNSW shards: exhaustive scans their stored vectors (exact pseudo "
                    "positives, a Flat fit's cost); graph walks the graph with a wide beam (faster, biased).")
+@click.option("--strata", default=None, metavar="FIELD",
+              help="Fit the statistics per value of a metadata field within each modality (e.g. source), or per "
+                   "token-count bin of the texts (text:length: 0-4, 5-9, 10-14, 15-29, 30+ words); docs/strata.md.")
+@click.option("--min-stratum", default=MIN_STRATUM, show_default=True, type=click.IntRange(min=0),
+              help="--strata: a stratum with fewer items shares the statistics of its modality's largest stratum "
+                   "(no stratum that large: the modality stays whole); 0: none shares.")
 @click.option("--uncertainty", "with_uncertainty", is_flag=True,
               help="Also fit the label-free uncertainty model (confidences, --rerank uncertainty); "
                    "costs about one more pass over the pseudo queries.")
@@ -70,14 +77,21 @@ from ._common import (
 @lock_timeout_option
 def fit(index_path: str | None, embeddings_dir: str | None, out: str | None, spark_master: str | None,
         queries: str | None, query_modality: str | None, sample: int | str, target_se: float, search: str, seed: int,
-        n_pseudo: int, method: str, hubness_k: int, hubness_bank: int, mining: str, with_uncertainty: bool,
-        labels: str | None, fmt: str, keep: int | None, lock_timeout: float) -> None:
+        n_pseudo: int, method: str, hubness_k: int, hubness_bank: int, mining: str, strata: str | None,
+        min_stratum: int, with_uncertainty: bool, labels: str | None, fmt: str, keep: int | None,
+        lock_timeout: float) -> None:
     """Fit the standardizer on pseudo-positive pairs and commit it with the index.
 
     With --embeddings DIR, fit from embedding files instead (a clip-retrieval
     folder; streamed, bounded memory; on Spark with --spark): written to
     --out std.json, and/or committed with --index.
     """
+    if strata is not None and (embeddings_dir is not None or with_uncertainty):
+        raise SimstdError("--strata reads the items' metadata from an index (--index) and keys the statistics by "
+                          "stratum; it does not combine with " + ("--embeddings" if embeddings_dir else "--uncertainty")
+                          + " (the uncertainty model describes modality pairs)")
+    if strata is None and min_stratum != MIN_STRATUM:
+        raise SimstdError("--min-stratum sets the sharing rule of --strata; pass --strata FIELD too")
     gold = None
     if labels is not None:  # read (and refuse) the labels before any fitting
         if not with_uncertainty or embeddings_dir is not None:
@@ -104,12 +118,13 @@ def fit(index_path: str | None, embeddings_dir: str | None, out: str | None, spa
                           "--embeddings DIR --out std.json")
     with writer_lock(index_path, lock_timeout, create=False):
         _fit(index_path, queries, query_modality, sample, target_se, seed, n_pseudo, method, hubness_k,
-             hubness_bank, mining, with_uncertainty, fmt, keep, gold)
+             hubness_bank, mining, with_uncertainty, fmt, keep, strata, min_stratum, gold)
 
 
 def _fit(index_path: str, queries: str | None, query_modality: str | None, sample: int | str, target_se: float,
          seed: int, n_pseudo: int, method: str, hubness_k: int, hubness_bank: int, mining: str,
-         with_uncertainty: bool, fmt: str, keep: int | None = None, gold: object = None) -> None:
+         with_uncertainty: bool, fmt: str, keep: int | None = None, strata: str | None = None,
+         min_stratum: int = MIN_STRATUM, gold: object = None) -> None:
     index = MixedIndex.load(index_path, load_standardizer=False)
     index.mining = mining
     qvec = None
@@ -123,7 +138,8 @@ def _fit(index_path: str, queries: str | None, query_modality: str | None, sampl
     elif query_modality is not None:
         raise SimstdError("--query-modality describes --queries; pass the query vectors too")
     std = Standardizer(method=method, hubness_k=hubness_k, hubness_bank=hubness_bank or None,
-                       n_pseudo=n_pseudo, sample=sample or None, target_se=target_se, seed=seed)
+                       n_pseudo=n_pseudo, sample=sample or None, target_se=target_se, seed=seed, strata=strata,
+                       min_stratum=min_stratum)
     std.fit(index, queries=qvec, query_modalities=query_modality)
     std.check_degenerate()  # refuse before anything is written
     index.standardizer = std

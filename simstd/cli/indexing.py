@@ -211,10 +211,14 @@ def add(index_path: str, embeddings: tuple[str, ...], meta: tuple[str, ...], kee
                    "(needs simstd fit --uncertainty; simstd info says whether p_match is label-free).")
 @click.option("--strict", is_flag=True,
               help="Refuse a stale fit (items were added since `simstd fit`) instead of serving it with a note.")
+@click.option("--query-stratum", default=None, metavar="STRATUM",
+              help="A stratified fit (simstd fit --strata): the stratum of the query (e.g. text:5-9, or a field "
+                   "value); a TEXT query of a text:length fit gets its own bin.")
 @click.option("--format", "fmt", type=click.Choice(["table", "jsonl"]), default="table", show_default=True)
 def query(text: str | None, index_path: str, k: int, vector: str | None, query_modality: str | None,
           like: int | None, image: str | None, target: tuple[str, ...], raw: bool, params: str | None,
-          rerank: str, rerank_weight: float, min_prob: float | None, strict: bool, fmt: str) -> None:
+          rerank: str, rerank_weight: float, min_prob: float | None, strict: bool, query_stratum: str | None,
+          fmt: str) -> None:
     """Search the index with TEXT, --vector, --like ID or --image.
 
     When the index has a fitted uncertainty model (simstd fit --uncertainty),
@@ -266,6 +270,13 @@ def query(text: str | None, index_path: str, k: int, vector: str | None, query_m
         click.echo(f"note: k={k} is more than the {capped} items this search can return; returning {capped}",
                    err=True)
         k = capped
+    strata = None if raw or index.standardizer is None else getattr(index.standardizer, "strata_", None)
+    if query_stratum is not None and like is not None:
+        raise SimstdError("--query-stratum names a query's stratum; a --like item queries as its own: drop it")
+    if strata is not None and query_stratum is None and text is not None:  # text:length: the query's own bin
+        query_stratum = strata.query_stratum_of_text(query_modality or "text", text)
+    if query_stratum is not None:
+        kwargs["query_stratum"] = query_stratum
     if like is not None:
         result = index.search_like([like], k, **kwargs)
         labels = [f"like:{like}"]

@@ -344,6 +344,9 @@ def plan_search(
                 "pass a fitted standardizer (standardizer=Standardizer().fit(searcher)), or search with raw=True"
             )
         standardizer.check_index(searchable)
+        if getattr(standardizer, "strata_", None) is not None:
+            raise SimstdError("a stratified fit (strata=...) ranks each stratum's own top-k, which this engine "
+                              "adapter does not search yet: search a MixedIndex, or fit without strata")
         for m in names:  # fail before searching if a pair was never fitted
             standardizer.affine(query_modality, m)
         # A query-side term (query_shift's shift_k best, the hubness query term's hubness_k best by u).

@@ -42,7 +42,8 @@ from ..validation import Interval, as_embeddings, check_label, check_query_modal
 from . import persistence, search as pipeline, terms
 from .bridges import Bridges
 from .params import PairParams, shard_search_params
-from .shards import ShardSet
+from .partitions import stratum_of
+from .shards import RowSubset, ShardSet
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..uncertainty.model import UncertaintyModel
@@ -143,6 +144,9 @@ class MixedIndex:
                 "pass exactly one record per vector"
             )
         ids = np.arange(self.ntotal, self.ntotal + len(vectors), dtype=np.int64)
+        strata = getattr(self.standardizer, "strata_", None)
+        if strata is not None and modality in strata.modalities:  # a stratified fit must place every new item
+            strata.labels_of(modality, dict(zip(ids.tolist(), metadata or [None] * len(ids))), ids)
         self.shard_set.add(modality, terms.stored_vectors(self.shard_set, self.standardizer, self, vectors, ids), ids)
         self.store.add(ids, modality, metadata)
         self.bridge_table.drop_source(modality)  # the new items have no bridges: rebuild them (build_bridges)
@@ -321,6 +325,15 @@ class MixedIndex:
         queries = as_embeddings(queries, "queries", self.dim)
         return self.shard_set.search(modality, queries, min(k, self.shard_set.shards[modality].ntotal))
 
+    def search_subset(self, queries: np.ndarray, modality: str, k: int, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Raw ``(D, I)`` top-k among the items ``ids`` of one modality (a stratum,
+        :class:`simstd.strata.StrataView`): one FAISS search restricted to their rows."""
+        self.shard_set.check_modality(modality)
+        queries = as_embeddings(queries, "queries", self.dim)
+        rows = self.shard_set.rows(modality, np.asarray(ids, dtype=np.int64))
+        subset = RowSubset(rows, self.shard_set.shards[modality].ntotal)
+        return self.shard_set.search(modality, queries, min(k, subset.size), subset=subset)
+
     def search(
         self,
         queries: np.ndarray,
@@ -334,6 +347,7 @@ class MixedIndex:
         rerank: str | None = None,
         rerank_weight: float = 1.0,
         strict: bool = False,
+        query_stratum: str | None = None,
     ) -> SearchResult:
         """Top-k over all (or the ``targets``) modalities by standardized score.
 
@@ -351,12 +365,17 @@ class MixedIndex:
         The query modality comes before ``k``: FAISS's ``search(xq, 10)`` is
         refused with an error naming this signature, also for an index of one
         modality (one call, one meaning).
+
+        With a stratified fit (``Standardizer(strata=...)``), ``query_stratum``
+        names the queries' stratum (a label such as ``"text:5-9"`` or a value)
+        when their modality is stratified; every stratum of a shard is searched
+        on its own (exact on Flat).
         """
         check_query_modality(query_modality, self.modalities)
         queries = as_embeddings(queries, "queries", self.dim)
         return pipeline.search(self, queries, query_modality, k, standardizer=standardizer, raw=raw,
                                targets=targets, uncertainty=uncertainty, rerank=rerank,
-                               rerank_weight=rerank_weight, strict=strict)
+                               rerank_weight=rerank_weight, strict=strict, query_stratum=query_stratum)
 
     def search_like(self, ids: Sequence[int] | int, k: int = 10, **kwargs: object) -> SearchResult:
         """Use indexed items as queries (their own modality); each item itself is
@@ -371,7 +390,24 @@ class MixedIndex:
         unknown = set(kwargs) - {"standardizer", "raw", "targets", "uncertainty", "rerank", "rerank_weight", "strict"}
         if unknown:
             raise SimstdError(f"search_like got unknown arguments {sorted(unknown)}")
-        return pipeline.search(self, self.reconstruct(ids), str(labels[0]), k, exclude=ids, **kwargs)
+        std = None if kwargs.get("raw") else (kwargs.get("standardizer") or self.standardizer)
+        strata = getattr(std, "strata_", None)
+        if strata is None or not strata.is_stratified(str(labels[0])):
+            return pipeline.search(self, self.reconstruct(ids), str(labels[0]), k, exclude=ids, **kwargs)
+        # A stratified fit: each item queries as its own stratum, one search per stratum.
+        own = stratum_of(self.shard_set, self.store, strata, str(labels[0]), ids)
+        parts = {s: np.flatnonzero(own == s) for s in dict.fromkeys(own.tolist())}
+        found = {s: pipeline.search(self, self.reconstruct(ids[rows]), str(labels[0]), k, exclude=ids[rows],
+                                    query_stratum=s, **kwargs) for s, rows in parts.items()}
+        first = next(iter(found.values()))
+        out = {}
+        for name in ("scores", "ids", "raw_scores", "modalities"):
+            arr = np.empty((len(ids),) + getattr(first, name).shape[1:], dtype=getattr(first, name).dtype)
+            for s, rows in parts.items():
+                arr[rows] = getattr(found[s], name)
+            out[name] = arr
+        return SearchResult(out["scores"], out["ids"], out["raw_scores"], out["modalities"], first.query_modality,
+                            first.standardized, first.store)
 
     # ------------------------------------------------------------- persistence
     def save(self, path: str | Path, *, lock_timeout: float | None = DEFAULT_TIMEOUT, overwrite: bool = False,

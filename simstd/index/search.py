@@ -22,6 +22,7 @@ from ..errors import NotFittedError, SimstdError, StaleFitWarning
 from ..validation import check_label, check_modality
 from .bridges import Bridges
 from .params import PairParams
+from .partitions import blocks
 from .shards import ShardSet
 from .terms import fold
 
@@ -54,14 +55,21 @@ class Plan:
     standardizer: Any  # None: raw cosine
     column: int | None  # the query modality's term column (fits with item terms)
     maps: list[tuple[float, float]]  # (centre, scale) of each searched shard's pair (empty for raw)
+    #: A stratified fit: the query's stratum, and each searched block's rows (a stratum of
+    #: the shard ``names[j]``; None: the whole shard). ``names`` then repeats a modality.
+    stratum: str | None = None
+    subsets: list | None = None
 
 
 def plan(index: Searched, query_modality: str, k: int, *, standardizer: Any = None, raw: bool = False,
          targets: Sequence[str] | None = None, uncertainty: Any = None, rerank: str | None = None,
-         rerank_weight: float = 1.0, strict: bool = False, exclude: np.ndarray | None = None) -> Plan:
+         rerank_weight: float = 1.0, strict: bool = False, exclude: np.ndarray | None = None,
+         query_stratum: str | None = None) -> Plan:
     """Check a search and size it: each shard's candidates are ``k``, the method's
     query term's depth and the uncertainty model's depth (its tail model); a
-    ``search_like`` query's own item is one more candidate in its own shard."""
+    ``search_like`` query's own item is one more candidate in its own shard.
+    With a stratified fit every stratum of a shard is a block of its own, scored
+    with the pair (``query_stratum``, its stratum)."""
     shards = index.shard_set
     check_label(query_modality, "query modality")
     if shards.ntotal == 0:
@@ -81,6 +89,7 @@ def plan(index: Searched, query_modality: str, k: int, *, standardizer: Any = No
         if uncertainty is not None:
             uncertainty.check_index(index, strict=strict)
     needed, column, maps = k, None, []
+    stratum, subsets, sizes = None, None, None
     if raw:
         standardizer = None
     else:
@@ -92,27 +101,44 @@ def plan(index: Searched, query_modality: str, k: int, *, standardizer: Any = No
             )
         standardizer.check_index(index, strict=strict)
         check_modality(query_modality, [*shards.modalities, *standardizer.modalities_])  # a slip, not a refit
-        unfitted = [m for m in names if m not in standardizer.modalities_]
+        strata = getattr(standardizer, "strata_", None)
+        fitted = standardizer.modalities_ if strata is None else strata.modalities
+        unfitted = [m for m in names if m not in fitted]
         if unfitted and targets is None and not strict and len(unfitted) < len(names):
             # A modality added after the fit has no statistics: the others keep serving (stale fit).
             warnings.warn(f"the fit has no statistics for {unfitted} (added after it): those items are left out "
                           f"until you refit (simstd fit --index ...)", StaleFitWarning, stacklevel=4)
             names = [m for m in names if m not in unfitted]
-        maps = [standardizer.affine(query_modality, m) for m in names]  # fails before searching
+        if strata is not None:
+            if uncertainty is not None:
+                raise SimstdError("the uncertainty model describes modality pairs; a stratified fit keys its pairs "
+                                  "by stratum: search without uncertainty, or fit without strata")
+            stratum = strata.query_label(query_modality, query_stratum)
+            parts = blocks(shards, index.store, strata, names)
+            names, subsets, sizes = [b.modality for b in parts], [b.subset for b in parts], [b.size for b in parts]
+            maps = [standardizer.affine(stratum, b.label) for b in parts]  # fails before searching
+        else:
+            maps = [standardizer.affine(query_modality, m) for m in names]  # fails before searching
         needed = max(k, standardizer.query_depth)
-    sizes = [shards.shards[m].ntotal for m in names]
+    if query_stratum is not None and stratum is None:
+        raise SimstdError("query_stratum applies to a stratified fit (Standardizer(strata=...), simstd fit --strata); "
+                          "this search has none: drop it")
+    own = stratum or query_modality
+    if sizes is None:
+        sizes = [shards.shards[m].ntotal for m in names]
+    labels = [b.label for b in parts] if stratum is not None else names
+    full = list(sizes)
     if exclude is not None:  # each query's own item is not a candidate
-        sizes = [n - int(m == query_modality) for m, n in zip(names, sizes)]
+        sizes = [n - int(m == own) for m, n in zip(labels, sizes)]
     available = sum(sizes)
     if k > available:
         raise SimstdError(f"k={k} is larger than the {available} searchable items; use k <= {available}")
     if standardizer is not None and standardizer.has_item_terms:
         fold(shards, standardizer)
-        column = shards.term_modalities.index(query_modality)
+        column = shards.term_modalities.index(own)
     tail = 0 if uncertainty is None else int(uncertainty.depth)
-    widths = [min(max(needed + int(exclude is not None and m == query_modality), tail), shards.shards[m].ntotal)
-              for m in names]
-    return Plan(query_modality, int(k), names, widths, sizes, standardizer, column, maps)
+    widths = [min(max(needed + int(exclude is not None and m == own), tail), n) for m, n in zip(labels, full)]
+    return Plan(query_modality, int(k), names, widths, sizes, standardizer, column, maps, stratum, subsets)
 
 
 def gather(index: Searched, queries: np.ndarray, p: Plan, shard_params: list | None = None,
@@ -121,9 +147,14 @@ def gather(index: Searched, queries: np.ndarray, p: Plan, shard_params: list | N
     shards = index.shard_set
     padded = shards.pad(queries, p.column)
     if shard_search is not None:
+        if p.subsets is not None:
+            raise SimstdError("a stratified fit searches each stratum of a shard on its own; this shard search "
+                              "replacement (tuning) cannot: tune with an unstratified fit")
         return shard_search(padded, p.names, p.widths)
     params = shard_params if shard_params is not None else index.pair_params.for_shards(shards, p.query_modality,
                                                                                          p.names)
+    if p.subsets is not None:  # one restricted search per stratum (no bridges: they enter a whole shard)
+        return shards.search_each(padded, p.names, p.widths, params, p.subsets)
     bridged = index.bridge_table.bridged(p.query_modality, p.names)
     if bridged:
         return index.bridge_table.search(shards, padded, p.names, p.widths, p.query_modality, params, bridged)
@@ -134,7 +165,7 @@ def search(index: Searched, queries: np.ndarray, query_modality: str, k: int, *,
            raw: bool = False, targets: Sequence[str] | None = None, uncertainty: Any = None,
            rerank: str | None = None, rerank_weight: float = 1.0, strict: bool = False,
            exclude: np.ndarray | None = None, shard_params: list | None = None,
-           shard_search: ShardSearch | None = None) -> SearchResult:
+           shard_search: ShardSearch | None = None, query_stratum: str | None = None) -> SearchResult:
     """The standardized (or raw) top-k of unit ``queries`` over the planned shards.
 
     ``exclude`` (one id per query) leaves each query's own item out before any
@@ -143,7 +174,8 @@ def search(index: Searched, queries: np.ndarray, query_modality: str, k: int, *,
     per-pair search parameters, and ``shard_search`` the FAISS shard searches.
     """
     p = plan(index, query_modality, k, standardizer=standardizer, raw=raw, targets=targets,
-             uncertainty=uncertainty, rerank=rerank, rerank_weight=rerank_weight, strict=strict, exclude=exclude)
+             uncertainty=uncertainty, rerank=rerank, rerank_weight=rerank_weight, strict=strict, exclude=exclude,
+             query_stratum=query_stratum)
     found = gather(index, queries, p, shard_params, shard_search)
     S = np.concatenate([d for d, _ in found], axis=1) if len(found) > 1 else found[0][0]
     I = np.concatenate([i for _, i in found], axis=1) if len(found) > 1 else found[0][1]
@@ -162,7 +194,7 @@ def search(index: Searched, queries: np.ndarray, query_modality: str, k: int, *,
         method = std.backend_
         # The method's score of each candidate and the raw cosines (with item terms folded
         # in, FAISS returned u = s - rho/2, and the score is 2u - r_q).
-        S, V = method.block_scores(std, S, I, missing, p.widths, query_modality)
+        S, V = method.block_scores(std, S, I, missing, p.widths, p.stratum or query_modality)
         Z = method.adjust_blocks(std, (V - mean) / scale, I, p.widths)
     if missing.any():
         Z = np.where(missing, np.float32(-np.inf), Z).astype(np.float32, copy=False)

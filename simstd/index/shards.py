@@ -178,17 +178,22 @@ class ShardSet:
         return augment(queries, self.term_width, column)
 
     def search(self, modality: str, queries: np.ndarray, k: int,
-               params: faiss.SearchParameters | None = None) -> tuple[np.ndarray, np.ndarray]:
+               params: faiss.SearchParameters | None = None,
+               subset: "RowSubset | None" = None) -> tuple[np.ndarray, np.ndarray]:
         """Search one shard's inner index and map its rows to global ids here.
 
         Same result as ``IndexIDMap.search``, whose id translation opens an
         OpenMP parallel region on every call: for one query that region costs
         more than the search whenever the other cores are busy. ``params``:
-        FAISS search parameters for this call only.
+        FAISS search parameters for this call only. ``subset``: search only
+        those rows of the shard (a stratum, :mod:`simstd.strata`; a FAISS ID
+        selector, so on Flat only their products are computed).
         """
         inner = self.shards[modality].index
         if self._exhaustive:  # a fit: the exact top-k of an HNSW shard from its stored vectors
             inner, params = exhaustive(inner), None
+        if subset is not None:
+            params = subset.parameters(params, inner)
         if params is None:
             D, I = inner.search(self.pad(queries), k)
         else:
@@ -199,7 +204,7 @@ class ShardSet:
         return D, np.where(I >= 0, ids[I], I)
 
     def search_each(self, queries: np.ndarray, names: list[str], widths: list[int],
-                    params: list) -> list[tuple[np.ndarray, np.ndarray]]:
+                    params: list, subsets: list | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
         """Raw ``(D, I)`` of every named shard (``params``: one FAISS ``SearchParameters`` or None each).
 
         FAISS parallelises one search over its queries (OpenMP), so a batch
@@ -207,13 +212,16 @@ class ShardSet:
         queries than threads (a single query, the CLI and latency case) would
         leave threads idle: then the shards are searched concurrently, one
         single-threaded FAISS search per shard (FAISS releases the GIL).
+        ``subsets``: a :class:`RowSubset` or None per name (a stratum of that shard).
         """
+        subsets = subsets if subsets is not None else [None] * len(names)
         threads = faiss.omp_get_max_threads()
         if len(names) > 1 and threads > 1 and len(queries) < threads:
             pool = _shard_pool(threads)
-            futures = [pool.submit(self.search, m, queries, w, p) for m, w, p in zip(names, widths, params)]
+            futures = [pool.submit(self.search, m, queries, w, p, s)
+                       for m, w, p, s in zip(names, widths, params, subsets)]
             return [f.result() for f in futures]
-        return [self.search(m, queries, w, p) for m, w, p in zip(names, widths, params)]
+        return [self.search(m, queries, w, p, s) for m, w, p, s in zip(names, widths, params, subsets)]
 
     @contextlib.contextmanager
     def mining_session(self) -> Iterator[None]:
@@ -241,6 +249,47 @@ class ShardSet:
             self._exhaustive = outer
             for inner, ef in saved:
                 inner.hnsw.efSearch = ef
+
+
+class RowSubset:
+    """Some rows of one shard (a stratum) as a FAISS ID selector over row numbers."""
+
+    def __init__(self, rows: np.ndarray, ntotal: int) -> None:
+        mask = np.zeros(int(ntotal), dtype=bool)
+        mask[np.asarray(rows, dtype=np.int64)] = True
+        self.size = int(mask.sum())
+        self._bitmap = np.packbits(mask, bitorder="little")  # kept alive: FAISS holds a pointer to it
+        self.selector = faiss.IDSelectorBitmap(int(ntotal), faiss.swig_ptr(self._bitmap))
+
+    def parameters(self, params: faiss.SearchParameters | None, inner: faiss.Index) -> faiss.SearchParameters:
+        """A copy of ``params`` (None: the shard's own settings, read from ``inner``)
+        restricted to these rows. IVF and HNSW indexes take only their own parameter
+        types, whose defaults would override the shard's nprobe / efSearch."""
+        if params is None:
+            index = faiss.downcast_index(inner)
+            if isinstance(index, faiss.IndexHNSW):
+                params = faiss.SearchParametersHNSW()
+                params.efSearch = index.hnsw.efSearch
+            else:
+                try:
+                    ivf = faiss.extract_index_ivf(index)
+                except RuntimeError:
+                    ivf = None
+                if ivf is not None:
+                    params = faiss.SearchParametersIVF()
+                    params.nprobe, params.max_codes = ivf.nprobe, ivf.max_codes
+        if params is None:
+            out = faiss.SearchParameters()
+        elif isinstance(params, faiss.SearchParametersHNSW):
+            out = faiss.SearchParametersHNSW()
+            out.efSearch = params.efSearch
+        elif isinstance(params, faiss.SearchParametersIVF):
+            out = faiss.SearchParametersIVF()
+            out.nprobe, out.max_codes = params.nprobe, params.max_codes
+        else:
+            raise SimstdError(f"cannot restrict a search with {type(params).__name__} to a stratum")
+        out.sel = self.selector
+        return out
 
 
 def exhaustive(inner: faiss.Index) -> faiss.Index:

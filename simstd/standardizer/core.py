@@ -26,6 +26,7 @@ from ..engines import Searchable, as_searchable
 from ..errors import FingerprintMismatchError, NotFittedError, SimstdError, StaleFitWarning
 from ..fileio import read_json, write_json_atomic
 from ..stats import SAMPLE_AUTO, TARGET_SE, merge_moments, pair_moments, sampling_errors
+from ..strata import MIN_STRATUM, StrataSpec, fit_strata, view as strata_view
 from ..validation import Interval, Options, check_is_fitted, check_label, validate_params
 from .corrected import terms_path
 from .io import fit_from_dict, fit_to_dict
@@ -103,6 +104,20 @@ class Standardizer:
         which then needs, in each row, the query's ``shift_k`` best items of
         every target modality present (e.g. all items, or each FAISS shard's
         top-k with k >= ``shift_k``).
+    strata:
+        Statistics per group inside a modality (:mod:`simstd.strata`): a
+        metadata field (one stratum per value, in each modality whose items
+        carry it) or ``"text:length"`` (token-count bins of the items' text:
+        0-4, 5-9, 10-14, 15-29, 30+). Every stratum is then treated as a
+        modality for the statistics: pairs are keyed by (query stratum,
+        target stratum), the hubness terms by query stratum, and a search
+        ranks each stratum's own top-k (exact on Flat). ``None``: off.
+    min_stratum:
+        The sharing rule: a stratum with fewer items shares the statistics
+        of its modality's largest stratum (joins it); when no stratum of a
+        modality reaches it, the modality stays whole (unstratified
+        statistics). 0: no sharing, and a stratum of fewer than 2 items is
+        an error. ``fit`` and ``info`` list every stratum that shares.
 
     Fitted attributes
     -----------------
@@ -121,6 +136,8 @@ class Standardizer:
     scale_error_ : (M, M) float64, ``method="hubness"`` only: the sampling
         error of each pair's scale in units of itself (NaN where unknown)
     banks_ : dict modality -> :class:`simstd.hubness.Bank` the terms were measured against
+    strata_ : :class:`simstd.strata.Strata` or None; with strata, ``modalities_``
+        (and every array above) are indexed by stratum labels (``text:5-9``)
     """
 
     def __init__(
@@ -137,6 +154,8 @@ class Standardizer:
         seed: int = 0,
         query_shift: float = 0.0,
         shift_k: int = 10,
+        strata: str | None = None,
+        min_stratum: int = MIN_STRATUM,
     ) -> None:
         self.method = method
         self.hubness_k = hubness_k
@@ -150,6 +169,8 @@ class Standardizer:
         self.seed = seed
         self.query_shift = query_shift
         self.shift_k = shift_k
+        self.strata = strata
+        self.min_stratum = min_stratum
 
     # ------------------------------------------------------------------ fitting
     #: Every parameter's allowed values, checked by one validator
@@ -167,10 +188,13 @@ class Standardizer:
         "seed": [Interval(int, 0)],
         "query_shift": [Interval(float, 0)],
         "shift_k": [Interval(int, 1)],
+        "min_stratum": [Interval(int, 0)],
     }
 
     def _check_params(self) -> None:
         validate_params(self, self._parameter_constraints)
+        if self.strata is not None:
+            StrataSpec.parse(self.strata)
         backend(self.method).check_settings(self)
 
     @property
@@ -187,6 +211,7 @@ class Standardizer:
         query_modalities: Sequence[str] | str | None = None,
         positives: np.ndarray | None = None,
         terms: np.ndarray | None = None,
+        metadata: "Sequence[dict | None] | dict | None" = None,
     ) -> "Standardizer":
         """Fit on any searchable collection, or on embeddings plus their modality labels.
 
@@ -207,11 +232,25 @@ class Standardizer:
         elsewhere (e.g. a Spark pass calling :func:`simstd.hubness.item_terms`
         per partition against the banks of :func:`simstd.hubness.fit_banks`):
         ``(n, M)`` float32, row = id, columns = sorted modalities.
+
+        With ``strata``, the items' metadata is read from ``X``'s payload store
+        (a MixedIndex's SQLite sidecar) or from ``metadata`` (one payload dict
+        per id, or a mapping id -> payload); the pseudo queries are the stored
+        items (no ``queries``/``positives``).
         """
         self._check_params()
         searchable = as_searchable(X, modalities)
-        self.backend_.fit(self, searchable, queries=queries, query_modalities=query_modalities,
+        fitted_on = searchable
+        if self.strata is not None:
+            if queries is not None or positives is not None:
+                raise SimstdError("a stratified fit draws its pseudo queries from the stored items, whose strata it "
+                                  "knows; fit without queries/positives, or without strata")
+            fitted_on = fit_strata(searchable, self.strata, int(self.min_stratum), metadata)
+        elif metadata is not None:
+            raise SimstdError("metadata is read for strata only: pass strata='FIELD' (or 'text:length') too")
+        self.backend_.fit(self, fitted_on, queries=queries, query_modalities=query_modalities,
                           positives=positives, terms=terms)
+        self.strata_ = getattr(fitted_on, "strata", None)
         self.dim_ = int(searchable.dim)
         self.model_ = getattr(searchable, "model", None)
         self.index_fingerprint_ = getattr(searchable, "fingerprint", None)
@@ -244,7 +283,17 @@ class Standardizer:
     def extend_terms(self, searchable: Searchable, ids: np.ndarray, vectors: np.ndarray | None = None) -> np.ndarray:
         """Give new items (ids ``len(terms_)`` on) their terms against the fitted banks,
         without refitting anything else; returns their ``(n, M)`` terms."""
+        if getattr(self, "strata_", None) is not None:  # the banks are strata of the stored items
+            searchable = strata_view(searchable, self.strata_)
         return self._terms_backend().extend_terms(self, searchable, ids, vectors)
+
+    def strata_view(self, searchable: Searchable,
+                    metadata: "Sequence[dict | None] | dict | None" = None) -> Searchable:
+        """``searchable`` as this fit sees it: its strata as modalities (a stratified fit;
+        :class:`simstd.strata.StrataView`), else itself."""
+        self._check_fitted()
+        strata = getattr(self, "strata_", None)
+        return searchable if strata is None else strata_view(searchable, strata, metadata)
 
     def fit_scores(
         self,
@@ -259,6 +308,9 @@ class Standardizer:
         ``target_modalities[i]`` (a single label is broadcast).
         """
         self._check_params()
+        if self.strata is not None:
+            raise SimstdError("fit_scores takes the labels as given: pass stratum labels (e.g. 'text:5-9') as the "
+                              "modalities, with strata=None")
         if not self.backend_.mergeable:
             raise SimstdError(f"fit_scores fits the paper's method from raw scores: use "
                               f"Standardizer(method='paper').fit_scores(...); method={self.method!r} needs "
@@ -302,6 +354,7 @@ class Standardizer:
         self.dim_ = None
         self.model_ = None
         self.index_fingerprint_ = None
+        self.strata_ = None
         return self
 
     def check_degenerate(self) -> None:
@@ -442,6 +495,9 @@ class Standardizer:
             raise SimstdError(f"merge pools the paper's statistics; a method={self.method!r} fit holds per-item "
                               "terms of one store: fit it on the whole store (its banks are sampled, so that is "
                               "cheap)")
+        if getattr(self, "strata_", None) is not None or getattr(other, "strata_", None) is not None:
+            raise SimstdError("merge pools unstratified fits; a stratified fit keys its pairs by strata of one "
+                              "store: fit the strata on the whole store")
         for name, what in (("dim_", "dimension"), ("model_", "model")):
             mine, theirs = getattr(self, name), getattr(other, name)
             if mine is not None and theirs is not None and mine != theirs:
@@ -465,6 +521,7 @@ class Standardizer:
         # whatever the library default is).
         merged = Standardizer(**{name: getattr(self, name) for name in inspect.signature(Standardizer).parameters})
         merged._set_stats(labels, n, mean, m2)
+        merged.strata_ = None
         for name in ("dim_", "model_", "index_fingerprint_"):  # the values, when both fits agree
             mine = getattr(self, name)
             setattr(merged, name, mine if mine == getattr(other, name) else None)
@@ -566,6 +623,8 @@ class Standardizer:
 
     def __repr__(self) -> str:
         state = f", modalities={self.modalities_}" if hasattr(self, "n_") else ", unfitted"
+        if self.strata is not None:
+            state = f", strata={self.strata!r}" + state
         shift = f", query_shift={self.query_shift}, shift_k={self.shift_k}" if self.query_shift else ""
         method = f"method={self.method!r}, " + (f"hubness_k={self.hubness_k}, " if self.has_item_terms else "")
         return (f"Standardizer({method}n_pseudo={self.n_pseudo}, source={self.source!r}, sample={self.sample!r}"
@@ -591,8 +650,14 @@ class Standardizer:
             sample = "sample: every item as a pseudo query"
         else:
             sample = f"sample: up to {int(self.sample):,} pseudo queries per modality"
-        return {"method": self.method, "settings": settings, "summary": f"{method.summary(self)}; {sample}",
-                "citation": method.citation}
+        out = {"method": self.method, "settings": settings, "summary": f"{method.summary(self)}; {sample}",
+               "citation": method.citation}
+        strata = getattr(self, "strata_", None)
+        if strata is not None:
+            settings.update(strata=self.strata, min_stratum=int(self.min_stratum))
+            out["strata"] = strata.describe()
+            out["strata_shared"] = strata.notes()
+        return out
 
 
 def _broadcast_labels(labels: Sequence[str] | str, size: int, name: str) -> np.ndarray:

@@ -14,6 +14,7 @@ import numpy as np
 from ..errors import CorruptFileError
 from ..fileio import check_format
 from ..stats import SAMPLE_AUTO
+from ..strata import Strata
 from ..validation import check_label
 
 FORMAT = "simstd.standardizer"
@@ -43,10 +44,13 @@ def fit_to_dict(std: Any) -> dict:
             "seed": int(std.seed),
             "query_shift": float(std.query_shift),
             "shift_k": int(std.shift_k),
+            # Written only for a stratified fit, so unstratified files stay as they were.
+            **({"strata": std.strata, "min_stratum": int(std.min_stratum)} if std.strata is not None else {}),
         },
         "modalities": list(std.modalities_),
         "pairs": std.table(),
         **({std.method: section} if (section := std.backend_.to_dict(std)) is not None else {}),
+        **({"strata": std.strata_.to_dict()} if getattr(std, "strata_", None) is not None else {}),
     }
 
 
@@ -83,6 +87,12 @@ def fit_from_dict(cls: type, data: dict, source: str = "<dict>") -> Any:
         std.model_ = data.get("model")
         std.index_fingerprint_ = data.get("index_fingerprint")
         std.backend_.from_dict(std, data.get(std.method), data["pairs"], source)
+        std.strata_ = None
+        if std.strata is not None:
+            std.strata_ = Strata.from_dict(data["strata"])
+            if std.strata_.labels != labels or std.strata_.spec.text != std.strata:
+                raise CorruptFileError(f"{source} is invalid: its strata {std.strata_.labels} do not match its "
+                                       f"pairs' labels {labels}; {fix}")
     except (KeyError, TypeError, ValueError) as exc:
         raise CorruptFileError(f"{source} is malformed ({exc!r}); {fix}") from None
     return std
