@@ -49,6 +49,7 @@ import numpy as np
 from .. import hubness
 from ..errors import NotFittedError, SimstdError
 from ..validation import check_modality
+from .bridges import BRIDGE_ENTRIES, unique_rows
 from .shards import ShardSet
 from .terms import fold
 
@@ -122,27 +123,32 @@ class JointGraph:
         return out
 
     def search(self, index: Any, queries: np.ndarray, k: int, ef: int, *, terms: str = "graph",
-               term_ef: int = 16) -> tuple[np.ndarray, np.ndarray]:
+               term_ef: int = 16, bridged: bool = False, entry_ef: int = 16) -> tuple[np.ndarray, np.ndarray]:
         """The standardized top-``k`` ``(Z, I)`` of unit ``queries`` (of the graph's modality):
         one joint graph search with ``efSearch=ef`` (``terms``: how ``r_q^b`` is found, see
-        the module docstring; ``term_ef``: the shard searches' ``efSearch`` for ``"shards"``)."""
+        the module docstring; ``term_ef``: the shard searches' ``efSearch`` for ``"shards"``).
+
+        ``bridged``: the modalities lie apart (the modality gap), so a graph search from
+        the top stays among the query's own modality. Instead, a first search
+        (``efSearch=entry_ef``) finds the query's best items, and the bottom layer is
+        searched from them and from their bridges into every other modality
+        (``MixedIndex.build_bridges``: each item's nearest item of the other modality).
+        """
         std = index.standardizer
         if std is None or _fit_key(std, self.query_modality, self.targets) != self.fingerprint:
             raise SimstdError("the joint graph was built from another fit: rebuild it (JointGraph.build)")
         if terms not in ("graph", "shards"):
             raise SimstdError(f"terms must be 'graph' or 'shards', got {terms!r}")
         queries = np.ascontiguousarray(queries, dtype=np.float32)
-        params = faiss.SearchParametersHNSW()
-        params.efSearch = int(ef)
         if self.prior is None:  # the paper's method: the inner product is z itself
-            return self.graph.search(self.query_vectors(queries, None), k, params=params)
+            return self._search(index, self.query_vectors(queries, None), k, ef, bridged, entry_ef)
         centre, scale = self.maps[:, 0], self.maps[:, 1]
         if terms == "shards":
             r = self.shard_terms(index, queries, term_ef)
-            return self.graph.search(self.query_vectors(queries, r), k, params=params)
+            return self._search(index, self.query_vectors(queries, r), k, ef, bridged, entry_ef)
         prior = np.broadcast_to(self.prior, (len(queries), len(self.targets)))
         width = max(int(ef), int(k))
-        D, I = self.graph.search(self.query_vectors(queries, prior), width, params=params)
+        D, I = self._search(index, self.query_vectors(queries, prior), width, ef, bridged, entry_ef)
         valid = I >= 0
         code = self.codes[np.where(valid, I, 0)]
         # D = (2u - prior_b - centre_b) / scale_b, so 2u follows; within a target the
@@ -156,6 +162,43 @@ class JointGraph:
         top = np.argsort(-Z, axis=1, kind="stable")[:, :k]
         rows = np.arange(len(I))[:, None]
         return Z[rows, top].astype(np.float32), I[rows, top]
+
+    def _search(self, index: Any, qv: np.ndarray, k: int, ef: int, bridged: bool,
+                entry_ef: int) -> tuple[np.ndarray, np.ndarray]:
+        params = faiss.SearchParametersHNSW()
+        params.efSearch = int(ef)
+        if not bridged:
+            return self.graph.search(qv, k, params=params)
+        first = faiss.SearchParametersHNSW()
+        first.efSearch = int(entry_ef)
+        _, own = self.graph.search(qv, BRIDGE_ENTRIES, params=first)
+        entries = unique_rows(self.entries(index, own))
+        nq, ne = entries.shape
+        X = self.graph.reconstruct_batch(np.maximum(entries, 0).ravel()).reshape(nq, ne, -1)
+        near = np.ascontiguousarray(np.einsum("qd,qed->qe", qv, X), dtype=np.float32)
+        params.efSearch = max(int(ef), int(k))  # the bottom-layer search returns at most efSearch results
+        D = np.empty((nq, k), dtype=np.float32)
+        I = np.empty((nq, k), dtype=np.int64)
+        self.graph.search_level_0(nq, faiss.swig_ptr(qv), k, faiss.swig_ptr(entries), faiss.swig_ptr(near),
+                                  faiss.swig_ptr(D), faiss.swig_ptr(I), ne, 2, params)
+        return D, I
+
+    def entries(self, index: Any, found: np.ndarray) -> np.ndarray:
+        """Bottom-layer entry rows: the ``found`` items and, for those of the query's
+        modality, their bridges into every other modality (rows = global ids)."""
+        shards, table = index.shard_set, index.bridge_table.rows
+        a = self.query_modality
+        found = np.where(found >= 0, found, found[:, :1])
+        out = [found]
+        mine = self.codes[found] == self.targets.index(a)
+        rows = shards.rows(a, np.where(mine, found, shards.row_ids[a][0]))
+        for b in self.targets:
+            if b == a:
+                continue
+            if (a, b) not in table:
+                raise SimstdError(f"no bridges from {a!r} to {b!r}: run index.build_bridges() first")
+            out.append(np.where(mine, shards.row_ids[b][table[(a, b)][rows]], found))
+        return np.hstack(out)
 
     def shard_terms(self, index: Any, queries: np.ndarray, term_ef: int) -> np.ndarray:
         """``r_q^b`` of each target from a ``K``-nearest search (by ``u``) of its own shard."""
