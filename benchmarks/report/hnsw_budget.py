@@ -160,8 +160,8 @@ def default_section(runs: list[dict]) -> list[str]:
         if joint:
             mem = joint["bytes_per_item"]
             lines.append(f"\nJoint graph for {q} queries: {joint['dim']} dimensions, built in {joint['build_s']:.0f} s "
-                         f"(raw FAISS's `HNSW16` over the same items: {run['build'].get('build_raw_s', float('nan')):.0f} s "
-                         "when it was built); memory per item (`faiss.write_index` size / N): joint graph "
+                         f"(raw FAISS's `HNSW16` over the same items, built right after it: {joint['raw_build_s']:.0f} s; "
+                         "wall times on shared cores); memory per item (`faiss.write_index` size / N): joint graph "
                          f"{mem['joint']:,.0f} B, raw FAISS {mem['raw']:,.0f} B, simstd's shards {mem['shards']:,.0f} B "
                          f"(the joint graph comes on top of the shards: {(mem['joint'] + mem['shards']) / mem['raw']:.1f}x "
                          "raw's memory for one query modality).\n")
