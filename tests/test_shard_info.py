@@ -156,6 +156,7 @@ def test_default_fit_refuses_pq_that_cannot_hold_the_term_dimensions(tmp_path, v
 
 # ------------------------------------------------------------- on-disk lists
 def _on_disk_ivf(folder, x: np.ndarray) -> tuple[faiss.Index, str]:
+    folder.mkdir(parents=True, exist_ok=True)
     lists = str(folder / "lists.ivfdata")
     ivf = faiss.index_factory(x.shape[1], "IVF8,Flat", faiss.METRIC_INNER_PRODUCT)
     ivf.train(x)
@@ -198,3 +199,28 @@ def test_truncated_on_disk_lists_are_refused_at_load(tmp_path, vectors):
     with pytest.raises(CorruptFileError) as err:
         MixedIndex.load(db)
     assert lists in str(err.value) and "holds 100 of their" in str(err.value)
+
+
+def test_adopting_an_autofaiss_index_whose_list_file_is_missing_names_the_file(tmp_path):
+    pytest.importorskip("pyarrow")
+    from clipfolder import write_clip_folder
+
+    from simstd.laion.build import import_folder
+
+    rng = np.random.default_rng(4)
+    pairs = np.stack([unit_rows(rng, 500, 32, 2.0), unit_rows(rng, 500, 32, -2.0)])
+    folder = write_clip_folder(tmp_path / "out", pairs)
+    x = pairs.astype(np.float16).astype(np.float32)
+    for modality, part in (("image", 0), ("text", 1)):
+        ivf, lists = _on_disk_ivf(tmp_path / modality, x[part]) if modality == "image" else (None, None)
+        if ivf is None:
+            ivf = faiss.IndexFlatIP(32)
+            ivf.add(x[part])
+        faiss.write_index(ivf, str(folder / f"{modality}.index"))
+        if lists:
+            image_lists = lists
+    os.remove(image_lists)
+    with pytest.raises(SimstdError) as err:
+        import_folder(folder, adopt=folder)
+    msg = str(err.value)
+    assert "image.index" in msg and image_lists in msg and "put that file back" in msg and "Error in" not in msg
