@@ -1,7 +1,14 @@
 #!/usr/bin/env python3
-"""HNSW: standardized recall against raw FAISS recall at equal work (issue 12, item 5).
+"""HNSW: standardized recall against raw FAISS recall at equal work (issue 12, item 5; issue 18).
 
-    python benchmarks/hnsw_budget.py --size 1m
+    python benchmarks/hnsw_budget.py --size 1m --method paper        # the stored 1M run
+    python benchmarks/hnsw_budget.py --size 200k --joint --query-modality image   # the default's
+
+The fit is ``--method`` (default: the default ranking, ``method="hubness"``,
+whose per-item terms are folded into the shards as ``simstd fit`` does).
+With ``--joint`` it also measures one inner-product HNSW16 graph over every
+item for the query modality (:mod:`simstd.index.joint`): build time, memory
+per item beside raw FAISS's, and its recall-vs-work rows.
 
 Data: the synthetic CLIP-like vectors of ``benchmarks/vs_faiss.py`` (``synth.py``),
 half text, half image. ``raw``: one FAISS ``HNSW16`` over all N vectors,
@@ -33,21 +40,21 @@ import time
 from pathlib import Path
 
 import numpy as np
-from common import CHUNK, DIM, RESULTS, command, logger, parse_size
+from common import CHUNK, DIM, RESULTS, command, logger, parse_size, size_label
 from synth import Synth
 
 EFS = (16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512)
 _log = logger()
 
 
-def build(n: int, workdir: Path, seed: int):
-    """The cached MixedIndex (fitted) and raw FAISS index of N synthetic vectors."""
+def build(n: int, workdir: Path, seed: int, method: str = "paper"):
+    """The cached MixedIndex (fitted by ``method``) and raw FAISS index of N synthetic vectors."""
     import faiss
 
     from simstd import MixedIndex, Standardizer
 
     synth = Synth(DIM, seed)
-    where = workdir / f"n{n}_seed{seed}"
+    where = workdir / (f"n{n}_seed{seed}" if method == "paper" else f"n{n}_seed{seed}_{method}")
     where.mkdir(parents=True, exist_ok=True)
     mixed_path, raw_path = where / "mixed.faiss", where / "raw.faiss"
     facts = {}
@@ -58,8 +65,12 @@ def build(n: int, workdir: Path, seed: int):
             mixed.add(synth.chunk(m, i, size), m)
         facts["build_mixed_s"] = time.perf_counter() - t
         t = time.perf_counter()
-        mixed.standardizer = Standardizer(method="paper").fit(mixed)  # the stored results: the paper, 10,000 per modality (issue 18 moves this to the default)
+        mixed.standardizer = Standardizer(method=method).fit(mixed)  # 10,000 pseudo queries per modality
         facts["fit_s"] = time.perf_counter() - t
+        if mixed.standardizer.has_item_terms:  # the terms go into the shards once (new graphs), as `simstd fit` does
+            t = time.perf_counter()
+            mixed.fold_terms(mixed.standardizer)
+            facts["fold_s"] = time.perf_counter() - t
         mixed.save(mixed_path)
         _log(f"built and fitted the simstd index ({facts['build_mixed_s']:.0f} s + {facts['fit_s']:.0f} s)")
     if not raw_path.exists():
@@ -70,6 +81,8 @@ def build(n: int, workdir: Path, seed: int):
         facts["build_raw_s"] = time.perf_counter() - t
         faiss.write_index(raw, str(raw_path))
         _log(f"built the raw FAISS index ({facts['build_raw_s']:.0f} s)")
+    if (where / "facts.json").exists():  # build times of a cached index
+        facts = {**json.loads((where / "facts.json").read_text()), **facts}
     mixed = MixedIndex.load(mixed_path)
     if not mixed.bridges:
         t = time.perf_counter()
@@ -77,6 +90,7 @@ def build(n: int, workdir: Path, seed: int):
         facts["bridges_s"] = time.perf_counter() - t
         mixed.save(mixed_path)
         _log(f"built the cross-modal bridges ({facts['bridges_s']:.0f} s)")
+    (where / "facts.json").write_text(json.dumps(facts))
     mixed.clear_search_params()
     return mixed, faiss.read_index(str(raw_path)), facts
 
@@ -93,7 +107,7 @@ def run(args) -> dict:
     from simstd import tuning
     from simstd.index import search as pipeline
 
-    mixed, raw, facts = build(args.n, Path(args.workdir), args.seed)
+    mixed, raw, facts = build(args.n, Path(args.workdir), args.seed, args.method)
     q_mod, k = args.query_modality, args.k
     Q = Synth(DIM, args.seed).queries(q_mod, args.queries)  # fresh vectors, in no index
     std = mixed.standardizer
@@ -187,6 +201,7 @@ def run(args) -> dict:
              f" -> {row['simstd_same_ef']['recall']:.3f}; bridged at raw's work {b.get('work', 0):.0f} -> "
              f"{b.get('recall', float('nan')):.3f} {b.get('params')}; bridged to reach raw's recall "
              f"{bt['work']:.0f} -> {bt['recall']:.3f} {bt['params']}")
+    joint = measure_joint(mixed, raw, Q, q_mod, k, truth_std, args) if args.joint else None
     shard_tables = {mode: [{"target": tb.target, "efSearch": tb.values, "hits": (tb.hits / total).tolist(),
                             "work": tb.work.tolist()} for tb in tabs] for mode, tabs in tables.items()}
     return {
@@ -195,8 +210,53 @@ def run(args) -> dict:
         # --results changes where the numbers go, not the numbers
         "command": command("hnsw_budget.py", args.argv, drop=["--results"]),
         "build": facts, "standardized_topk_share": share, "control_shard": other, "rows": rows, "shard_tables": shard_tables,
-        "fit": std.table(),
+        "fit": std.table(), "method": std.method, "joint": joint,
     }
+
+
+def measure_joint(mixed, raw, Q: np.ndarray, q_mod: str, k: int, truth: np.ndarray, args) -> dict:
+    """One inner-product HNSW16 graph over every item for queries of ``q_mod`` (simstd.index.joint):
+    its build time, memory beside raw FAISS's and the shards', and its recall-vs-work rows."""
+    import faiss
+
+    from simstd.engines.faiss import serialized_bytes
+    from simstd.index.bridges import BRIDGE_ENTRIES
+    from simstd.index.joint import JointGraph
+
+    t = time.perf_counter()
+    graph = JointGraph.build(mixed, q_mod, M=16)
+    build_s = time.perf_counter() - t
+    _log(f"built the joint graph for {q_mod} queries ({build_s:.0f} s)")
+    # raw FAISS's graph over the same vectors, built again beside it: wall times here are noisy (shared cores)
+    t = time.perf_counter()
+    again = faiss.index_factory(DIM, "HNSW16", faiss.METRIC_INNER_PRODUCT)
+    for start in range(0, mixed.ntotal, CHUNK):
+        again.add(mixed.reconstruct(np.arange(start, min(start + CHUNK, mixed.ntotal))))
+    raw_build_s = time.perf_counter() - t
+    del again
+    _log(f"built raw FAISS's HNSW16 again beside it ({raw_build_s:.0f} s)")
+    n = mixed.ntotal
+    memory = {"joint": serialized_bytes(graph.graph) / n, "raw": serialized_bytes(raw) / n,
+              "shards": sum(serialized_bytes(s) for s in mixed.shards.values()) / n}
+    # (terms, bridged): r_q^b from the graph's candidates (prior) or from the shards; searched from the
+    # graph's top, or from the query's best items and their bridges into the other modality
+    variants = {"graph": ("graph", False), "graph_bridged": ("graph", True)}
+    if graph.prior is not None:
+        variants["shards_bridged"] = ("shards", True)
+    entry_work = BRIDGE_ENTRIES * len(mixed.modalities)  # entry distances computed outside FAISS's counter
+    rows = []
+    for ef in EFS:
+        row = {"efSearch": ef}
+        for name, (terms, bridged) in variants.items():
+            faiss.cvar.hnsw_stats.reset()
+            _, I = graph.search(mixed, Q, k, ef, terms=terms, term_ef=args.term_ef, bridged=bridged,
+                                entry_ef=args.term_ef)
+            work = faiss.cvar.hnsw_stats.ndis / len(Q) + (entry_work if bridged else 0)
+            row[name] = {"work": work, "recall": recall(I, truth)}
+        rows.append(row)
+        _log(f"joint ef={ef}: " + "; ".join(f"{v} {row[v]['work']:.0f} -> {row[v]['recall']:.3f}" for v in variants))
+    return {"build_s": build_s, "raw_build_s": raw_build_s, "bytes_per_item": memory, "term_ef": args.term_ef, "dim": int(graph.graph.d),
+            "prior": None if graph.prior is None else graph.prior.tolist(), "rows": rows}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -207,11 +267,28 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tune-queries", type=int, default=500, help="stored items used to tune (default 500)")
     p.add_argument("--query-modality", default="text")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--method", default=None,
+                   help="the fit's method (default: the default, Standardizer().method; the stored 1M run: paper)")
+    p.add_argument("--joint", action="store_true",
+                   help="also measure one inner-product HNSW16 graph over every item (simstd.index.joint)")
+    p.add_argument("--term-ef", type=int, default=16,
+                   help="with --joint: efSearch of the per-shard searches that find r_q^b, and of the first "
+                        "search that finds the bridged search's entries (default 16)")
     p.add_argument("--workdir", default="/tmp/simstd-hnsw-budget", help="cache of the built indexes")
-    p.add_argument("--results", default=str(RESULTS / "hnsw_budget.json"))
+    p.add_argument("--results", default=None,
+                   help="default: results/hnsw_budget.json for --method paper, else "
+                        "results/hnsw_budget_METHOD_SIZE_QUERYMODALITY.json")
     args = p.parse_args(argv)
     args.argv = list(argv if argv is not None else sys.argv[1:])
     args.n = parse_size(args.size)
+    if args.method is None:
+        from simstd import Standardizer
+
+        args.method = Standardizer().method
+    if args.results is None:
+        name = ("hnsw_budget.json" if args.method == "paper"
+                else f"hnsw_budget_{args.method}_{size_label(args.n).lower()}_{args.query_modality}.json")
+        args.results = str(RESULTS / name)
     data = run(args)
     out = Path(args.results)
     out.parent.mkdir(parents=True, exist_ok=True)

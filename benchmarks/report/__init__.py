@@ -34,6 +34,10 @@ def write_docs(results_dir: Path, docs: Path, img: Path) -> None:
     budget = results_dir / "hnsw_budget.json"
     if budget.exists():
         lines += hnsw_budget.section(json.loads(budget.read_text(encoding="utf-8")))
+    # the default ranking, one file per query modality (benchmarks/hnsw_budget.py --joint)
+    runs = [json.loads(p.read_text(encoding="utf-8")) for p in sorted(results_dir.glob("hnsw_budget_*.json"),
+                                                                      key=lambda p: ("image" in p.name, p.name))]
+    lines += hnsw_budget.default_section(runs)
     lines += vs_faiss.fitting(results)
     laion = results_dir / "laion_fit.json"
     if laion.exists():

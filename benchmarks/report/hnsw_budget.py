@@ -91,3 +91,80 @@ def section(data: dict) -> list[str]:
                      f"| {x['recall']:.3f} |")
     lines.append("")
     return lines
+
+
+def _best_within(rows: list[dict], budget: float) -> dict | None:
+    """The row with the best recall among those costing at most ``budget`` work."""
+    ok = [r for r in rows if r["work"] <= budget + 1e-9]
+    return max(ok, key=lambda r: (r["recall"], -r["work"])) if ok else None
+
+
+def _within_cell(rows: list[dict], budget: float) -> str:
+    best = _best_within(rows, budget)
+    return "below every setting | –" if best is None else f"{best['work']:,.0f} | **{best['recall']:.3f}**"
+
+
+def default_section(runs: list[dict]) -> list[str]:
+    """The default ranking on HNSW at equal work, per query modality, with the joint graph
+    (``benchmarks/hnsw_budget.py --joint``, one ``hnsw_budget_hubness_*.json`` per run)."""
+    if not runs:
+        return []
+    first = runs[0]
+    lines = [f"## HNSW at equal work: the default ranking, {size_label(first['n'])}, text and image queries\n"]
+    lines.append(
+        f"The section above, for the default (`method=\"{first['method']}\"`, its per-item terms folded into the "
+        f"shards) at {size_label(first['n'])} items (half text, half image, `HNSW16`), k={first['k']}, "
+        f"{first['queries']} fresh queries of each modality, with one more design: the *joint graph*, one FAISS "
+        "inner-product `HNSW16` graph over every item for each query modality, in the standardized space "
+        "(`simstd.index.joint`: item `[2c/std, -rho/std, -mean/std, -e_b/std]`, query `[q, 1, 1, r_q]`, searched "
+        "as maximum inner product). Its *prior* rows search it once with each `r_q^b` at its mean over stored "
+        "items and compute `r_q^b` from the candidates (then rescore them exactly); its *r_q from shards* rows "
+        f"first search each modality's shard for the query's K nearest by `u` (`efSearch` {first['joint']['term_ef'] if first.get('joint') else '-'}) "
+        "and count that work too. *from the top*: one HNSW search; *bridged*: a first search (`efSearch` "
+        f"{first['joint']['term_ef'] if first.get('joint') else '-'}) finds the query's 3 best items, and the bottom layer is searched from them "
+        "and their bridges into the other modality (`build_bridges`), all work counted. *at raw's work*: the best "
+        "recall among the rows of that design that cost at most the raw row's work (the frontier read at 1.0x). "
+        "Measured by:\n")
+    lines.append("```bash")
+    lines += [run["command"] for run in runs]
+    lines.append("```\n")
+    for run in runs:
+        q, joint = run["query_modality"], run.get("joint")
+        share = ", ".join(f"{m} {v:.0%}" for m, v in run["standardized_topk_share"].items())
+        lines.append(f"**{q} queries** (exact standardized top-{run['k']}: {share}):\n")
+        bridged = [dict(r["bridged_same_ef"]) for r in run["rows"]]
+        tuned = [dict(r["bridged_target"]) for r in run["rows"]]
+        header = ("| efSearch | raw work | raw recall | bridged, same efSearch: work | recall | bridged split for "
+                  "raw's recall | work | recall | work / raw work | bridged at raw's work: work | recall")
+        sep = "|---|---|---|---|---|---|---|---|---|---|---"
+        if joint:
+            variants = [v for v in ("graph", "graph_bridged", "shards_bridged") if v in joint["rows"][0]]
+            names = {"graph": "joint, prior, from the top", "graph_bridged": "joint, prior, bridged",
+                     "shards_bridged": f"joint, r_q from shards, bridged"}
+            for v in variants:
+                header += f" | {names[v]}: work | recall | at raw's work: work | recall"
+                sep += "|---|---|---|---"
+        lines += [header + " |", sep + "|"]
+        for j, row in enumerate(run["rows"]):
+            r, b, t = row["raw"], row["bridged_same_ef"], row["bridged_target"]
+            p = t["params"]
+            cells = (f"| {r['efSearch']} | {r['work']:,.0f} | {r['recall']:.3f} | {b['work']:,.0f} | {b['recall']:.3f} "
+                     f"| {', '.join(str(v) for v in p.values())} | {t['work']:,.0f} | {t['recall']:.3f} "
+                     f"| **{t['work'] / r['work']:.2f}** | {_within_cell(bridged + tuned, r['work'])}")
+            if joint:
+                for v in variants:
+                    jr = joint["rows"][j][v]
+                    cells += f" | {jr['work']:,.0f} | {jr['recall']:.3f} | " + _within_cell(
+                        [x[v] for x in joint["rows"]], r["work"])
+            lines.append(cells + " |")
+        if joint:
+            mem = joint["bytes_per_item"]
+            lines.append(f"\nJoint graph for {q} queries: {joint['dim']} dimensions, built in {joint['build_s']:.0f} s "
+                         f"(raw FAISS's `HNSW16` over the same items, built right after it: {joint['raw_build_s']:.0f} s; "
+                         "wall times on shared cores); memory per item (`faiss.write_index` size / N): joint graph "
+                         f"{mem['joint']:,.0f} B, raw FAISS {mem['raw']:,.0f} B, simstd's shards {mem['shards']:,.0f} B "
+                         f"(the joint graph comes on top of the shards: {(mem['joint'] + mem['shards']) / mem['raw']:.1f}x "
+                         "raw's memory for one query modality).\n")
+        else:
+            lines.append("")
+    return lines

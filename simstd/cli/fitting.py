@@ -137,6 +137,8 @@ def _fit(index_path: str, queries: str | None, query_modality: str | None, sampl
         qvec = load_npy(queries, "--queries")
     elif query_modality is not None:
         raise SimstdError("--query-modality describes --queries; pass the query vectors too")
+    if backend(method).has_item_terms:  # refuse a factory that cannot store the terms before a long fit
+        index.shard_set.check_factory(len(index.modalities))
     std = Standardizer(method=method, hubness_k=hubness_k, hubness_bank=hubness_bank or None,
                        n_pseudo=n_pseudo, sample=sample or None, target_se=target_se, seed=seed, strata=strata,
                        min_stratum=min_stratum)

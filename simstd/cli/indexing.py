@@ -388,6 +388,7 @@ def info(index_path: str, fmt: str) -> None:
             "search_params": [{"query_modality": q, "target": t, "params": v}
                               for (q, t), v in index.search_params.items()],
             "bridges": [[q, t] for q, t in index.bridges],
+            "shards": index.shard_info(),
             "versions": _versions_cost(index_path),
             "uncertainty": _uncertainty_info(index),
         }, indent=2))
@@ -403,6 +404,7 @@ def info(index_path: str, fmt: str) -> None:
         click.echo("search       " + ", ".join(f"{q} -> {t}: {v}" for (q, t), v in index.search_params.items()))
     if index.bridges:
         click.echo("bridges      " + ", ".join(f"{q} -> {t}" for q, t in index.bridges))
+    click.echo(_shards_table(index.shard_info()))
     cost = _versions_cost(index_path)
     if cost is not None:
         click.echo(f"versions     {cost['kept']} kept (keep {cost['keep']}): {_size(cost['bytes'])} on disk, "
@@ -435,6 +437,21 @@ def _uncertainty_info(index: MixedIndex) -> dict | None:
         how = f"no labels, {c['map']} map: p_match = sigmoid({c['a']:.3f} logit(p) {c['b']:+.3f})"
     return {"probabilities": model.calibration_source, "labels": int(c["n_labels"]), "map": how,
             "calibration": {k: v for k, v in c.items() if k != "label_free"}}
+
+
+def _shards_table(shards: list[dict]) -> str:
+    """One row per shard: its factory, memory and the search parameters in force."""
+    rows = []
+    for s in shards:
+        params = ", ".join(f"{n}={v:g}" for n, v in s["search_params"].items()) or "-"
+        for q, v in s["pair_params"].items():
+            params += f"; {q} queries: {v}"
+        memory = _size(s["memory_bytes"]) + (f" + {_size(s['lists_bytes'])} lists on disk ({s['lists_file']})"
+                                             if "lists_file" in s else "")
+        rows.append([s["modality"], s["factory"], s["count"], s["stored_dim"], memory,
+                     _size(s["memory_bytes"] / s["count"]) if s["count"] else "-", params])
+    return ("shards (memory: each shard's faiss.write_index size, what it holds in RAM once loaded)\n"
+            + _table(["shard", "factory", "items", "dim", "memory", "per item", "search parameters"], rows))
 
 
 def _versions_cost(index_path: str) -> dict | None:

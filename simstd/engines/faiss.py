@@ -17,6 +17,9 @@ other, so ``u`` carries their quantisation error.
 """
 from __future__ import annotations
 
+import os
+import re
+
 import faiss
 import numpy as np
 
@@ -150,3 +153,147 @@ def search_parameters(shard: faiss.Index, values: dict[str, int] | None) -> fais
     inner = faiss.extract_index_ivf(faiss.downcast_index(shard.index))
     params.max_codes = int(inner.max_codes)  # SearchParametersIVF would reset it to "no limit"
     return params
+
+
+# ------------------------------------------------------- facts and clear errors
+def faiss_message(exc: BaseException) -> str:
+    """A FAISS exception's reason without its C++ location (``Error in <signature> at
+    file.cpp:64: Error: '<condition>' failed: <reason>`` gives ``<reason>``)."""
+    text = str(exc).strip()
+    line = text.splitlines()[-1] if text else type(exc).__name__
+    line = re.sub(r"^Error in .*? at \S+:\d+: ", "", line)
+    line = re.sub(r"^Error: '.*?' failed: ", "", line)
+    return line.strip()[:300]
+
+
+_TRANSFORM = re.compile(r"^(?:(?P<opq>OPQ)(?P<m>\d+)(?:_(?P<out>\d+))?|(?:PCAW?R?|RR|ITQ)(?P<dout>\d+).*)$")
+_PQ = re.compile(r"(?<![A-Z])PQ(\d+)")
+
+
+def check_pq_split(dim: int, factory: str, why: str = "", hint: str = "") -> None:
+    """Refuse a factory whose product quantizer splits vectors of ``dim`` unevenly,
+    before FAISS does (its C++ assertion names neither the factory nor a fix).
+
+    A ``PQ{M}`` (also inside ``IVF..._PQ{M}``, ``HNSW.._PQ{M}``, fast-scan
+    ``PQ{M}x4fs``) cuts each vector into ``M`` sub-vectors of equal length, so
+    ``M`` must divide the dimension it sees: ``dim``, or the output of a
+    preceding ``OPQ{M}_{D}`` / ``PCA{D}`` / ``RR{D}`` transform. ``why``
+    explains where ``dim`` comes from (e.g. the hubness term dimensions) and
+    ``hint`` is a further fix for that case.
+    """
+    d = int(dim)
+    for token in factory.replace(" ", "").split(","):
+        match = _TRANSFORM.match(token)
+        if match and match.group("opq"):
+            out = int(match.group("out") or d)
+            _refuse_split(int(match.group("m")), out, factory, token, *((why, hint) if out == d else ("", "")))
+            d = out
+            continue
+        if match and match.group("dout"):
+            d = int(match.group("dout"))
+            continue
+        for m in _PQ.findall(token):
+            _refuse_split(int(m), d, factory, token, *((why, hint) if d == dim else ("", "")))
+
+
+def _refuse_split(m: int, d: int, factory: str, token: str, why: str, hint: str) -> None:
+    if m > 0 and d % m == 0:
+        return
+    divisors = [x for x in range(1, d + 1) if d % x == 0]
+    near = sorted(divisors, key=lambda x: (abs(x - m), x))[:2]
+    fix = " or ".join(repr(re.sub(rf"PQ{m}(?!\d)", f"PQ{x}", token, count=1)) for x in sorted(near))
+    raise SimstdError(
+        f"factory {factory!r}: {token} splits each vector into {m} sub-vectors, which needs the dimension "
+        f"{d}{why} to be a multiple of {m}; use a number of sub-vectors that divides {d}, e.g. {fix}{hint}"
+    )
+
+
+def factory_of(index: faiss.Index) -> str:
+    """The FAISS factory string that builds ``index`` (FAISS's reverse factory), else its class name."""
+    inner = faiss.downcast_index(index.index if isinstance(index, faiss.IndexIDMap) else index)
+    try:
+        from faiss.contrib.factory_tools import reverse_index_factory
+
+        return str(reverse_index_factory(inner))
+    except Exception:  # not every index type has a factory string
+        return type(inner).__name__
+
+
+def serialized_bytes(index: faiss.Index) -> int:
+    """Bytes ``faiss.write_index`` writes for ``index``: what it holds in memory once read back
+    (vectors or codes, graph links, ids, centroids), counted as the bytes stream past,
+    so nothing is copied. On-disk inverted lists are a file of their own, not counted."""
+    total = 0
+
+    def count(chunk: bytes) -> int:
+        nonlocal total
+        total += len(chunk)
+        return len(chunk)
+
+    writer = faiss.PyCallbackIOWriter(count)
+    faiss.write_index(index, writer)
+    del writer  # flushes the last chunk
+    return total
+
+
+def on_disk_lists(index: faiss.Index) -> tuple[str, int] | None:
+    """``(file, bytes it must hold)`` of an IVF index whose inverted lists live on disk
+    (FAISS ``OnDiskInvertedLists``, the ``.ivfdata`` file), else None."""
+    inner = faiss.downcast_index(index.index if isinstance(index, faiss.IndexIDMap) else index)
+    try:
+        ivf = faiss.extract_index_ivf(inner)
+    except RuntimeError:
+        return None
+    lists = faiss.downcast_InvertedLists(ivf.invlists)
+    if isinstance(lists, faiss.OnDiskInvertedLists):
+        return str(lists.filename), int(lists.totsize)
+    return None
+
+
+def search_settings(index: faiss.Index) -> dict[str, int | float]:
+    """The search-time parameters in force on ``index``: ``efSearch`` (HNSW), ``nprobe``
+    and, when set, ``max_codes`` and the coarse quantizer's ``quantizer_efSearch`` (IVF),
+    ``k_factor`` (a refine stage); the names FAISS's ``ParameterSpace`` takes."""
+    inner = faiss.downcast_index(index.index if isinstance(index, faiss.IndexIDMap) else index)
+    out: dict[str, int | float] = {}
+    if isinstance(inner, faiss.IndexRefine):
+        out["k_factor"] = float(inner.k_factor)
+        inner = faiss.downcast_index(inner.base_index)
+    if isinstance(inner, faiss.IndexHNSW):
+        out["efSearch"] = int(inner.hnsw.efSearch)
+        return out
+    try:
+        ivf = faiss.extract_index_ivf(inner)
+    except RuntimeError:
+        return out
+    out["nprobe"] = int(ivf.nprobe)
+    if ivf.max_codes:
+        out["max_codes"] = int(ivf.max_codes)
+    quantizer = faiss.downcast_index(ivf.quantizer)
+    if isinstance(quantizer, faiss.IndexHNSW):
+        out["quantizer_efSearch"] = int(quantizer.hnsw.efSearch)
+    return out
+
+
+def list_file_problem(exc: BaseException | None, index: faiss.Index | None = None) -> str | None:
+    """What is wrong with the inverted-list file of an on-disk IVF index, else None.
+
+    ``exc``: FAISS's error on reading an index whose ``OnDiskInvertedLists``
+    file (``.ivfdata``) cannot be opened (missing, moved, not writable);
+    ``index``: an index read back, checked that its list file still holds
+    every list (a truncated file is mapped without complaint and crashes the
+    first search that reads past its end).
+    """
+    if exc is not None:
+        match = re.search(r"could not open (.+?) in mode \S+: (.+)$", faiss_message(exc))
+        if match and "OnDiskInvertedLists" in str(exc):
+            return f"its inverted lists are kept in {match.group(1)} (FAISS on-disk lists), which cannot be opened ({match.group(2)})"
+        return None
+    lists = on_disk_lists(index) if index is not None else None
+    if lists is None:
+        return None
+    name, size = lists
+    have = os.path.getsize(name) if os.path.exists(name) else 0
+    if have < size:
+        return f"its inverted lists are kept in {name} (FAISS on-disk lists), which holds {have} of their {size} bytes"
+    return None

@@ -133,8 +133,9 @@ def level0_search(shards: ShardSet, target: str, queries: np.ndarray, k: int, en
     """An HNSW shard's bottom layer searched from ``entries`` (rows, one row of them per query)."""
     inner = faiss.downcast_index(shards.shards[target].index)
     queries = np.ascontiguousarray(queries, dtype=np.float32)
+    entries = unique_rows(entries)
     nq, ne = entries.shape
-    X = inner.reconstruct_batch(entries.ravel()).reshape(nq, ne, -1)
+    X = inner.reconstruct_batch(np.maximum(entries, 0).ravel()).reshape(nq, ne, -1)
     near = np.ascontiguousarray(np.einsum("qd,qed->qe", queries, X), dtype=np.float32)
     ef = params.efSearch if params is not None else inner.hnsw.efSearch
     beam = faiss.SearchParametersHNSW()
@@ -145,3 +146,12 @@ def level0_search(shards: ShardSet, target: str, queries: np.ndarray, k: int, en
                          faiss.swig_ptr(D), faiss.swig_ptr(I), ne, 2, beam)
     ids = shards.row_ids[target]
     return D, np.where(I >= 0, ids[np.maximum(I, 0)], -1)
+
+
+def unique_rows(entries: np.ndarray) -> np.ndarray:
+    """Each row's distinct entry rows, then -1: FAISS's bottom-layer search stops at the
+    first -1, and returns an entry given twice twice (the bridges of a query's best
+    items often coincide: the same id twice in its top-k)."""
+    out = np.sort(entries, axis=1)
+    out[:, 1:][out[:, 1:] == out[:, :-1]] = -1
+    return np.ascontiguousarray(-np.sort(-out, axis=1), dtype=np.int32)

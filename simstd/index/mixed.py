@@ -288,6 +288,23 @@ class MixedIndex:
         """A shard's own search parameters (``efSearch`` for HNSW, ``nprobe`` for IVF)."""
         return shard_search_params(self.shard_set, target)
 
+    def shard_info(self) -> list[dict]:
+        """One record per shard: its FAISS ``factory`` string, ``kind``, ``count``,
+        ``stored_dim``, ``memory_bytes`` (its ``faiss.write_index`` size, the RAM it
+        takes once loaded; :meth:`ShardSet.describe`), the ``search_params`` set on
+        the shard, the per-pair settings that override them for queries of some
+        modalities (``pair_params``, ``{query modality: "efSearch=256"}``;
+        :meth:`set_search_params`) and the query modalities searched from bridges
+        (``bridged_from``). ``simstd info`` prints them."""
+        pairs, bridged = self.search_params, self.bridges
+        out = []
+        for m in self.modalities:
+            facts = self.shard_set.describe(m)
+            facts["pair_params"] = {q: v for (q, t), v in pairs.items() if t == m}
+            facts["bridged_from"] = [q for q, t in bridged if t == m]
+            out.append(facts)
+        return out
+
     # ---------------------------------------------------------------- bridges
     def build_bridges(self, ef_search: int = 32, *, batch: int = 16_384) -> list[tuple[str, str]]:
         """Cross-modal entry points for HNSW shards; returns the bridged (query, target) pairs.

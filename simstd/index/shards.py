@@ -18,7 +18,8 @@ from typing import Iterator, Sequence
 import faiss
 import numpy as np
 
-from ..engines.faiss import augment
+from ..engines.faiss import (augment, check_pq_split, factory_of, faiss_message, on_disk_lists,
+                             search_settings, serialized_bytes)
 from ..errors import SimstdError
 from ..validation import check_modality
 
@@ -64,14 +65,20 @@ class ShardSet:
         out.term_modalities, out.folded = list(term_modalities), folded
         return out
 
-    def check_factory(self) -> None:
+    def check_factory(self, extra: int = 0) -> None:
+        """Refuse a factory string FAISS cannot build for the stored width: the vector
+        dimension plus ``extra`` term dimensions (a fit with per-item terms stores one
+        per query modality), with the reason and a fix instead of FAISS's C++ message."""
+        width = self.dim + int(extra)
+        why = f" ({self.dim} + {extra} hubness term dimensions, one per query modality)" if extra else ""
+        hint = "; or fit with method='paper' (simstd fit --method paper), which stores no term dimensions"
+        check_pq_split(width, self.factory, why, hint if extra else "")
         try:
-            faiss.index_factory(self.dim, self.factory, faiss.METRIC_INNER_PRODUCT)
+            faiss.index_factory(width, self.factory, faiss.METRIC_INNER_PRODUCT)
         except RuntimeError as exc:
-            first = str(exc).strip().splitlines()[-1] if str(exc).strip() else str(exc)
             raise SimstdError(
-                f"FAISS cannot build factory string {self.factory!r} for dimension {self.dim} ({first}); "
-                "use e.g. 'Flat', 'IVF1024,Flat', 'HNSW32' or 'IVF1024,SQfp16'"
+                f"FAISS cannot build factory string {self.factory!r} for dimension {width}{why} "
+                f"({faiss_message(exc)}); use e.g. 'Flat', 'IVF1024,Flat', 'HNSW32' or 'IVF1024,SQfp16'"
             ) from None
 
     # ------------------------------------------------------------------ facts
@@ -90,6 +97,34 @@ class ShardSet:
     @property
     def term_width(self) -> int:
         return len(self.term_modalities)
+
+    def describe(self, modality: str) -> dict:
+        """FAISS facts of one shard: its ``factory`` (FAISS's reverse factory of the
+        shard as built: the index's factory string at the stored width, or an adopted
+        index's own), ``kind``, ``count``, ``stored_dim`` (the vector plus its term
+        dimensions), ``memory_bytes`` and the ``search_params`` set on it.
+
+        ``memory_bytes`` is the size of the shard serialized by ``faiss.write_index``
+        (counted as it streams, nothing copied): the codes or vectors, graph links,
+        centroids and the id map, i.e. what the shard holds in RAM once loaded, to
+        within FAISS's allocator slack. IVF lists kept on disk (``OnDiskInvertedLists``)
+        are not in it: ``lists_file`` and ``lists_bytes`` give their file.
+        """
+        self.check_modality(modality)
+        shard = self.shards[modality]
+        out = {
+            "modality": modality,
+            "factory": factory_of(shard),
+            "kind": type(faiss.downcast_index(shard.index)).__name__,
+            "count": int(shard.ntotal),
+            "stored_dim": int(shard.d),
+            "memory_bytes": serialized_bytes(shard),
+            "search_params": search_settings(shard),
+        }
+        lists = on_disk_lists(shard)
+        if lists is not None:
+            out["lists_file"], out["lists_bytes"] = lists
+        return out
 
     def check_modality(self, modality: str, role: str = "modality") -> None:
         check_modality(modality, self.modalities, role)
@@ -141,7 +176,7 @@ class ShardSet:
             try:
                 sub.train(stored)
             except RuntimeError as exc:
-                msg = str(exc).strip().splitlines()[-1]
+                msg = faiss_message(exc)
                 raise SimstdError(
                     f"cannot train {self.factory!r} on the {len(stored)} {modality!r} vectors ({msg}); "
                     "each modality is trained on its own vectors: use a smaller nlist (about sqrt(n)) "

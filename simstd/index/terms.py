@@ -34,6 +34,7 @@ def fold(shards: ShardSet, standardizer: object) -> None:
             "items were added without it (assign index.standardizer before index.add), or it belongs to "
             "another index; refit with `simstd fit --index ...`"
         )
+    shards.check_factory(len(standardizer.modalities_))  # e.g. PQ8 cannot split 512 + 2 dimensions
     for m, shard in shards.shards.items():
         cols = term_columns(standardizer.terms_[shards.row_ids[m]])
         shards.shards[m] = fold_terms(shard, shards.dim, shards.factory, cols)

@@ -22,6 +22,7 @@ from typing import Iterator
 import faiss
 import numpy as np
 
+from ..engines.faiss import faiss_message, list_file_problem
 from ..errors import SimstdError
 from ..index import MixedIndex
 from ..validation import NORM_TOLERANCE
@@ -97,8 +98,16 @@ def _adopt(folder: ClipRetrievalFolder, where: Path, model: str | None) -> Mixed
         try:
             shard = faiss.read_index(str(path))
         except RuntimeError as exc:
-            raise SimstdError(f"cannot read {path} as a FAISS index ({str(exc).strip().splitlines()[-1][:200]}); "
+            lists = list_file_problem(exc)
+            if lists:
+                raise SimstdError(f"cannot adopt {path}: {lists}; put that file back at that path, or rebuild "
+                                  "the index with autofaiss") from None
+            raise SimstdError(f"cannot read {path} as a FAISS index ({faiss_message(exc)}); "
                               "rebuild it with autofaiss") from None
+        lists = list_file_problem(None, shard)
+        if lists:
+            raise SimstdError(f"cannot adopt {path}: {lists}; put the whole file back, or rebuild the index "
+                              "with autofaiss")
         _check_adoptable(folder, modality, shard, path)
         shards[modality] = shard
     keys = {_factory_of(s) for s in shards.values()}

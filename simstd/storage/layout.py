@@ -31,6 +31,7 @@ from typing import Callable, Protocol, TypeVar
 import faiss
 import numpy as np
 
+from ..engines.faiss import list_file_problem
 from ..errors import CorruptFileError, SimstdError
 from ..store import MetadataStore
 from .lock import DEFAULT_TIMEOUT, store_dir
@@ -278,6 +279,10 @@ def _spot_check_vectors(shards: dict, dim: int, path: Path, handle: Path) -> Non
             )
 
 
+_LISTS_FIX = ("put that file back at that path (it is not part of the index's versions: back it up with them), "
+              "or rebuild the index with `simstd build`")
+
+
 def _read_shards(path: Path, counts: list, dim: int, mismatch: str) -> dict[str, faiss.IndexIDMap]:
     """The shards, each checked to store ``dim``-dimensional vectors (hubness term dimensions included)."""
     shards = {}
@@ -287,11 +292,17 @@ def _read_shards(path: Path, counts: list, dim: int, mismatch: str) -> dict[str,
             shard = faiss.read_index(reader)
             if not isinstance(shard, faiss.IndexIDMap) or shard.d != dim or shard.ntotal != count:
                 raise RuntimeError(f"shard {modality!r} {mismatch}")
+            lists = list_file_problem(None, shard)
+            if lists:
+                raise CorruptFileError(f"the {modality!r} shard in {path} is unusable: {lists}; {_LISTS_FIX}")
             shards[modality] = shard
         del reader
     except RuntimeError as exc:
         if not path.exists():
             raise FileNotFoundError(str(path)) from None
+        lists = list_file_problem(exc)
+        if lists:  # the shards file is fine; a file it points to is not
+            raise CorruptFileError(f"the shards in {path} cannot be read: {lists}; {_LISTS_FIX}") from None
         reason = str(exc).strip().splitlines()[-1][:200]
         raise CorruptFileError(
             f"index file {path} is corrupt ({reason}); restore it from a backup or rebuild it with `simstd build`"
