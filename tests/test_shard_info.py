@@ -138,20 +138,46 @@ def test_cli_build_refuses_pq_split_in_one_line(tmp_path, vectors):
     assert "PQ7" in line and "dimension 32" in line and "'PQ8'" in line
 
 
-def test_default_fit_refuses_pq_that_cannot_hold_the_term_dimensions(tmp_path, vectors):
-    """PQ8 divides 32 but not 32 + 2 term dimensions: the default's terms would make
-    FAISS throw at the first search; now a clear error before a long fit."""
-    index = MixedIndex.from_arrays(vectors, factory="IVF4,PQ8x4")
+def test_term_padding_lets_every_useful_pq_hold_the_default_s_term_dimensions():
+    from simstd.engines.faiss import term_padding
+
+    assert term_padding(512, 2, "Flat") == 0 and term_padding(512, 0, "IVF16,PQ64") == 0
+    assert term_padding(512, 2, "IVF1024,PQ64") == 62  # 512 + 2 + 62 = 9 x 64
+    assert term_padding(512, 2, "IVF1024,PQ8x4fs") == 6  # 520 = 65 x 8
+    assert term_padding(512, 3, "PQ16") == 13
+    assert term_padding(512, 2, "OPQ16_64,IVF16,PQ16") == 0  # the PQ sees OPQ's 64 outputs, not the input
+
+
+def test_the_default_on_pq_pads_its_term_dimensions_and_ranks_as_on_flat(tmp_path, vectors):
+    """PQ8 divides 32 but not 32 + 2 term dimensions: the shards store 6 zeros after the
+    terms (free for PQ: a code is M indices whatever the width), so the default works on
+    PQ shards. Before, FAISS threw at the first search (and then simstd refused PQ8)."""
+    queries = vectors["text"][:40]
+    flat = MixedIndex.from_arrays(vectors)
+    flat.standardizer = Standardizer(sample=200).fit(flat)
+    index = MixedIndex.from_arrays(vectors, factory="IVF4,PQ8x8")
     index.standardizer = Standardizer(sample=200).fit(index)
-    with pytest.raises(SimstdError) as err:
-        index.search(vectors["text"][:2], "text", 5)
-    msg = str(err.value)
-    assert "34" in msg and "hubness term" in msg and "method='paper'" in msg and "Error in" not in msg
+    index.set_search_params("nprobe=4")
+    res = index.search(queries, "text", 10)
+    assert {s["stored_dim"] for s in index.shard_info()} == {40}  # 32 + 2 terms + 6 zeros
+    exact = flat.search(queries, "text", 10)
+    overlap = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(res.ids, exact.ids)])
+    assert overlap > 0.6, overlap  # PQ's quantisation error, not a broken inner product
     db = tmp_path / "db.faiss"
-    MixedIndex.from_arrays(vectors, factory="IVF4,PQ8x4").save(db)
-    line = one_line_error(run("fit", "--index", db))
-    assert "34" in line and "--method paper" in line
-    assert run("fit", "--index", db, "--method", "paper", "--sample", 200).exit_code == 0  # no term dimensions: fine
+    index.save(db)
+    again = MixedIndex.load(db)
+    again.set_search_params("nprobe=4")
+    np.testing.assert_array_equal(again.search(queries, "text", 10).ids, res.ids)
+    again.add(np.asarray(vectors["image"][:3]), "image")  # new items get their terms, padding stays zero
+    assert again.search(queries[:2], "text", 5).ids.shape == (2, 5)
+    assert run("fit", "--index", db, "--sample", 200).exit_code == 0  # the CLI no longer refuses it
+
+
+def test_a_pq_split_no_padding_can_fix_is_refused_before_the_fit(tmp_path, vectors):
+    """After PCA24 the PQ sees 24 dimensions whatever is stored: PQ7 cannot split them."""
+    db = tmp_path / "db.faiss"
+    with pytest.raises(SimstdError, match="PQ7"):
+        MixedIndex.from_arrays(vectors, factory="PCA24,IVF4,PQ7")
 
 
 # ------------------------------------------------------------- on-disk lists

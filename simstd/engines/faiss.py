@@ -17,6 +17,7 @@ other, so ``u`` carries their quantisation error.
 """
 from __future__ import annotations
 
+import functools
 import os
 import re
 
@@ -194,6 +195,28 @@ def check_pq_split(dim: int, factory: str, why: str = "", hint: str = "") -> Non
             continue
         for m in _PQ.findall(token):
             _refuse_split(int(m), d, factory, token, *((why, hint) if d == dim else ("", "")))
+
+
+@functools.lru_cache(maxsize=256)
+def term_padding(dim: int, terms: int, factory: str) -> int:
+    """Zero dimensions stored after ``terms`` term dimensions so that every product
+    quantizer of ``factory`` splits the stored width evenly (0 when it already does,
+    or when no padding below 256 would: :func:`check_pq_split` then says why).
+
+    A PQ code costs ``M`` sub-quantizer indices whatever the width, so the padding
+    costs no memory per item; queries and items carry zeros there, so inner
+    products are unchanged. Without it, the default's ``512 + 2`` dimensions
+    could be split by no useful ``PQ{M}``.
+    """
+    if terms <= 0:
+        return 0
+    for pad in range(256):
+        try:
+            check_pq_split(dim + terms + pad, factory)
+        except SimstdError:
+            continue
+        return pad
+    return 0
 
 
 def _refuse_split(m: int, d: int, factory: str, token: str, why: str, hint: str) -> None:

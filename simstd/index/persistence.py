@@ -104,8 +104,9 @@ def register_part(part: Part) -> None:
 def to_parts(index: Any) -> IndexParts:
     """The record storage commits for ``index``."""
     shards: ShardSet = index.shard_set
-    terms = ({"term_modalities": list(shards.term_modalities), "folded_terms": shards.folded}
-             if shards.term_modalities else {})
+    # term_width: the stored dimensions after the vector (terms plus a product quantizer's zero padding)
+    terms = ({"term_modalities": list(shards.term_modalities), "folded_terms": shards.folded,
+              "term_width": shards.term_width} if shards.term_modalities else {})
     facts = {
         "dim": index.dim,
         "factory": index.factory,

@@ -18,7 +18,7 @@ from typing import Iterator, Sequence
 import faiss
 import numpy as np
 
-from ..engines.faiss import (augment, check_pq_split, factory_of, faiss_message, on_disk_lists,
+from ..engines.faiss import (augment, check_pq_split, factory_of, faiss_message, on_disk_lists, term_padding,
                              search_settings, serialized_bytes)
 from ..errors import SimstdError
 from ..validation import check_modality
@@ -68,9 +68,13 @@ class ShardSet:
     def check_factory(self, extra: int = 0) -> None:
         """Refuse a factory string FAISS cannot build for the stored width: the vector
         dimension plus ``extra`` term dimensions (a fit with per-item terms stores one
-        per query modality), with the reason and a fix instead of FAISS's C++ message."""
-        width = self.dim + int(extra)
-        why = f" ({self.dim} + {extra} hubness term dimensions, one per query modality)" if extra else ""
+        per query modality) and their zero padding for a product quantizer
+        (:func:`~simstd.engines.faiss.term_padding`), with the reason and a fix instead
+        of FAISS's C++ message."""
+        pad = term_padding(self.dim, int(extra), self.factory)
+        width = self.dim + int(extra) + pad
+        why = (f" ({self.dim} + {extra} hubness term dimensions, one per query modality"
+               + (f", + {pad} zero padding" if pad else "") + ")") if extra else ""
         hint = "; or fit with method='paper' (simstd fit --method paper), which stores no term dimensions"
         check_pq_split(width, self.factory, why, hint if extra else "")
         try:
@@ -96,7 +100,10 @@ class ShardSet:
 
     @property
     def term_width(self) -> int:
-        return len(self.term_modalities)
+        """Stored dimensions after the vector: one term per query modality, then the
+        zeros a product quantizer needs to split the width evenly."""
+        n = len(self.term_modalities)
+        return n + term_padding(self.dim, n, self.factory) if n else 0
 
     def describe(self, modality: str) -> dict:
         """FAISS facts of one shard: its ``factory`` (FAISS's reverse factory of the

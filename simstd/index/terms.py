@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..engines.base import Searchable
-from ..engines.faiss import augment, fold_terms, term_columns
+from ..engines.faiss import augment, fold_terms, term_columns, term_padding
 from ..errors import FingerprintMismatchError, NotFittedError
 from .shards import ShardSet
 
@@ -34,9 +34,13 @@ def fold(shards: ShardSet, standardizer: object) -> None:
             "items were added without it (assign index.standardizer before index.add), or it belongs to "
             "another index; refit with `simstd fit --index ...`"
         )
-    shards.check_factory(len(standardizer.modalities_))  # e.g. PQ8 cannot split 512 + 2 dimensions
+    n_terms = len(standardizer.modalities_)
+    shards.check_factory(n_terms)  # e.g. PQ7 cannot split 512 + 2 dimensions, nor any padding of them
+    pad = term_padding(shards.dim, n_terms, shards.factory)  # zeros so that PQ8 splits 512 + 2 + 6
     for m, shard in shards.shards.items():
         cols = term_columns(standardizer.terms_[shards.row_ids[m]])
+        if pad:
+            cols = np.hstack([cols, np.zeros((len(cols), pad), np.float32)])
         shards.shards[m] = fold_terms(shard, shards.dim, shards.factory, cols)
     shards.term_modalities = list(standardizer.modalities_)
     shards.folded = digest
@@ -61,8 +65,8 @@ def stored_vectors(shards: ShardSet, standardizer: object | None, searchable: Se
     if width == 0:
         return vectors
     out = augment(vectors, width)
-    if in_step and rho is not None:
-        out[:, shards.dim :] = term_columns(rho)
+    if in_step and rho is not None:  # the padding after the terms stays zero
+        out[:, shards.dim : shards.dim + len(shards.term_modalities)] = term_columns(rho)
         shards.folded = std.terms_digest_
     else:
         shards.folded = None

@@ -211,7 +211,9 @@ def _facts(version: Version) -> dict:
         raise CorruptFileError(f"{version.handle} has a malformed 'index' section; rebuild the index with "
                                "`simstd build`")
     terms, folded = facts.get("term_modalities") or [], facts.get("folded_terms")
-    if not (isinstance(terms, list) and all(isinstance(t, str) for t in terms)) or not isinstance(folded, (str, type(None))):
+    term_width = facts.get("term_width", len(terms))
+    if not (isinstance(terms, list) and all(isinstance(t, str) for t in terms)) or not isinstance(folded, (str, type(None))) \
+            or not (isinstance(term_width, int) and term_width >= len(terms)):
         raise CorruptFileError(f"{version.handle} has malformed hubness term facts; refit with `simstd fit`")
     return dict(facts)
 
@@ -238,7 +240,8 @@ def _load_version_files(version: Version, skip: tuple[str, ...], verify: bool | 
         checksum = verify if verify is not None else entry.size <= VERIFY_LIMIT
         version.check_file(name, checksum=bool(checksum))
     shards_path = version.file(SHARDS)
-    width = dim + len(facts.get("term_modalities") or [])
+    # the stored term dimensions (with any padding); versions written before padding have one per modality
+    width = dim + int(facts.get("term_width", len(facts.get("term_modalities") or [])))
     shards = _read_shards(shards_path, counts, width, f"it does not match {version.handle}")
     if not (verify if verify is not None else version.manifest.files[SHARDS].size <= VERIFY_LIMIT):
         _spot_check_vectors(shards, dim, shards_path, version.handle)
