@@ -285,10 +285,10 @@ def reliability_curves(pairs: np.ndarray, *, seeds: Sequence[int] = range(5), pr
                        labels: int = 50) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """``{label: (probability, correct)}`` of every query's top-1 hit, pooled over ``seeds``, on a
     protocol where each query's partner is indexed
-    (:func:`simstd.uncertainty.analysis.partnered_split`): the label-free ``p_match`` (today's
+    (:func:`simstd.evaluation.uncertainty.partnered_split`): the label-free ``p_match`` (today's
     posterior share ``p``) and, when there are at least ``2 labels`` queries, ``p_match``
     calibrated on ``labels`` gold pairs other than the query's own (rotating folds)."""
-    from .uncertainty.analysis import pmatch_run
+    from .evaluation.uncertainty import pmatch_run
 
     free, fitted, correct = [], [], []
     for seed in seeds:
@@ -309,7 +309,7 @@ def plot_reliability_diagram(curves: dict[str, tuple[np.ndarray, np.ndarray]], p
     """Reliability diagram: the share of correct hits against the mean probability in each of
     ``bins`` equal-width bins holding at least 5 hits, with the ECE of each curve in the legend
     (Guo et al., 2017, "On calibration of modern neural networks")."""
-    from .uncertainty.analysis import expected_calibration_error, reliability
+    from .evaluation.uncertainty import expected_calibration_error, reliability
 
     fig, axes = _figure(size=(5.4, 5.0))
     ax = axes[0, 0]

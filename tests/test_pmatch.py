@@ -10,7 +10,7 @@ from simstd.cli import main
 from simstd.datasets import synthetic_pairs
 from simstd.errors import SimstdError
 from simstd.uncertainty import UncertaintyModel
-from simstd.uncertainty.analysis import expected_calibration_error, partnered_split
+from simstd.evaluation.uncertainty import expected_calibration_error, partnered_split
 from simstd.uncertainty.labels import read_gold_pairs
 from simstd.uncertainty.model import LABEL_PRIOR, apply_logistic, fit_logistic, logit
 

@@ -11,19 +11,21 @@ from simstd import MixedIndex, Standardizer
 from simstd.cli import main
 from simstd.errors import FingerprintMismatchError, SimstdError, StaleFitWarning
 from simstd.storage import version_files
+from simstd.evaluation.uncertainty import (
+    decile_recall,
+    expected_calibration_error,
+    fit_platt,
+    mixed_protocol_run,
+    platt,
+    plot_reliability,
+)
 from simstd.uncertainty import (
     UncertaintyModel,
     background_moments,
     condition_out,
-    decile_recall,
-    expected_calibration_error,
-    fit_platt,
     log_tail_mean,
     lr_vertex,
-    mixed_protocol_run,
     monotone_log_lr,
-    platt,
-    plot_reliability,
     surprisal,
 )
 

@@ -39,7 +39,7 @@ Every hit also gets ``p_match = sigmoid(a logit(p) + b)``, a match probability:
 label-free by default (``p`` itself, or a map fitted on pseudo queries), or
 calibrated on a few gold pairs with :meth:`UncertaintyModel.calibrate`.
 
-The analysis that measures all this lives in :mod:`simstd.uncertainty.analysis`.
+The analysis that measures all this lives in :mod:`simstd.evaluation.uncertainty`.
 """
 from __future__ import annotations
 

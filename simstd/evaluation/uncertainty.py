@@ -1,10 +1,10 @@
 """How well the label-free confidence tracks failure: uncertainty deciles with
 Recall@1 and Pearson r, expected calibration error, Platt calibration,
 reliability diagrams, and the mixed-protocol benchmark behind
-``python -m simstd.uncertainty`` (docs/uncertainty.md).
+``python -m simstd.evaluation.uncertainty`` (docs/uncertainty.md).
 
-Research code: it builds indexes to measure the model, so it sits above the
-index in the layers; the model itself (:mod:`simstd.uncertainty.model`) does not.
+Research code: it builds indexes to measure the model, so it lives with the
+evaluation, above the index; the model itself (:mod:`simstd.uncertainty`) does not.
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from ..errors import SimstdError
-from .model import UncertaintyModel
+from ..uncertainty.model import UncertaintyModel
 
 def decile_recall(uncertainty: np.ndarray, correct: np.ndarray, bins: int = 10) -> dict:
     """Queries sorted by uncertainty (ascending, stable) and cut into ``bins``
@@ -395,10 +395,10 @@ def pmatch_markdown(report: dict) -> str:
 
 
 def pmatch_main(argv: Sequence[str] | None = None) -> int:
-    """``python -m simstd.uncertainty pmatch``: the p_match tables and the reliability diagram."""
+    """``python -m simstd.evaluation.uncertainty pmatch``: the p_match tables and the reliability diagram."""
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m simstd.uncertainty pmatch", description=pmatch_main.__doc__)
+    parser = argparse.ArgumentParser(prog="python -m simstd.evaluation.uncertainty pmatch", description=pmatch_main.__doc__)
     default_dir = Path(__file__).resolve().parents[3] / "shared" / "data" / "modality-gap-features"
     parser.add_argument("--features-dir", default=str(default_dir), help="folder of features_*.npy")
     parser.add_argument("--files", default=",".join(TRAINED), help="comma-separated feature file names")
@@ -428,10 +428,10 @@ def pmatch_main(argv: Sequence[str] | None = None) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m simstd.uncertainty``: reproduce the numbers and the plot of docs/uncertainty.md."""
+    """``python -m simstd.evaluation.uncertainty``: reproduce the numbers and the plot of docs/uncertainty.md."""
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m simstd.uncertainty", description=main.__doc__)
+    parser = argparse.ArgumentParser(prog="python -m simstd.evaluation.uncertainty", description=main.__doc__)
     default_dir = Path(__file__).resolve().parents[3] / "shared" / "data" / "modality-gap-features"
     parser.add_argument("--features-dir", default=str(default_dir), help="folder of features_*.npy")
     parser.add_argument("--files", default=",".join(FEATURE_FILES), help="comma-separated feature file names")
