@@ -22,7 +22,9 @@ if find_chromium() is None:  # pragma: no cover - CI installs it (.ci/install-sy
 
 CARDS = """[...document.querySelectorAll('#results .card')].map(c => ({
   modality: c.dataset.modality, id: Number(c.dataset.id), text: c.innerText,
-  img: c.querySelector('img') ? {done: c.querySelector('img').complete, w: c.querySelector('img').naturalWidth} : null}))"""
+  img: c.querySelector('img') ? {done: c.querySelector('img').complete, w: c.querySelector('img').naturalWidth} : null,
+  p_match: c.querySelector('[title^="match probability"]')?.innerText ?? null,
+  p_match_title: c.querySelector('[title^="match probability"]')?.title ?? null}))"""
 SHARE = "JSON.stringify([document.querySelector('#share').dataset.mode, document.querySelector('#share').dataset.share])"
 
 
@@ -59,6 +61,8 @@ def test_query_mixed_grid_then_raw_toggle_changes_share(page, tmp_path):
     assert cards[0]["modality"] == "text" and "a red circle" in cards[0]["text"]
     for c in cards:
         assert "z " in c["text"] and "cos " in c["text"] and "conf " in c["text"], c
+        assert c["p_match"] is not None and 0 <= float(c["p_match"].split()[1]) <= 1, c  # the match probability
+        assert "label-free" in c["p_match_title"], c  # says what it rests on
         assert c["text"].lower().startswith(c["modality"]) or c["modality"].upper() in c["text"]
     browser.wait_for("[...document.querySelectorAll('#results img')].every(i => i.complete && i.naturalWidth > 0)",
                      20, "the thumbnails")

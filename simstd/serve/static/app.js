@@ -202,7 +202,10 @@ function card(hit) {
     el("span", { title: "standardized score" }, "z ", el("b", {}, data_z(hit))),
     el("span", { title: "raw cosine" }, "cos ", el("b", {}, fmt(hit.raw_score, 3))),
     hit.confidence === null || hit.confidence === undefined ? null
-      : el("span", { title: "label-free confidence" }, "conf ", el("b", {}, fmt(hit.confidence, 2))));
+      : el("span", { title: "label-free confidence" }, "conf ", el("b", {}, fmt(hit.confidence, 2))),
+    hit.p_match === null || hit.p_match === undefined ? null
+      : el("span", { title: `match probability (${(state.info && state.info.probabilities) || "see /info"})` }, "p ",
+           el("b", {}, fmt(hit.p_match, 2))));
   const top = el("div", { class: "top" }, el("span", { class: "rank" }, `#${hit.rank}`),
                  el("span", { class: "id" }, `id ${hit.id}`));
   const node = el("article", { class: "card", dataset: { modality: hit.modality, id: String(hit.id) },
