@@ -1,8 +1,10 @@
 """The Standardizer: per-(query modality, target modality) pair statistics, shared by every method.
 
-One estimator class, kept in one file (about 550 lines, a third of them the
-parameter and attribute docs): its method-specific parts live in the
-backends, its file format in :mod:`.io`.
+One estimator class, kept in one file (about 670 lines, a third of them the
+parameter and attribute docs): one job, the pairs' statistics, whose
+method-specific parts live in the backends, its file format in :mod:`.io` and
+the strata's grouping in :mod:`simstd.strata`; splitting the class itself
+would scatter the estimator's constructor, fit and transform over files.
 
 Method: Yamashita, Shirafuji and Saito, "Bridging the Modality Gap by
 Similarity Standardization with Pseudo-Positive Samples" (2025). For every pair
