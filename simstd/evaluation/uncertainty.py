@@ -14,7 +14,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from ..errors import SimstdError
-from ..uncertainty.model import UncertaintyModel
+from ..uncertainty.model import UncertaintyModel, logit
 
 def decile_recall(uncertainty: np.ndarray, correct: np.ndarray, bins: int = 10) -> dict:
     """Queries sorted by uncertainty (ascending, stable) and cut into ``bins``
@@ -53,7 +53,7 @@ def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray, bins
 def fit_platt(confidence: np.ndarray, correct: np.ndarray, iters: int = 50) -> tuple[float, float]:
     """Platt scaling with gold labels: ``P = sigmoid(a * logit(conf) + b)`` by Newton's method
     (a little ridge keeps it finite on separable data). Returns ``(a, b)``."""
-    x = _logit(np.asarray(confidence, dtype=np.float64).ravel())
+    x = logit(np.asarray(confidence, dtype=np.float64).ravel())
     y = np.asarray(correct, dtype=np.float64).ravel()
     X = np.stack([x, np.ones_like(x)], axis=1)
     w = np.array([1.0, 0.0])
@@ -71,12 +71,7 @@ def fit_platt(confidence: np.ndarray, correct: np.ndarray, iters: int = 50) -> t
 
 def platt(confidence: np.ndarray, a: float, b: float) -> np.ndarray:
     """Apply :func:`fit_platt`'s map."""
-    return 1 / (1 + np.exp(-(a * _logit(np.asarray(confidence, dtype=np.float64)) + b)))
-
-
-def _logit(p: np.ndarray) -> np.ndarray:
-    p = np.clip(p, 1e-12, 1 - 1e-12)
-    return np.log(p) - np.log1p(-p)
+    return 1 / (1 + np.exp(-(a * logit(np.asarray(confidence, dtype=np.float64)) + b)))
 
 
 def plot_reliability(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], path: str | Path, bins: int = 10,
